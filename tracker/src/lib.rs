@@ -1,1 +1,37 @@
-//! cascade-tracker.
+//! Cascade's tracker: the system of record for every job of a pipeline.
+//!
+//! Every job is a database row at every moment — open at a stage, leased to a worker until an
+//! expiry, or done with its final output — so any process can die without losing a job.
+//!
+//! # Layout
+//! - [`JobStore`] (`store/`): loading jobs, registering workers, fenced leases (claim,
+//!   heartbeat, complete, flag, release), the idle sweep, and the read models the HTTP API and
+//!   dashboard show (counts, workers, jobs, leaderboard, ETA, throughput).
+//! - [`DatabaseUrl`] and the connection pools (`db/`): SQLite (default, embedded) or PostgreSQL,
+//!   with embedded migrations for each.
+//! - [`StoreConfig`]: enabled stages, idle timeout, flag threshold.
+//! - [`Clock`]: injectable time, so tests move time instead of sleeping.
+//! - [`load`]: job lists from JSON, text lines or brace patterns.
+//! - [`StageId`]: the stage letters `a`..`e`.
+//! - `testing` (feature `test-util`): throw-away SQLite and PostgreSQL databases for tests.
+
+mod clock;
+mod config;
+mod db;
+mod error;
+pub mod load;
+mod stage;
+mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::StoreConfig;
+pub use db::{DatabaseUrl, DbConnection};
+pub use error::TrackerError;
+pub use stage::StageId;
+pub use store::{
+    ClaimedJob, Completion, Eta, FlagOutcome, JobDetail, JobEvent, JobState, JobSummary,
+    JobStore, LeaderboardEntry, Page, Registration, StageCounts, SweepReport, ThroughputPoint,
+    WorkerView,
+};

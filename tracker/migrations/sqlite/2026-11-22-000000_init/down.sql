@@ -1,0 +1,4 @@
+DROP TABLE job_events;
+DROP TABLE leaderboard;
+DROP TABLE workers;
+DROP TABLE jobs;

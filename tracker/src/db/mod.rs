@@ -1,0 +1,212 @@
+//! Database access: the backend-neutral connection type, pools, pragmas and migrations.
+//!
+//! SQLite is the default (an embedded file, nothing to set up); PostgreSQL is chosen by a
+//! `postgres://` or `postgresql://` URL and lets several tracker processes share the work.
+//! Queries are written once against [`DbConnection`], diesel's multi-backend connection; the
+//! few statements whose SQL differs (the lease claim, the sweep lock) branch on the variant.
+
+pub(crate) mod schema;
+
+use std::time::Duration;
+
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::TrackerError;
+
+/// A connection to either supported database.
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    /// An embedded SQLite database file.
+    Sqlite(SqliteConnection),
+    /// A PostgreSQL server.
+    Pg(PgConnection),
+}
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Runs one diesel statement on the concrete connection inside a [`DbConnection`], for the
+/// statements diesel's multi-backend cannot express (batch inserts, upserts).
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Pg($c) => $body,
+        }
+    };
+}
+pub(crate) use per_backend;
+
+/// Where the tracker keeps its data, parsed from a database URL or path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite database file (created if missing).
+    Sqlite(String),
+    /// A PostgreSQL connection URL.
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// The file used when no database is configured.
+    pub const DEFAULT_SQLITE_PATH: &'static str = "cascade.db";
+
+    /// Parses a URL or path: `postgres://…`/`postgresql://…` selects PostgreSQL; `sqlite://PATH`,
+    /// a plain path, or an empty string (→ `./cascade.db`) selects SQLite.
+    pub fn parse(raw: &str) -> Self {
+        let raw = raw.trim();
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Self::Postgres(raw.to_owned());
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        if path.is_empty() {
+            Self::Sqlite(Self::DEFAULT_SQLITE_PATH.to_owned())
+        } else {
+            Self::Sqlite(path.to_owned())
+        }
+    }
+
+    /// A short description safe to log (no password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite:{path}"),
+            Self::Postgres(url) => match url.split_once('@') {
+                Some((_, host)) => format!("postgres://…@{host}"),
+                None => url.clone(),
+            },
+        }
+    }
+}
+
+/// A pooled connection.
+pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// The connection pools of one store.
+///
+/// SQLite allows one writer at a time, so writes go through a one-connection pool: waiting
+/// writers queue on the pool (fair, no busy-sleeping) instead of spinning on `SQLITE_BUSY`, and
+/// reads use a separate pool that WAL mode lets run beside the writer. PostgreSQL uses one pool
+/// for both.
+#[derive(Clone)]
+pub(crate) struct Pools {
+    writer: Pool<ConnectionManager<DbConnection>>,
+    reader: Pool<ConnectionManager<DbConnection>>,
+    is_sqlite: bool,
+}
+
+/// SQLite pragmas applied to every new connection.
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(
+            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+impl Pools {
+    /// Opens the pools and applies pending migrations.
+    pub(crate) fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, TrackerError> {
+        let pools = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let build = |size: u32| {
+                    Pool::builder()
+                        .max_size(size)
+                        .min_idle(Some(1))
+                        .connection_timeout(Duration::from_secs(30))
+                        .connection_customizer(Box::new(SqlitePragmas))
+                        .build(ConnectionManager::<DbConnection>::new(path.clone()))
+                };
+                Self { writer: build(1)?, reader: build(max_connections.max(1))?, is_sqlite: true }
+            }
+            DatabaseUrl::Postgres(url) => {
+                let pool = Pool::builder()
+                    .max_size(max_connections.max(2))
+                    .min_idle(Some(1))
+                    .connection_timeout(Duration::from_secs(30))
+                    .build(ConnectionManager::<DbConnection>::new(url.clone()))?;
+                Self { writer: pool.clone(), reader: pool, is_sqlite: false }
+            }
+        };
+        pools.migrate()?;
+        Ok(pools)
+    }
+
+    fn migrate(&self) -> Result<(), TrackerError> {
+        let mut conn = self.writer.get()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
+        }
+        .map_err(|e| TrackerError::Migration(e.to_string()))?;
+        if !applied.is_empty() {
+            tracing::info!(count = applied.len(), "Applied database migrations.");
+        }
+        Ok(())
+    }
+
+    /// Whether this is the SQLite backend.
+    pub(crate) fn is_sqlite(&self) -> bool {
+        self.is_sqlite
+    }
+
+    /// Runs `f` in a write transaction (SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up
+    /// front and concurrent processes wait on the busy timeout instead of failing mid-way).
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        let mut conn = self.writer.get()?;
+        transaction(&mut conn, f)
+    }
+
+    /// Runs `f` on a connection from the read pool (outside any explicit transaction).
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        let mut conn = self.reader.get()?;
+        f(&mut conn)
+    }
+
+    /// Runs `f` in a read-only transaction, so several queries see one snapshot.
+    pub(crate) fn read_snapshot<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, TrackerError>,
+    ) -> Result<T, TrackerError> {
+        let mut conn: Conn = self.reader.get()?;
+        diesel::Connection::transaction(&mut *conn, f)
+    }
+}
+
+/// Begins, runs and commits (or rolls back) one write transaction.
+fn transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, TrackerError>,
+) -> Result<T, TrackerError> {
+    match conn {
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+    }
+    let outcome = f(conn);
+    let end = match (&outcome, conn) {
+        (Ok(_), DbConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Ok(_), DbConnection::Pg(c)) => AnsiTransactionManager::commit_transaction(c),
+        (Err(_), DbConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
+        (Err(_), DbConnection::Pg(c)) => AnsiTransactionManager::rollback_transaction(c),
+    };
+    match (outcome, end) {
+        (Ok(value), Ok(())) => Ok(value),
+        (Ok(_), Err(e)) => Err(e.into()),
+        (Err(e), _) => Err(e),
+    }
+}

@@ -1,0 +1,200 @@
+//! Loading jobs and reading them back.
+
+use diesel::prelude::*;
+
+use super::views::{JobDetail, JobEvent, JobState, JobSummary, Page};
+use super::{state, JobStore};
+use crate::db::schema::{job_events, jobs, leaderboard, workers};
+use crate::db::per_backend;
+use crate::error::TrackerError;
+use crate::stage::StageId;
+
+/// Rows inserted per statement when loading jobs (well under SQLite's bind-variable limit).
+const INSERT_CHUNK: usize = 1000;
+
+type SummaryColumns = (
+    jobs::id,
+    jobs::stage,
+    jobs::state,
+    jobs::attempts,
+    jobs::flags,
+    jobs::updated_at,
+    jobs::error,
+);
+const SUMMARY_COLUMNS: SummaryColumns =
+    (jobs::id, jobs::stage, jobs::state, jobs::attempts, jobs::flags, jobs::updated_at, jobs::error);
+
+type SummaryRow = (i64, String, String, i32, i32, i64, Option<String>);
+
+fn summary(row: SummaryRow) -> Result<JobSummary, TrackerError> {
+    let (id, stage, state_name, attempts, flags, updated_at, error) = row;
+    Ok(JobSummary {
+        id,
+        stage: stage.parse()?,
+        state: JobState::parse(&state_name)
+            .ok_or_else(|| TrackerError::InvalidJobs(format!("job {id} has unknown state {state_name}")))?,
+        attempts,
+        flags,
+        updated_at,
+        error,
+    })
+}
+
+impl JobStore {
+    /// Loads `items` as jobs `1..=N` open at stage `a`. Refuses when jobs exist already, unless
+    /// `reset` is set, in which case every job, worker, leaderboard row and event is deleted
+    /// first — in the same transaction, so a failed load leaves the old data in place.
+    ///
+    /// # Errors
+    /// [`TrackerError::NotEmpty`] without `reset`; database errors.
+    pub fn load_jobs(&self, items: &[String], reset: bool) -> Result<usize, TrackerError> {
+        let now = self.now_ms();
+        self.pools.write(|conn| {
+            let existing: i64 = jobs::table.count().get_result(conn)?;
+            if existing > 0 && !reset {
+                return Err(TrackerError::NotEmpty { existing });
+            }
+            if reset {
+                diesel::delete(job_events::table).execute(conn)?;
+                diesel::delete(workers::table).execute(conn)?;
+                diesel::delete(leaderboard::table).execute(conn)?;
+                diesel::delete(jobs::table).execute(conn)?;
+            }
+            for (chunk_index, chunk) in items.chunks(INSERT_CHUNK).enumerate() {
+                let first = i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(i64::MAX) + 1;
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .zip(first..)
+                    .map(|(data, number)| {
+                        (
+                            jobs::id.eq(number),
+                            jobs::stage.eq(StageId::A.letter()),
+                            jobs::state.eq(state::OPEN),
+                            jobs::data_a.eq(data.as_str()),
+                            jobs::created_at.eq(now),
+                            jobs::updated_at.eq(now),
+                        )
+                    })
+                    .collect();
+                let insert = diesel::insert_into(jobs::table).values(rows);
+                per_backend!(conn, |c| insert.execute(c))?;
+            }
+            Ok(items.len())
+        })
+    }
+
+    /// Jobs waiting at `stage` (open, or leased with an expired lease): what a worker of that
+    /// stage could claim now.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn job_count(&self, stage: StageId) -> Result<i64, TrackerError> {
+        let now = self.now_ms();
+        self.pools.read(|conn| {
+            Ok(jobs::table
+                .filter(jobs::stage.eq(stage.letter()))
+                .filter(
+                    jobs::state
+                        .eq(state::OPEN)
+                        .or(jobs::state.eq(state::LEASED).and(jobs::lease_expires_at.le(now))),
+                )
+                .count()
+                .get_result(conn)?)
+        })
+    }
+
+    /// Jobs filtered by stage and/or state, lowest number first.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn jobs(
+        &self,
+        stage: Option<StageId>,
+        state_filter: Option<JobState>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Page<JobSummary>, TrackerError> {
+        self.pools.read_snapshot(|conn| {
+            let filtered = || {
+                let mut query = jobs::table.into_boxed();
+                if let Some(stage) = stage {
+                    query = query.filter(jobs::stage.eq(stage.letter()));
+                }
+                if let Some(wanted) = state_filter {
+                    query = query.filter(jobs::state.eq(wanted.as_str()));
+                }
+                query
+            };
+            let total: i64 = filtered().count().get_result(conn)?;
+            let rows: Vec<SummaryRow> = filtered()
+                .select(SUMMARY_COLUMNS)
+                .order(jobs::id)
+                .offset(offset.max(0))
+                .limit(limit.clamp(0, 1000))
+                .load(conn)?;
+            let items = rows.into_iter().map(summary).collect::<Result<_, _>>()?;
+            Ok(Page { total, offset: offset.max(0), items })
+        })
+    }
+
+    /// Everything about job `number`, with its history.
+    ///
+    /// # Errors
+    /// [`TrackerError::NoSuchJob`]; database errors.
+    pub fn job(&self, number: i64) -> Result<JobDetail, TrackerError> {
+        self.pools.read_snapshot(|conn| {
+            type DetailRow = (
+                SummaryRow,
+                (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>),
+                Option<String>,
+                Option<String>,
+                Option<i64>,
+                Option<i64>,
+            );
+            let row: DetailRow = jobs::table
+                .find(number)
+                .select((
+                    SUMMARY_COLUMNS,
+                    (jobs::data_a, jobs::data_b, jobs::data_c, jobs::data_d, jobs::data_e),
+                    jobs::result,
+                    jobs::lease_owner,
+                    jobs::lease_expires_at,
+                    jobs::completed_at,
+                ))
+                .first(conn)
+                .optional()?
+                .ok_or(TrackerError::NoSuchJob(number))?;
+            let (summary_row, (a, b, c, d, e), result, lease_owner, lease_expires_at, completed_at) = row;
+            let summary = summary(summary_row)?;
+            let leased_to = match (summary.state, lease_owner) {
+                (JobState::Leased, Some(token)) => workers::table
+                    .find(token)
+                    .select(workers::display_name)
+                    .first(conn)
+                    .optional()?,
+                _ => None,
+            };
+            let events: Vec<(String, String, Option<String>, i64, Option<String>)> = job_events::table
+                .filter(job_events::job_id.eq(number))
+                .order(job_events::id)
+                .select((job_events::kind, job_events::stage, job_events::worker, job_events::at, job_events::detail))
+                .load(conn)?;
+            let events = events
+                .into_iter()
+                .map(|(kind, stage, worker, at, detail)| {
+                    Ok(JobEvent { kind, stage: stage.parse()?, worker, at, detail })
+                })
+                .collect::<Result<_, TrackerError>>()?;
+            let leased = summary.state == JobState::Leased;
+            Ok(JobDetail {
+                summary,
+                data: [a, b, c, d, e],
+                result,
+                leased_to,
+                lease_expires_at: lease_expires_at.filter(|_| leased),
+                completed_at,
+                events,
+            })
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! Leases: claiming a job, completing it, flagging its input, giving it back.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use serde::Serialize;
+
+use super::workers::{touch, WorkerLease};
+use super::{event, state, JobStore};
+use crate::db::schema::{job_events, jobs, leaderboard, workers};
+use crate::db::{per_backend, DbConnection};
+use crate::error::TrackerError;
+use crate::stage::StageId;
+
+/// A job handed to a worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClaimedJob {
+    /// Job number.
+    pub number: i64,
+    /// The stage the job is at (the worker's stage).
+    pub stage: StageId,
+    /// The job's input at this stage.
+    pub data: String,
+    /// The fencing token of this lease.
+    pub lease_token: i64,
+    /// How many times the job was claimed at this stage, this claim included.
+    pub attempts: i32,
+}
+
+/// Where a completed job went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Completion {
+    /// Job number.
+    pub number: i64,
+    /// The stage whose input the output became, or `None` when the job is now done.
+    pub next_stage: Option<StageId>,
+}
+
+/// What a report of invalid input did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FlagOutcome {
+    /// Job number.
+    pub number: i64,
+    /// Reports for this (job, stage) so far, this one included.
+    pub reports: i32,
+    /// The stage the job was sent back to, when the threshold was reached.
+    pub sent_back_to: Option<StageId>,
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = BigInt)]
+    lease_token: i64,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    data: Option<String>,
+}
+
+#[derive(QueryableByName)]
+struct FlaggedRow {
+    #[diesel(sql_type = Integer)]
+    flags: i32,
+}
+
+/// The claim statement: one open job of a stage (or, with `expired`, one whose lease expired
+/// before `$5`),
+/// lowest number first, leased in a single evaluation. PostgreSQL skips rows other
+/// transactions are claiming; SQLite runs it inside an immediate transaction.
+fn claim_sql(conn: &DbConnection, stage: StageId, expired: bool) -> String {
+    let candidates = if expired {
+        "state = 'leased' AND lease_expires_at <= $5"
+    } else {
+        "state = 'open'"
+    };
+    let lock = match conn {
+        DbConnection::Pg(_) => " FOR UPDATE SKIP LOCKED",
+        DbConnection::Sqlite(_) => "",
+    };
+    format!(
+        "UPDATE jobs SET state = 'leased', lease_owner = $1, lease_token = lease_token + 1, \
+         lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
+         WHERE id = (SELECT id FROM jobs WHERE stage = $4 AND {candidates} \
+         ORDER BY id LIMIT 1{lock}) \
+         RETURNING id, lease_token, attempts, data_{stage} AS data"
+    )
+}
+
+/// Re-opens the job `worker` holds, if its lease is still the worker's, and clears the
+/// worker's reference to it.
+pub(crate) fn reopen_held(
+    conn: &mut DbConnection,
+    token: &str,
+    worker: &WorkerLease,
+    now: i64,
+) -> Result<(), TrackerError> {
+    let (Some(job), Some(lease)) = (worker.job_id, worker.lease_token) else {
+        return Ok(());
+    };
+    let reopened = diesel::update(
+        jobs::table
+            .find(job)
+            .filter(jobs::lease_token.eq(lease))
+            .filter(jobs::state.eq(state::LEASED)),
+    )
+    .set((
+        jobs::state.eq(state::OPEN),
+        jobs::lease_owner.eq(None::<String>),
+        jobs::lease_expires_at.eq(None::<i64>),
+        jobs::updated_at.eq(now),
+    ))
+    .execute(conn)?;
+    if reopened == 1 {
+        record(conn, job, &worker.stage, event::RELEASE, Some(&worker.display_name), now, None)?;
+    }
+    diesel::update(workers::table.find(token))
+        .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Appends a row to the job's history.
+fn record(
+    conn: &mut DbConnection,
+    job: i64,
+    stage: &str,
+    kind: &str,
+    worker: Option<&str>,
+    at: i64,
+    detail: Option<&str>,
+) -> Result<(), TrackerError> {
+    diesel::insert_into(job_events::table)
+        .values((
+            job_events::job_id.eq(job),
+            job_events::stage.eq(stage),
+            job_events::kind.eq(kind),
+            job_events::worker.eq(worker),
+            job_events::at.eq(at),
+            job_events::detail.eq(detail),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The worker's held lease, or the error the protocol expects when it has none.
+fn held_lease(worker: &WorkerLease) -> Result<(i64, i64), TrackerError> {
+    match (worker.job_id, worker.lease_token) {
+        (Some(job), Some(lease)) => Ok((job, lease)),
+        _ => Err(TrackerError::NoJobHeld),
+    }
+}
+
+fn worker_stage(worker: &WorkerLease) -> Result<StageId, TrackerError> {
+    worker.stage.parse()
+}
+
+impl JobStore {
+    /// Claims one job of the worker's stage. A job the worker still holds is given back first
+    /// (asking for a new job abandons the old one, as distcompute workers expect).
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobAvailable`]; database errors.
+    pub fn claim(&self, token: &str) -> Result<ClaimedJob, TrackerError> {
+        let now = self.now_ms();
+        self.pools.write(|conn| {
+            let worker = touch(conn, token, now)?;
+            reopen_held(conn, token, &worker, now)?;
+            let stage = worker_stage(&worker)?;
+            let expires = now.saturating_add(worker.lease_ttl_ms);
+            let mut claimed = None;
+            for expired in [false, true] {
+                let query = diesel::sql_query(claim_sql(conn, stage, expired))
+                    .bind::<Text, _>(token)
+                    .bind::<BigInt, _>(expires)
+                    .bind::<BigInt, _>(now)
+                    .bind::<Text, _>(stage.letter());
+                let rows: Vec<ClaimedRow> = if expired {
+                    query.bind::<BigInt, _>(now).load(conn)?
+                } else {
+                    query.load(conn)?
+                };
+                if let Some(row) = rows.into_iter().next() {
+                    claimed = Some(row);
+                    break;
+                }
+            }
+            let row = claimed.ok_or(TrackerError::NoJobAvailable)?;
+            diesel::update(workers::table.find(token))
+                .set((
+                    workers::job_id.eq(row.id),
+                    workers::lease_token.eq(row.lease_token),
+                    workers::progress.eq("Received new job"),
+                ))
+                .execute(conn)?;
+            record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
+            Ok(ClaimedJob {
+                number: row.id,
+                stage,
+                // A job reaches a stage only together with its input, so this is never empty
+                // in practice; an empty string is still better than `null` for the client.
+                data: row.data.unwrap_or_default(),
+                lease_token: row.lease_token,
+                attempts: row.attempts,
+            })
+        })
+    }
+
+    /// Completes the worker's job with `output`: the output becomes the input of the next
+    /// enabled stage, or the job is done with `output` as its final result. The worker and its
+    /// nickname get credit, all in one transaction.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
+    /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
+    pub fn complete(&self, token: &str, output: &str) -> Result<Completion, TrackerError> {
+        let now = self.now_ms();
+        let completion = self.pools.write(|conn| {
+            let worker = touch(conn, token, now)?;
+            let (job, lease) = held_lease(&worker)?;
+            let stage = worker_stage(&worker)?;
+            let next_stage = self.config.next_enabled(stage);
+            let sql = match next_stage {
+                Some(next) => format!(
+                    "UPDATE jobs SET data_{next} = $1, stage = '{next}', state = 'open', \
+                     lease_owner = NULL, lease_expires_at = NULL, attempts = 0, flags = 0, \
+                     updated_at = $2 WHERE id = $3 AND lease_token = $4 AND state = 'leased'"
+                ),
+                None => "UPDATE jobs SET result = $1, state = 'done', lease_owner = NULL, \
+                         lease_expires_at = NULL, updated_at = $2, completed_at = $2 \
+                         WHERE id = $3 AND lease_token = $4 AND state = 'leased'"
+                    .to_owned(),
+            };
+            let updated = diesel::sql_query(sql)
+                .bind::<Text, _>(output)
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(job)
+                .bind::<BigInt, _>(lease)
+                .execute(conn)?;
+            if updated != 1 {
+                return Err(TrackerError::LeaseLost { job });
+            }
+            diesel::update(workers::table.find(token))
+                .set((
+                    workers::job_id.eq(None::<i64>),
+                    workers::lease_token.eq(None::<i64>),
+                    workers::progress.eq("Completed Job"),
+                    workers::jobs_completed.eq(workers::jobs_completed + 1),
+                ))
+                .execute(conn)?;
+            let credit = diesel::insert_into(leaderboard::table)
+                .values((leaderboard::nickname.eq(&worker.nickname), leaderboard::jobs_completed.eq(1)))
+                .on_conflict(leaderboard::nickname)
+                .do_update()
+                .set(leaderboard::jobs_completed.eq(leaderboard::jobs_completed + 1));
+            per_backend!(conn, |c| credit.execute(c))?;
+            record(conn, job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None)?;
+            Ok(Completion { number: job, next_stage })
+        })?;
+        Ok(completion)
+    }
+
+    /// Reports the worker's input as invalid and gives the job up. Below the flag threshold the
+    /// job is re-opened at its stage; at the threshold it goes back to the previous stage, whose
+    /// input is intact, and the count starts again. At stage `a` the job is always re-opened.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
+    /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
+    pub fn flag_invalid(&self, token: &str, reason: Option<&str>) -> Result<FlagOutcome, TrackerError> {
+        let now = self.now_ms();
+        let threshold = i32::try_from(self.config.flag_threshold).unwrap_or(i32::MAX).max(1);
+        self.pools.write(|conn| {
+            let worker = touch(conn, token, now)?;
+            let (job, lease) = held_lease(&worker)?;
+            let stage = worker_stage(&worker)?;
+            let flagged: Vec<FlaggedRow> = diesel::sql_query(
+                "UPDATE jobs SET flags = flags + 1, state = 'open', lease_owner = NULL, \
+                 lease_expires_at = NULL, updated_at = $1 \
+                 WHERE id = $2 AND lease_token = $3 AND state = 'leased' RETURNING flags",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(job)
+            .bind::<BigInt, _>(lease)
+            .load(conn)?;
+            let reports = flagged.first().ok_or(TrackerError::LeaseLost { job })?.flags;
+            diesel::update(workers::table.find(token))
+                .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
+                .execute(conn)?;
+            record(conn, job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason)?;
+            let sent_back_to = stage.previous().filter(|_| reports >= threshold);
+            if let Some(previous) = sent_back_to {
+                diesel::update(jobs::table.find(job))
+                    .set((jobs::stage.eq(previous.letter()), jobs::flags.eq(0), jobs::attempts.eq(0)))
+                    .execute(conn)?;
+                record(conn, job, stage.letter(), event::SENT_BACK, None, now, Some(previous.letter()))?;
+            }
+            Ok(FlagOutcome { number: job, reports, sent_back_to })
+        })
+    }
+
+    /// Gives the worker's job back to its stage without leaving (the worker stays registered).
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`]; database errors.
+    pub fn release(&self, token: &str) -> Result<(), TrackerError> {
+        let now = self.now_ms();
+        self.pools.write(|conn| {
+            let worker = touch(conn, token, now)?;
+            held_lease(&worker)?;
+            reopen_held(conn, token, &worker, now)
+        })
+    }
+}

@@ -1,0 +1,91 @@
+//! The [`JobStore`]: every operation on jobs, workers and leases, as database transactions.
+//!
+//! Each mutating operation is one write transaction, so a crash at any point leaves either the
+//! old state or the new one. Leases are fenced: a worker row remembers the `lease_token` it was
+//! given, and complete/flag/release only act when the job still carries that token and is still
+//! leased — a late, duplicate or stale call changes nothing and gets
+//! [`TrackerError::LeaseLost`] or [`TrackerError::NoJobHeld`].
+
+mod jobs;
+mod leases;
+mod stats;
+mod views;
+mod workers;
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::config::StoreConfig;
+use crate::db::{DatabaseUrl, Pools};
+use crate::error::TrackerError;
+
+pub use leases::{ClaimedJob, Completion, FlagOutcome};
+pub use stats::{Eta, StageCounts, ThroughputPoint};
+pub use views::{JobDetail, JobEvent, JobState, JobSummary, LeaderboardEntry, Page, WorkerView};
+pub use workers::{Registration, SweepReport};
+
+/// The tracker's store: a handle to the database plus the pipeline settings. Cheap to clone;
+/// clones share the connection pools.
+///
+/// All methods block on the database: call them from a blocking context (`spawn_blocking`,
+/// `web::block`, a worker thread), never directly on an async executor thread.
+#[derive(Clone)]
+pub struct JobStore {
+    pools: Pools,
+    config: Arc<StoreConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore")
+            .field("sqlite", &self.pools.is_sqlite())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobStore {
+    /// Connects to `url` (creating a SQLite file if needed), applies pending migrations and
+    /// returns the store. `max_connections` bounds the pool (readers, for SQLite).
+    ///
+    /// # Errors
+    /// Connection, pool or migration failures.
+    pub fn open(
+        url: &DatabaseUrl,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        max_connections: u32,
+    ) -> Result<Self, TrackerError> {
+        let pools = Pools::open(url, max_connections)?;
+        Ok(Self { pools, config: Arc::new(config), clock })
+    }
+
+    /// The pipeline settings this store enforces.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// The current time according to the store's clock (Unix milliseconds).
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Lowercase state names as stored in `jobs.state`.
+pub(crate) mod state {
+    pub(crate) const OPEN: &str = "open";
+    pub(crate) const LEASED: &str = "leased";
+    pub(crate) const DONE: &str = "done";
+    pub(crate) const FAILED: &str = "failed";
+}
+
+/// Kinds of rows in `job_events`.
+pub(crate) mod event {
+    pub(crate) const CLAIM: &str = "claim";
+    pub(crate) const COMPLETE: &str = "complete";
+    pub(crate) const FLAG: &str = "flag";
+    pub(crate) const SENT_BACK: &str = "sent_back";
+    pub(crate) const RELEASE: &str = "release";
+    pub(crate) const EXPIRE: &str = "expire";
+}

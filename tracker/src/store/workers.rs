@@ -1,0 +1,283 @@
+//! Workers: registration, heartbeats, progress, leaving, and the idle sweep.
+
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use rand::RngExt;
+use serde::Serialize;
+
+use super::{event, state, JobStore};
+use crate::db::schema::{job_events, jobs, workers};
+use crate::db::DbConnection;
+use crate::error::TrackerError;
+use crate::stage::StageId;
+
+/// Longest nickname kept (longer ones are cut).
+const MAX_NICKNAME_CHARS: usize = 128;
+/// Longest progress text kept (longer ones are cut).
+const MAX_PROGRESS_CHARS: usize = 1024;
+/// Key of the PostgreSQL advisory lock that makes one tracker process sweep at a time.
+const SWEEP_LOCK_KEY: i64 = 0x6361_7363_6164_65; // "cascade"
+
+/// What a new worker is told.
+#[derive(Debug, Clone, Serialize)]
+pub struct Registration {
+    /// The worker's credential; sent with every later request.
+    pub token: String,
+    /// Human-readable name, unique among current workers.
+    pub display_name: String,
+    /// The project name.
+    pub project: String,
+    /// The display name of the worker's stage.
+    pub stage_name: String,
+}
+
+/// What one idle sweep did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SweepReport {
+    /// Whether this process ran the sweep (false when another tracker process held the lock).
+    pub ran: bool,
+    /// Workers removed for silence.
+    pub workers_removed: usize,
+    /// Expired leases whose jobs were re-opened.
+    pub leases_expired: usize,
+}
+
+/// The columns of a worker that lease operations need.
+#[derive(Debug, Clone, Queryable)]
+pub(crate) struct WorkerLease {
+    pub(crate) stage: String,
+    pub(crate) nickname: String,
+    pub(crate) display_name: String,
+    pub(crate) lease_ttl_ms: i64,
+    pub(crate) job_id: Option<i64>,
+    pub(crate) lease_token: Option<i64>,
+}
+
+#[derive(QueryableByName)]
+struct ExpiredLease {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    stage: String,
+}
+
+/// Cuts `text` to at most `max` characters.
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+/// A random `word-word-N` name.
+fn random_display_name() -> String {
+    let words = petname::petname(2, "-").unwrap_or_else(|| "worker".to_owned());
+    format!("{words}-{}", rand::rng().random_range(0..1000))
+}
+
+/// Loads the lease columns of the worker with `token`, refreshing its `last_seen` and
+/// extending the lease of the job it holds: every authenticated call is a heartbeat.
+pub(crate) fn touch(
+    conn: &mut DbConnection,
+    token: &str,
+    now: i64,
+) -> Result<WorkerLease, TrackerError> {
+    let worker: WorkerLease = workers::table
+        .find(token)
+        .select((
+            workers::stage,
+            workers::nickname,
+            workers::display_name,
+            workers::lease_ttl_ms,
+            workers::job_id,
+            workers::lease_token,
+        ))
+        .first(conn)
+        .optional()?
+        .ok_or(TrackerError::UnknownWorker)?;
+    diesel::update(workers::table.find(token)).set(workers::last_seen.eq(now)).execute(conn)?;
+    if let (Some(job), Some(token_held)) = (worker.job_id, worker.lease_token) {
+        diesel::update(
+            jobs::table
+                .find(job)
+                .filter(jobs::lease_token.eq(token_held))
+                .filter(jobs::state.eq(state::LEASED)),
+        )
+        .set(jobs::lease_expires_at.eq(now + worker.lease_ttl_ms))
+        .execute(conn)?;
+    }
+    Ok(worker)
+}
+
+impl JobStore {
+    /// Registers a worker for `stage` and returns its token and names.
+    ///
+    /// `lease_ttl` is how long a lease of this worker lasts without a heartbeat; `None` (remote
+    /// workers) means the idle timeout. It is capped at the idle timeout.
+    ///
+    /// # Errors
+    /// [`TrackerError::DisabledStage`] when the stage is not enabled; database errors.
+    pub fn register_worker(
+        &self,
+        nickname: &str,
+        stage: StageId,
+        lease_ttl: Option<Duration>,
+    ) -> Result<Registration, TrackerError> {
+        let stage_name = self
+            .config
+            .stage_name(stage)
+            .ok_or(TrackerError::DisabledStage(stage))?
+            .to_owned();
+        let idle_ms = self.config.idle_timeout_ms();
+        let ttl_ms = lease_ttl
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).min(idle_ms))
+            .unwrap_or(idle_ms)
+            .max(1);
+        let token = uuid::Uuid::new_v4().to_string();
+        let nickname = truncate(nickname, MAX_NICKNAME_CHARS).to_owned();
+        let now = self.now_ms();
+        let display_name = self.pools.write(|conn| {
+            let mut name = random_display_name();
+            for _ in 0..8 {
+                let taken: i64 = workers::table
+                    .filter(workers::display_name.eq(&name))
+                    .count()
+                    .get_result(conn)?;
+                if taken == 0 {
+                    break;
+                }
+                name = random_display_name();
+            }
+            diesel::insert_into(workers::table)
+                .values((
+                    workers::token.eq(&token),
+                    workers::display_name.eq(&name),
+                    workers::stage.eq(stage.letter()),
+                    workers::nickname.eq(&nickname),
+                    workers::progress.eq("Initialised"),
+                    workers::jobs_completed.eq(0),
+                    workers::first_seen.eq(now),
+                    workers::last_seen.eq(now),
+                    workers::lease_ttl_ms.eq(ttl_ms),
+                ))
+                .execute(conn)?;
+            Ok(name)
+        })?;
+        tracing::debug!(stage = %stage, display_name, nickname, "Worker registered.");
+        Ok(Registration { token, display_name, project: self.config.project.clone(), stage_name })
+    }
+
+    /// Whether `token` names a current worker; a known worker's call counts as a heartbeat.
+    ///
+    /// # Errors
+    /// Database errors only.
+    pub fn validate_worker(&self, token: &str) -> Result<bool, TrackerError> {
+        let now = self.now_ms();
+        match self.pools.write(|conn| touch(conn, token, now)) {
+            Ok(_) => Ok(true),
+            Err(TrackerError::UnknownWorker) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Refreshes the worker's `last_seen` and extends its lease.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`]; database errors.
+    pub fn heartbeat(&self, token: &str) -> Result<(), TrackerError> {
+        let now = self.now_ms();
+        self.pools.write(|conn| touch(conn, token, now).map(drop))
+    }
+
+    /// Records the worker's progress text (a heartbeat too).
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`]; database errors.
+    pub fn update_progress(&self, token: &str, progress: &str) -> Result<(), TrackerError> {
+        let now = self.now_ms();
+        let progress = truncate(progress, MAX_PROGRESS_CHARS);
+        self.pools.write(|conn| {
+            touch(conn, token, now)?;
+            diesel::update(workers::table.find(token))
+                .set(workers::progress.eq(progress))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// Removes the worker; the job it holds is re-opened at its stage at once.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`]; database errors.
+    pub fn bye(&self, token: &str) -> Result<(), TrackerError> {
+        let now = self.now_ms();
+        self.pools.write(|conn| {
+            let worker = touch(conn, token, now)?;
+            super::leases::reopen_held(conn, token, &worker, now)?;
+            diesel::delete(workers::table.find(token)).execute(conn)?;
+            Ok(())
+        })?;
+        tracing::debug!("Worker left.");
+        Ok(())
+    }
+
+    /// Re-opens every job whose lease has expired and removes every worker silent for longer
+    /// than the idle timeout.
+    ///
+    /// Safe with several tracker processes on one PostgreSQL database: a transaction-scoped
+    /// advisory lock lets one of them sweep at a time and the others skip; on SQLite the
+    /// immediate transaction serialises it.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn sweep(&self) -> Result<SweepReport, TrackerError> {
+        let now = self.now_ms();
+        let cutoff = now - self.config.idle_timeout_ms();
+        let report = self.pools.write(|conn| {
+            if let DbConnection::Pg(_) = conn {
+                #[derive(QueryableByName)]
+                struct Locked {
+                    #[diesel(sql_type = diesel::sql_types::Bool)]
+                    locked: bool,
+                }
+                let lock: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                    .bind::<BigInt, _>(SWEEP_LOCK_KEY)
+                    .get_result(conn)?;
+                if !lock.locked {
+                    return Ok(SweepReport::default());
+                }
+            }
+            let expired: Vec<ExpiredLease> = diesel::sql_query(
+                "UPDATE jobs SET state = 'open', lease_owner = NULL, lease_expires_at = NULL, \
+                 updated_at = $1 WHERE state = 'leased' AND lease_expires_at <= $2 \
+                 RETURNING id, stage",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now)
+            .load(conn)?;
+            for lease in &expired {
+                diesel::insert_into(job_events::table)
+                    .values((
+                        job_events::job_id.eq(lease.id),
+                        job_events::stage.eq(&lease.stage),
+                        job_events::kind.eq(event::EXPIRE),
+                        job_events::at.eq(now),
+                    ))
+                    .execute(conn)?;
+            }
+            let workers_removed =
+                diesel::delete(workers::table.filter(workers::last_seen.le(cutoff))).execute(conn)?;
+            Ok(SweepReport { ran: true, workers_removed, leases_expired: expired.len() })
+        })?;
+        if report.workers_removed > 0 || report.leases_expired > 0 {
+            tracing::info!(
+                workers_removed = report.workers_removed,
+                leases_expired = report.leases_expired,
+                "Swept idle workers and expired leases."
+            );
+        }
+        Ok(report)
+    }
+}

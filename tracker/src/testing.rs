@@ -1,0 +1,88 @@
+//! Throw-away databases for tests: a SQLite file in a temporary directory, or a uniquely named
+//! database on a running PostgreSQL server that is dropped again afterwards.
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+use crate::db::DatabaseUrl;
+
+/// The PostgreSQL server tests use, from `CASCADE_TEST_POSTGRES`, by default the local server's
+/// `test` database with trust authentication.
+pub fn postgres_admin_url() -> String {
+    std::env::var("CASCADE_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A database that exists for the lifetime of this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    url: DatabaseUrl,
+    cleanup: Cleanup,
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A fresh SQLite file.
+    ///
+    /// # Panics
+    /// When no temporary directory can be created.
+    pub fn sqlite() -> Self {
+        // unwrap: tests cannot run without a temporary directory.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cascade-test.db");
+        Self { url: DatabaseUrl::Sqlite(path.display().to_string()), cleanup: Cleanup::Sqlite(dir) }
+    }
+
+    /// A fresh, uniquely named database on the test PostgreSQL server.
+    ///
+    /// # Panics
+    /// When the server cannot be reached or the database cannot be created: PostgreSQL tests
+    /// need the server, and silently skipping them would hide a broken backend.
+    pub fn postgres() -> Self {
+        let admin_url = postgres_admin_url();
+        let name = format!("cascade_test_{}_{}", std::process::id(), uuid::Uuid::new_v4().simple());
+        let mut admin = PgConnection::establish(&admin_url)
+            .unwrap_or_else(|e| panic!("PostgreSQL tests need a server at {admin_url}: {e}"));
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        Self {
+            url: DatabaseUrl::Postgres(format!("{base}/{name}")),
+            cleanup: Cleanup::Postgres { admin_url, name },
+        }
+    }
+
+    /// Where the database is.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// The URL as the command line takes it.
+    pub fn url_string(&self) -> String {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) | DatabaseUrl::Postgres(path) => path.clone(),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup {
+            match PgConnection::establish(admin_url) {
+                Ok(mut admin) => {
+                    if let Err(e) =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut admin)
+                    {
+                        eprintln!("could not drop test database {name}: {e}");
+                    }
+                }
+                Err(e) => eprintln!("could not drop test database {name}: {e}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! The store test-suite, run once on SQLite and once on the local PostgreSQL server.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cascade_tracker::testing::TestDatabase;
+use cascade_tracker::{
+    JobState, JobStore, ManualClock, StageId, StoreConfig, TrackerError,
+};
+
+const START_MS: i64 = 1_700_000_000_000;
+
+struct Fixture {
+    store: JobStore,
+    clock: ManualClock,
+    _db: TestDatabase,
+}
+
+fn config(stages: usize) -> StoreConfig {
+    let names = ["CPU", "GPU", "CLIP", "D", "E"];
+    let mut stage_names: [Option<String>; 5] = Default::default();
+    for (slot, name) in stage_names.iter_mut().zip(names).take(stages) {
+        *slot = Some(name.to_owned());
+    }
+    StoreConfig {
+        project: "Test Project".to_owned(),
+        stage_names,
+        idle_timeout: Duration::from_secs(600),
+        flag_threshold: 3,
+    }
+}
+
+fn fixture(db: TestDatabase, stages: usize) -> Fixture {
+    let clock = ManualClock::new(START_MS);
+    let store = JobStore::open(db.url(), config(stages), Arc::new(clock.clone()), 16).unwrap();
+    Fixture { store, clock, _db: db }
+}
+
+fn load(store: &JobStore, n: usize) {
+    let items: Vec<String> = (1..=n).map(|i| format!("job-{i}")).collect();
+    assert_eq!(store.load_jobs(&items, false).unwrap(), n);
+}
+
+macro_rules! store_suite {
+    ($backend:ident) => {
+        mod $backend {
+            use super::*;
+
+            fn fx(stages: usize) -> Fixture {
+                fixture(TestDatabase::$backend(), stages)
+            }
+
+            #[test]
+            fn output_becomes_next_stage_input_and_last_output_is_kept() {
+                let f = fx(3);
+                load(&f.store, 1);
+                let a = f.store.register_worker("alice", StageId::A, None).unwrap();
+                let b = f.store.register_worker("bob", StageId::B, None).unwrap();
+                let c = f.store.register_worker("alice", StageId::C, None).unwrap();
+                assert_eq!(a.project, "Test Project");
+                assert_eq!(b.stage_name, "GPU");
+
+                let job = f.store.claim(&a.token).unwrap();
+                assert_eq!((job.number, job.data.as_str(), job.stage), (1, "job-1", StageId::A));
+                assert!(matches!(f.store.claim(&b.token), Err(TrackerError::NoJobAvailable)));
+                let done = f.store.complete(&a.token, "<!json!>{\"x\": 1}").unwrap();
+                assert_eq!(done.next_stage, Some(StageId::B));
+
+                let job = f.store.claim(&b.token).unwrap();
+                assert_eq!(job.data, "<!json!>{\"x\": 1}");
+                f.store.complete(&b.token, "to c").unwrap();
+                let job = f.store.claim(&c.token).unwrap();
+                assert_eq!(job.data, "to c");
+                assert_eq!(f.store.complete(&c.token, "final").unwrap().next_stage, None);
+
+                let detail = f.store.job(1).unwrap();
+                assert_eq!(detail.summary.state, JobState::Done);
+                assert_eq!(detail.result.as_deref(), Some("final"));
+                assert_eq!(detail.data[0].as_deref(), Some("job-1"));
+                assert_eq!(detail.data[1].as_deref(), Some("<!json!>{\"x\": 1}"));
+                assert_eq!(detail.data[2].as_deref(), Some("to c"));
+                let kinds: Vec<_> = detail.events.iter().map(|e| e.kind.as_str()).collect();
+                assert_eq!(kinds, ["claim", "complete", "claim", "complete", "claim", "complete"]);
+
+                let board = f.store.leaderboard(0, 10).unwrap();
+                assert_eq!(board.items[0].nickname, "alice");
+                assert_eq!(board.items[0].jobs_completed, 2);
+                assert_eq!(board.items[1].jobs_completed, 1);
+                let counts = f.store.stage_counts().unwrap();
+                assert_eq!(counts[0].done, 1);
+                assert_eq!(counts[2].done, 1);
+                assert_eq!(counts[2].open + counts[2].leased, 0);
+            }
+
+            #[test]
+            fn completion_at_last_enabled_stage_closes_the_job() {
+                let f = fx(1);
+                load(&f.store, 2);
+                assert!(matches!(
+                    f.store.register_worker("x", StageId::B, None),
+                    Err(TrackerError::DisabledStage(StageId::B))
+                ));
+                let a = f.store.register_worker("x", StageId::A, None).unwrap();
+                f.store.claim(&a.token).unwrap();
+                assert_eq!(f.store.complete(&a.token, "out").unwrap().next_stage, None);
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
+                assert_eq!(f.store.job_count(StageId::B).unwrap(), 0);
+                let eta = f.store.eta().unwrap();
+                assert_eq!((eta.total, eta.done, eta.remaining), (2, 1, 1));
+                assert!(eta.seconds_left.is_some());
+            }
+
+            #[test]
+            fn fenced_calls_reject_duplicates_and_change_nothing() {
+                let f = fx(2);
+                load(&f.store, 2);
+                let a = f.store.register_worker("x", StageId::A, None).unwrap();
+                assert!(matches!(f.store.complete(&a.token, "x"), Err(TrackerError::NoJobHeld)));
+                assert!(matches!(f.store.flag_invalid(&a.token, None), Err(TrackerError::NoJobHeld)));
+                assert!(matches!(f.store.complete("nope", "x"), Err(TrackerError::UnknownWorker)));
+                assert!(matches!(f.store.claim("nope"), Err(TrackerError::UnknownWorker)));
+                assert!(matches!(f.store.update_progress("nope", "x"), Err(TrackerError::UnknownWorker)));
+                assert!(!f.store.validate_worker("nope").unwrap());
+                assert!(f.store.validate_worker(&a.token).unwrap());
+
+                f.store.claim(&a.token).unwrap();
+                f.store.complete(&a.token, "once").unwrap();
+                let before = f.store.job(1).unwrap();
+                assert!(matches!(f.store.complete(&a.token, "twice"), Err(TrackerError::NoJobHeld)));
+                let after = f.store.job(1).unwrap();
+                assert_eq!(before.data, after.data);
+                assert_eq!(before.events.len(), after.events.len());
+                assert_eq!(f.store.leaderboard(0, 10).unwrap().items[0].jobs_completed, 1);
+            }
+
+            #[test]
+            fn expired_lease_is_reclaimed_and_the_stale_worker_is_fenced_out() {
+                let f = fx(2);
+                load(&f.store, 1);
+                let slow = f.store.register_worker("slow", StageId::A, Some(Duration::from_secs(30))).unwrap();
+                let fast = f.store.register_worker("fast", StageId::A, None).unwrap();
+                let first = f.store.claim(&slow.token).unwrap();
+                assert!(matches!(f.store.claim(&fast.token), Err(TrackerError::NoJobAvailable)));
+                f.clock.advance(Duration::from_secs(20));
+                f.store.heartbeat(&slow.token).unwrap();
+                f.clock.advance(Duration::from_secs(20));
+                assert!(matches!(f.store.claim(&fast.token), Err(TrackerError::NoJobAvailable)));
+                f.clock.advance(Duration::from_secs(31));
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
+                let second = f.store.claim(&fast.token).unwrap();
+                assert_eq!(second.number, first.number);
+                assert!(second.lease_token > first.lease_token);
+                assert_eq!(second.attempts, 2);
+                assert!(matches!(f.store.complete(&slow.token, "late"), Err(TrackerError::LeaseLost { job: 1 })));
+                f.store.complete(&fast.token, "on time").unwrap();
+                assert_eq!(f.store.job(1).unwrap().data[1].as_deref(), Some("on time"));
+            }
+
+            #[test]
+            fn sweep_removes_silent_workers_and_reopens_their_jobs() {
+                let f = fx(1);
+                load(&f.store, 2);
+                let silent = f.store.register_worker("s", StageId::A, None).unwrap();
+                let chatty = f.store.register_worker("c", StageId::A, None).unwrap();
+                f.store.claim(&silent.token).unwrap();
+                f.store.claim(&chatty.token).unwrap();
+                f.clock.advance(Duration::from_secs(400));
+                f.store.update_progress(&chatty.token, "50%").unwrap();
+                f.clock.advance(Duration::from_secs(201));
+                let report = f.store.sweep().unwrap();
+                assert!(report.ran);
+                assert_eq!((report.workers_removed, report.leases_expired), (1, 1));
+                assert!(!f.store.validate_worker(&silent.token).unwrap());
+                assert!(f.store.validate_worker(&chatty.token).unwrap());
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
+                assert!(matches!(f.store.complete(&silent.token, "x"), Err(TrackerError::UnknownWorker)));
+                f.store.complete(&chatty.token, "x").unwrap();
+                let workers = f.store.workers(None, 0, 10).unwrap();
+                assert_eq!(workers.total, 1);
+                assert_eq!(workers.items[0].progress, "Completed Job");
+            }
+
+            #[test]
+            fn bye_and_new_claims_reopen_the_held_job() {
+                let f = fx(1);
+                load(&f.store, 2);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                assert_eq!(f.store.claim(&w.token).unwrap().number, 1);
+                assert_eq!(f.store.claim(&w.token).unwrap().number, 1, "abandoned job 1 is open again");
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
+                f.store.bye(&w.token).unwrap();
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 2);
+                assert!(!f.store.validate_worker(&w.token).unwrap());
+                assert!(matches!(f.store.bye(&w.token), Err(TrackerError::UnknownWorker)));
+                let v = f.store.register_worker("v", StageId::A, None).unwrap();
+                f.store.claim(&v.token).unwrap();
+                f.store.release(&v.token).unwrap();
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 2);
+                assert!(f.store.validate_worker(&v.token).unwrap());
+            }
+
+            #[test]
+            fn flags_reopen_below_threshold_and_send_back_at_it() {
+                let f = fx(2);
+                load(&f.store, 1);
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                let b = f.store.register_worker("b", StageId::B, None).unwrap();
+                f.store.claim(&a.token).unwrap();
+                f.store.complete(&a.token, "shard-1").unwrap();
+                for report in 1..=2 {
+                    f.store.claim(&b.token).unwrap();
+                    let outcome = f.store.flag_invalid(&b.token, Some("corrupt")).unwrap();
+                    assert_eq!((outcome.reports, outcome.sent_back_to), (report, None));
+                    assert_eq!(f.store.job_count(StageId::B).unwrap(), 1);
+                }
+                f.store.claim(&b.token).unwrap();
+                let outcome = f.store.flag_invalid(&b.token, None).unwrap();
+                assert_eq!((outcome.reports, outcome.sent_back_to), (3, Some(StageId::A)));
+                assert_eq!(f.store.job_count(StageId::B).unwrap(), 0);
+                let again = f.store.claim(&a.token).unwrap();
+                assert_eq!(again.data, "job-1", "stage a input is intact");
+                f.store.complete(&a.token, "shard-1 redone").unwrap();
+                f.store.claim(&b.token).unwrap();
+                let outcome = f.store.flag_invalid(&b.token, None).unwrap();
+                assert_eq!(outcome.reports, 1, "the count restarts when the job moves");
+                // Stage a flags only re-open the job at stage a.
+                f.store.claim(&b.token).unwrap();
+                f.store.complete(&b.token, "done").unwrap();
+                load_more_and_flag_at_a(&f);
+            }
+
+            fn load_more_and_flag_at_a(f: &Fixture) {
+                f.store.load_jobs(&["x".to_owned()], true).unwrap();
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                for report in 1..=4 {
+                    f.store.claim(&a.token).unwrap();
+                    let outcome = f.store.flag_invalid(&a.token, None).unwrap();
+                    assert_eq!((outcome.reports, outcome.sent_back_to), (report, None));
+                }
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
+            }
+
+            #[test]
+            fn loading_refuses_to_wipe_without_reset() {
+                let f = fx(1);
+                load(&f.store, 3);
+                assert!(matches!(
+                    f.store.load_jobs(&["x".to_owned()], false),
+                    Err(TrackerError::NotEmpty { existing: 3 })
+                ));
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 3);
+                let items: Vec<String> = (0..2500).map(|i| i.to_string()).collect();
+                assert_eq!(f.store.load_jobs(&items, true).unwrap(), 2500);
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 2500);
+                assert_eq!(f.store.job(2500).unwrap().data[0].as_deref(), Some("2499"));
+                assert!(matches!(f.store.job(2501), Err(TrackerError::NoSuchJob(2501))));
+                let page = f.store.jobs(Some(StageId::A), Some(JobState::Open), 10, 5).unwrap();
+                assert_eq!(page.total, 2500);
+                assert_eq!(page.items.iter().map(|j| j.id).collect::<Vec<_>>(), [11, 12, 13, 14, 15]);
+            }
+
+            #[test]
+            fn throughput_and_worker_lookup() {
+                let f = fx(2);
+                load(&f.store, 3);
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                for _ in 0..3 {
+                    f.store.claim(&a.token).unwrap();
+                    f.store.complete(&a.token, "x").unwrap();
+                    f.clock.advance(Duration::from_secs(61));
+                }
+                let points = f.store.throughput(START_MS).unwrap();
+                assert_eq!(points.len(), 3);
+                assert!(points.iter().all(|p| p.stage == "a" && p.completed == 1));
+                let found = f.store.worker_by_name(StageId::A, &a.display_name).unwrap().unwrap();
+                assert_eq!(found.jobs_completed, 3);
+                assert!(f.store.worker_by_name(StageId::B, &a.display_name).unwrap().is_none());
+            }
+
+            #[test]
+            fn concurrent_workers_never_share_a_lease_and_finish_every_job_once() {
+                const JOBS: usize = 10_000;
+                const WORKERS: usize = 64;
+                let f = fx(1);
+                load(&f.store, JOBS);
+                let claims: Arc<Mutex<HashMap<i64, usize>>> = Arc::default();
+                let threads: Vec<_> = (0..WORKERS)
+                    .map(|i| {
+                        let store = f.store.clone();
+                        let claims = Arc::clone(&claims);
+                        std::thread::spawn(move || {
+                            let w = store.register_worker(&format!("w{i}"), StageId::A, None).unwrap();
+                            let mut done = 0;
+                            loop {
+                                match store.claim(&w.token) {
+                                    Ok(job) => {
+                                        *claims.lock().unwrap().entry(job.number).or_default() += 1;
+                                        store.complete(&w.token, &format!("out-{}", job.number)).unwrap();
+                                        done += 1;
+                                    }
+                                    Err(TrackerError::NoJobAvailable) => return done,
+                                    Err(e) => panic!("claim failed: {e}"),
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                let completed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+                assert_eq!(completed, JOBS);
+                let claims = claims.lock().unwrap();
+                assert_eq!(claims.len(), JOBS);
+                assert!(claims.values().all(|&n| n == 1), "a job was handed out twice");
+                let counts = f.store.stage_counts().unwrap();
+                assert_eq!(counts[0].done, JOBS as i64);
+                let board: i64 = f.store.leaderboard(0, 100).unwrap().items.iter().map(|e| e.jobs_completed).sum();
+                assert_eq!(board, JOBS as i64);
+                assert_eq!(f.store.job(777).unwrap().result.as_deref(), Some("out-777"));
+            }
+        }
+    };
+}
+
+store_suite!(sqlite);
+store_suite!(postgres);
