@@ -1,1 +1,24 @@
-//! cascade-web.
+//! Cascade's HTTP face.
+//!
+//! # Layout
+//! - [`api::distcompute`]: the worker API under `/api/*`, wire-compatible with the
+//!   `distcompute-client` 1.0.0 Python library (paths, query vs JSON body, status codes and
+//!   exact texts), with Cascade's fixes to the original tracker's bugs.
+//! - [`api::native`]: the JSON API under `/v1/*` (stats per stage, workers, jobs, leaderboard,
+//!   throughput) that dashboards and scripts read.
+//! - [`ApiError`]: how store errors and malformed requests become statuses and texts.
+//! - [`server`]: building the actix-web server with body limits and the routes above.
+//! - [`client`]: a typed, blocking client for the worker API, used by `cascade worker`, the
+//!   benchmarks and the tests.
+//!
+//! Every store call runs on actix's blocking thread pool (`web::block`), never on the async
+//! threads that serve connections.
+
+pub mod api;
+pub mod client;
+mod error;
+pub mod server;
+
+pub use client::{ClientError, TrackerClient, WorkerSession};
+pub use error::{ApiError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNKNOWN_WORKER};
+pub use server::{build_server, ServerConfig};

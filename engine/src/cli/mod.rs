@@ -1,0 +1,106 @@
+//! Command-line parsing and the subcommands.
+
+mod init;
+mod serve;
+mod status;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use cascade_engine::config::{Config, Overrides};
+use cascade_tracker::{JobStore, SystemClock};
+use clap::{Args, Parser, Subcommand};
+
+/// Cascade: multi-stage distributed data pipelines with a durable job tracker.
+#[derive(Debug, Parser)]
+#[command(name = "cascade", version, about)]
+pub(crate) struct Cli {
+    /// Configuration file (used when it exists; an explicitly given file must exist).
+    #[arg(long, short, global = true, env = "CASCADE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Database: a SQLite file path (default ./cascade.db) or a postgres:// URL.
+    #[arg(long, global = true)]
+    database: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Load jobs into the database (stage a input).
+    Init(init::InitArgs),
+    /// Run the tracker: the worker API, the JSON API and the idle sweep.
+    Serve(serve::ServeArgs),
+    /// Show job counts per stage and the expected time to finish.
+    Status,
+}
+
+/// Pipeline settings that several subcommands accept.
+#[derive(Debug, Args, Default)]
+pub(crate) struct PipelineArgs {
+    /// Project name shown to workers.
+    #[arg(long)]
+    project: Option<String>,
+    /// Enable a stage with a display name, e.g. `--stage a=CPU --stage b=GPU` (replaces the
+    /// configured stages).
+    #[arg(long = "stage", value_name = "LETTER=NAME", value_parser = parse_stage_arg)]
+    stages: Vec<(String, String)>,
+    /// Remove a silent worker and re-open its job after this long (e.g. `2h`, `90s`).
+    #[arg(long, value_parser = humantime_duration)]
+    idle_timeout: Option<Duration>,
+    /// Invalid-input reports after which a job goes back one stage.
+    #[arg(long)]
+    flag_threshold: Option<u32>,
+}
+
+fn parse_stage_arg(raw: &str) -> Result<(String, String), String> {
+    let (letter, name) = raw.split_once('=').ok_or_else(|| format!("expected LETTER=NAME, got {raw:?}"))?;
+    Ok((letter.trim().to_owned(), name.trim().to_owned()))
+}
+
+fn humantime_duration(raw: &str) -> Result<Duration, String> {
+    humantime_serde::re::humantime::parse_duration(raw).map_err(|e| e.to_string())
+}
+
+impl Cli {
+    fn load_config(&self, pipeline: &PipelineArgs, bind: Option<std::net::SocketAddr>) -> anyhow::Result<Config> {
+        let (path, required) = match &self.config {
+            Some(path) => (path.clone(), true),
+            None => (PathBuf::from("cascade.toml"), false),
+        };
+        let overrides = Overrides {
+            database: self.database.clone(),
+            bind,
+            project: pipeline.project.clone(),
+            idle_timeout: pipeline.idle_timeout,
+            flag_threshold: pipeline.flag_threshold,
+            stages: pipeline.stages.clone(),
+        };
+        Ok(Config::load(&path, required, &overrides)?)
+    }
+}
+
+/// Opens the store the configuration points at.
+fn open_store(config: &Config) -> anyhow::Result<JobStore> {
+    let url = config.database_url();
+    JobStore::open(&url, config.store_config(), Arc::new(SystemClock), config.db_connections)
+        .with_context(|| format!("opening the database {}", url.describe()))
+}
+
+/// Sends `tracing` output to standard error, filtered by `CASCADE_LOG` (default `info`).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// Runs the chosen subcommand.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Init(args) => init::run(&cli, args),
+        Command::Serve(args) => serve::run(&cli, args),
+        Command::Status => status::run(&cli),
+    }
+}

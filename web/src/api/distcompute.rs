@@ -1,0 +1,137 @@
+//! The worker API under `/api/*`, as the `distcompute-client` 1.0.0 library speaks it.
+//!
+//! GET endpoints take query parameters, POST endpoints a JSON body; successes are JSON or the
+//! plain texts `True`/`False`/`200 OK`/a decimal count. Differences from the original tracker
+//! are deliberate (PROTOCOL.md §15): the output of a stage really becomes the next stage's
+//! input, the flag threshold sends a job back with its input intact, every authenticated call
+//! is a heartbeat, and `updateProgress` with an unknown token answers 404 so a swept worker
+//! learns it.
+
+use actix_web::http::header::ContentType;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse};
+use cascade_tracker::{JobStore, TrackerError};
+use serde::Deserialize;
+
+use super::{blocking, parse_stage, run_blocking};
+use crate::error::{ApiError, NOT_WORKING};
+
+/// Query of `GET /api/new`.
+#[derive(Debug, Deserialize)]
+pub struct NewWorkerQuery {
+    /// Owner's nickname (leaderboard key).
+    pub nickname: String,
+    /// Stage letter.
+    pub stage: String,
+}
+
+/// Query of `GET /api/jobCount`.
+#[derive(Debug, Deserialize)]
+pub struct StageQuery {
+    /// Stage letter.
+    pub stage: String,
+}
+
+/// Body of the POST endpoints that take only a token.
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    /// The worker's token.
+    pub token: String,
+}
+
+/// Body of `POST /api/updateProgress`.
+#[derive(Debug, Deserialize)]
+pub struct ProgressBody {
+    /// The worker's token.
+    pub token: String,
+    /// Free-form progress text.
+    pub progress: String,
+}
+
+/// Body of `POST /api/completeJob`.
+#[derive(Debug, Deserialize)]
+pub struct CompleteBody {
+    /// The worker's token.
+    pub token: String,
+    /// The job's output: the next stage's input, or the final result.
+    pub data: String,
+}
+
+fn text(body: impl Into<String>) -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::plaintext()).body(body.into())
+}
+
+fn ok_text() -> HttpResponse {
+    text("200 OK")
+}
+
+/// Registers all `/api/*` routes.
+pub fn routes(config: &mut web::ServiceConfig) {
+    crate::server::endpoint(config, "/api/new", web::get().to(new_worker));
+    crate::server::endpoint(config, "/api/validateWorker", web::post().to(validate_worker));
+    crate::server::endpoint(config, "/api/newJob", web::post().to(new_job));
+    crate::server::endpoint(config, "/api/jobCount", web::get().to(job_count));
+    crate::server::endpoint(config, "/api/updateProgress", web::post().to(update_progress));
+    crate::server::endpoint(config, "/api/completeJob", web::post().to(complete_job));
+    crate::server::endpoint(config, "/api/flagInvalidData", web::post().to(flag_invalid_data));
+    crate::server::endpoint(config, "/api/bye", web::post().to(bye));
+}
+
+/// `GET /api/new?nickname&stage`: registers a worker.
+async fn new_worker(store: web::Data<JobStore>, query: web::Query<NewWorkerQuery>) -> Result<HttpResponse, ApiError> {
+    let NewWorkerQuery { nickname, stage } = query.into_inner();
+    let stage = parse_stage(&stage)?;
+    let registration = blocking(&store, move |s| s.register_worker(&nickname, stage, None)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "token": registration.token,
+        "display_name": registration.display_name,
+        "project": registration.project,
+        "stage_name": registration.stage_name,
+    })))
+}
+
+/// `POST /api/validateWorker {token}`: `True` or `False`.
+async fn validate_worker(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
+    let alive = blocking(&store, move |s| s.validate_worker(&body.token)).await?;
+    Ok(text(if alive { "True" } else { "False" }))
+}
+
+/// `POST /api/newJob {token}`: claims a job; `{"data", "number"}`.
+async fn new_job(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
+    let job = blocking(&store, move |s| s.claim(&body.token)).await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": job.data, "number": job.number })))
+}
+
+/// `GET /api/jobCount?stage`: jobs waiting at a stage, as a decimal text.
+async fn job_count(store: web::Data<JobStore>, query: web::Query<StageQuery>) -> Result<HttpResponse, ApiError> {
+    let stage = parse_stage(&query.stage)?;
+    let count = blocking(&store, move |s| s.job_count(stage)).await?;
+    Ok(text(count.to_string()))
+}
+
+/// `POST /api/updateProgress {token, progress}`.
+async fn update_progress(store: web::Data<JobStore>, body: web::Json<ProgressBody>) -> Result<HttpResponse, ApiError> {
+    blocking(&store, move |s| s.update_progress(&body.token, &body.progress)).await?;
+    Ok(ok_text())
+}
+
+/// `POST /api/completeJob {token, data}`.
+async fn complete_job(store: web::Data<JobStore>, body: web::Json<CompleteBody>) -> Result<HttpResponse, ApiError> {
+    blocking(&store, move |s| s.complete(&body.token, &body.data)).await?;
+    Ok(ok_text())
+}
+
+/// `POST /api/flagInvalidData {token}`.
+async fn flag_invalid_data(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
+    match run_blocking(&store, move |s| s.flag_invalid(&body.token, None)).await? {
+        Ok(_) => Ok(ok_text()),
+        Err(TrackerError::NoJobHeld) => Err(ApiError::refused(StatusCode::FORBIDDEN, NOT_WORKING)),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// `POST /api/bye {token}`: leaves; the held job is re-opened.
+async fn bye(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
+    blocking(&store, move |s| s.bye(&body.token)).await?;
+    Ok(ok_text())
+}

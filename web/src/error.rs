@@ -1,0 +1,124 @@
+//! How failures become HTTP responses.
+//!
+//! The distcompute client maps statuses to exceptions (400 → `ValueError`, 403 →
+//! `ZeroJobError`, 404 → `WorkerTimedOutError`, anything else → `ServerError`) and shows the body
+//! text, so every error here is a plain-text body with a fixed status. Request-validation
+//! failures are 422 with a FastAPI-style JSON body, as the original tracker answered.
+
+use actix_web::http::header::ContentType;
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use cascade_tracker::{StageId, TrackerError};
+
+/// The standard answer for an unknown token.
+pub const UNKNOWN_WORKER: &str = "The server could not find this worker. Did the worker time out?";
+/// The answer when a stage has nothing to hand out.
+pub const NO_JOBS: &str = "Either there are no new jobs available, or there was an error whilst finding a job. Keep retrying, as jobs are dynamically created.";
+/// The answer to `completeJob` from a worker without a job.
+pub const NO_OPEN_JOB: &str = "You do not have an open job.";
+/// The answer to `flagInvalidData` from a worker without a job.
+pub const NOT_WORKING: &str = "This worker is not currently working on a job.";
+/// The answer when the worker's lease expired and the job went back to the pool.
+pub const LEASE_LOST: &str = "Your lease on this job has expired and the job was re-opened for other workers.";
+
+/// An HTTP error: a status and the text or JSON the client sees.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A protocol-defined refusal with its exact text.
+    #[error("{message}")]
+    Refused {
+        /// The status the client maps to an exception.
+        status: StatusCode,
+        /// The exact body text.
+        message: String,
+    },
+    /// The request did not validate (missing field, wrong type, `null`, broken JSON).
+    #[error("invalid request: {message}")]
+    Unprocessable {
+        /// Where the problem is: `body` or `query`.
+        location: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The body is larger than the configured limit.
+    #[error("request body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The database failed; the request may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A refusal with `status` and `message`.
+    pub fn refused(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::Refused { status, message: message.into() }
+    }
+
+    /// The 400 for a stage letter outside `a`..`e`.
+    pub fn invalid_stage(stage: &str) -> Self {
+        Self::refused(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid worker stage: '{stage}'. Choose from 'a'/'b'/'c'/'d'/'e'."),
+        )
+    }
+
+    /// The 400 for a stage that exists but is not enabled.
+    pub fn disabled_stage(stage: StageId) -> Self {
+        Self::refused(StatusCode::BAD_REQUEST, format!("The worker stage '{stage}' is disabled."))
+    }
+}
+
+impl From<TrackerError> for ApiError {
+    /// The generic mapping; endpoints whose protocol text differs map those cases themselves.
+    fn from(error: TrackerError) -> Self {
+        match error {
+            TrackerError::UnknownWorker => Self::refused(StatusCode::NOT_FOUND, UNKNOWN_WORKER),
+            TrackerError::InvalidStage(stage) => Self::invalid_stage(&stage),
+            TrackerError::DisabledStage(stage) => Self::disabled_stage(stage),
+            TrackerError::NoJobAvailable => Self::refused(StatusCode::FORBIDDEN, NO_JOBS),
+            TrackerError::NoJobHeld => Self::refused(StatusCode::FORBIDDEN, NO_OPEN_JOB),
+            TrackerError::LeaseLost { .. } => Self::refused(StatusCode::FORBIDDEN, LEASE_LOST),
+            TrackerError::NoSuchJob(n) => Self::refused(StatusCode::NOT_FOUND, format!("Job {n} does not exist.")),
+            other @ (TrackerError::NotEmpty { .. } | TrackerError::InvalidJobs(_)) => {
+                Self::refused(StatusCode::BAD_REQUEST, other.to_string())
+            }
+            other @ (TrackerError::Db(_)
+            | TrackerError::Pool(_)
+            | TrackerError::Connect(_)
+            | TrackerError::Migration(_)) => {
+                tracing::error!(error = %other, "Database call failed.");
+                Self::Unavailable(other.to_string())
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Refused { status, .. } => *status,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            Self::Refused { message, .. } => response.content_type(ContentType::plaintext()).body(message.clone()),
+            Self::Unprocessable { location, message } => response.json(serde_json::json!({
+                "detail": [{"type": "value_error", "loc": [location], "msg": message, "input": null}]
+            })),
+            Self::TooLarge { limit } => response
+                .content_type(ContentType::plaintext())
+                .body(format!("Request body larger than {limit} bytes.")),
+            Self::Unavailable(_) => response
+                .content_type(ContentType::plaintext())
+                .body("The tracker's database is unavailable. Keep retrying."),
+        }
+    }
+}
