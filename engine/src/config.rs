@@ -79,6 +79,9 @@ pub struct Overrides {
     /// `--idle-timeout`.
     #[serde(skip_serializing_if = "Option::is_none", rename = "idle-timeout", with = "humantime_serde::option")]
     pub idle_timeout: Option<Duration>,
+    /// `--sweep-interval`.
+    #[serde(skip_serializing_if = "Option::is_none", rename = "sweep-interval", with = "humantime_serde::option")]
+    pub sweep_interval: Option<Duration>,
     /// `--flag-threshold`.
     #[serde(skip_serializing_if = "Option::is_none", rename = "flag-threshold")]
     pub flag_threshold: Option<u32>,

@@ -1,1 +1,187 @@
-//! Test support.
+//! Support for Cascade's end-to-end tests: the real `cascade` binary started on a loopback port
+//! against a throw-away database, and a Python environment with the real `distcompute-client`.
+//!
+//! # Layout
+//! - [`cascade_binary`]: builds (once) and locates the `cascade` executable.
+//! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
+//! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`.
+//! - [`wait_until`]: polling with a deadline instead of sleeps.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The `cascade` executable of this build profile, built on first use.
+///
+/// # Panics
+/// When the build fails.
+pub fn cascade_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut build = Command::new(cargo);
+        build.current_dir(workspace_root()).args(["build", "--quiet", "-p", "cascade-engine", "--bin", "cascade"]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo can be started");
+        assert!(status.success(), "building the cascade binary failed");
+        // The test executable lives in target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
+        let binary = profile_dir.join("cascade");
+        assert!(binary.exists(), "{} was not built", binary.display());
+        binary
+    })
+}
+
+/// Runs `cascade ARGS…` to completion and returns (success, stdout, stderr).
+///
+/// # Panics
+/// When the process cannot be started.
+pub fn cascade(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(cascade_binary())
+        .args(args)
+        .env("CASCADE_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("cascade can be started");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A `cascade serve` process on a loopback port. Killed when dropped.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Child,
+    args: Vec<String>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Daemon {
+    /// Starts `cascade serve ARGS… --bind 127.0.0.1:PORT` (port 0 picks a free one) and waits
+    /// until it prints its address.
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start(args: &[&str], port: u16) -> Self {
+        let mut full: Vec<String> = vec!["serve".to_owned()];
+        full.extend(args.iter().map(|a| (*a).to_owned()));
+        full.push("--bind".to_owned());
+        full.push(format!("127.0.0.1:{port}"));
+        let mut child = Command::new(cascade_binary())
+            .args(&full)
+            .env("CASCADE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("cascade serve can be started");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("Cascade tracker listening on ") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("cascade serve did not start: {full:?}"));
+        full.truncate(full.len() - 2);
+        Self { child, args: full, url }
+    }
+
+    /// The port the daemon listens on.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("url has a port")
+    }
+
+    /// Kills the process with SIGKILL (no shutdown code runs) and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the same command again on the same port.
+    pub fn restart(&mut self) {
+        let port = self.port();
+        let args: Vec<&str> = self.args.iter().skip(1).map(String::as_str).collect();
+        let fresh = Self::start(&args, port);
+        self.kill9();
+        *self = fresh;
+    }
+
+    /// GETs `path` and parses the JSON answer.
+    ///
+    /// # Panics
+    /// When the request fails or the answer is not JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let mut response = ureq::get(format!("{}{path}", self.url)).call().expect("GET succeeds");
+        let text = response.body_mut().read_to_string().expect("body");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Polls `condition` every 50 ms until it holds, for at most `limit`.
+///
+/// # Panics
+/// When the condition does not hold in time (naming `what`).
+pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A Python interpreter with `distcompute-client==1.0.0` importable: `CASCADE_TEST_PYTHON`, or
+/// the workspace's `.venv` (created and filled from PyPI on first use, as `.ci/run` does).
+///
+/// # Panics
+/// When no such interpreter can be found or made.
+pub fn python_with_distcompute() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let can_import = |python: &Path| {
+            Command::new(python)
+                .args(["-c", "import distcompute_client"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Ok(python) = std::env::var("CASCADE_TEST_PYTHON") {
+            let python = PathBuf::from(python);
+            assert!(can_import(&python), "CASCADE_TEST_PYTHON cannot import distcompute_client");
+            return python;
+        }
+        let venv = workspace_root().join(".venv");
+        let python = venv.join("bin/python");
+        if !can_import(&python) {
+            let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+            assert!(created.is_ok_and(|s| s.success()), "python3 -m venv failed");
+            let installed = Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "distcompute-client==1.0.0"])
+                .status();
+            assert!(installed.is_ok_and(|s| s.success()), "pip install distcompute-client failed");
+        }
+        assert!(can_import(&python), "{} cannot import distcompute_client", python.display());
+        python
+    })
+}

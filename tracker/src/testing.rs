@@ -21,7 +21,8 @@ pub struct TestDatabase {
 
 #[derive(Debug)]
 enum Cleanup {
-    Sqlite(tempfile::TempDir),
+    /// Deleted (with the database file) when dropped.
+    Sqlite { _dir: tempfile::TempDir },
     Postgres { admin_url: String, name: String },
 }
 
@@ -34,7 +35,7 @@ impl TestDatabase {
         // unwrap: tests cannot run without a temporary directory.
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cascade-test.db");
-        Self { url: DatabaseUrl::Sqlite(path.display().to_string()), cleanup: Cleanup::Sqlite(dir) }
+        Self { url: DatabaseUrl::Sqlite(path.display().to_string()), cleanup: Cleanup::Sqlite { _dir: dir } }
     }
 
     /// A fresh, uniquely named database on the test PostgreSQL server.

@@ -6,7 +6,7 @@ use anyhow::Context;
 use cascade_tracker::load;
 use clap::Args;
 
-use super::{open_store, Cli, PipelineArgs};
+use super::{open_store, Cli, PipelineArgs, ServerArgs};
 
 /// Where the jobs come from (exactly one).
 #[derive(Debug, Args)]
@@ -28,7 +28,7 @@ pub(crate) struct InitArgs {
 }
 
 pub(crate) fn run(cli: &Cli, args: &InitArgs) -> anyhow::Result<()> {
-    let config = cli.load_config(&PipelineArgs::default(), None)?;
+    let config = cli.load_config(&PipelineArgs::default(), &ServerArgs::default())?;
     let jobs = if let Some(pattern) = &args.brace {
         load::jobs_from_brace(pattern)?
     } else if let Some(path) = &args.json {

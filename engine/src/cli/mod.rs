@@ -55,6 +55,17 @@ pub(crate) struct PipelineArgs {
     flag_threshold: Option<u32>,
 }
 
+/// Operational settings of the HTTP tracker.
+#[derive(Debug, Args, Default)]
+pub(crate) struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long)]
+    bind: Option<std::net::SocketAddr>,
+    /// How often expired leases and silent workers are swept (e.g. `1m`).
+    #[arg(long, value_parser = humantime_duration)]
+    sweep_interval: Option<Duration>,
+}
+
 fn parse_stage_arg(raw: &str) -> Result<(String, String), String> {
     let (letter, name) = raw.split_once('=').ok_or_else(|| format!("expected LETTER=NAME, got {raw:?}"))?;
     Ok((letter.trim().to_owned(), name.trim().to_owned()))
@@ -65,14 +76,15 @@ fn humantime_duration(raw: &str) -> Result<Duration, String> {
 }
 
 impl Cli {
-    fn load_config(&self, pipeline: &PipelineArgs, bind: Option<std::net::SocketAddr>) -> anyhow::Result<Config> {
+    fn load_config(&self, pipeline: &PipelineArgs, server: &ServerArgs) -> anyhow::Result<Config> {
         let (path, required) = match &self.config {
             Some(path) => (path.clone(), true),
             None => (PathBuf::from("cascade.toml"), false),
         };
         let overrides = Overrides {
             database: self.database.clone(),
-            bind,
+            bind: server.bind,
+            sweep_interval: server.sweep_interval,
             project: pipeline.project.clone(),
             idle_timeout: pipeline.idle_timeout,
             flag_threshold: pipeline.flag_threshold,

@@ -1,26 +1,24 @@
 //! `cascade serve`: the tracker over HTTP, with the idle sweep.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use actix_web::rt::System;
 use cascade_tracker::JobStore;
 use clap::Args;
 
-use super::{open_store, Cli, PipelineArgs};
+use super::{open_store, Cli, PipelineArgs, ServerArgs};
 
 /// Options of `cascade serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// Address to listen on (port 0 picks a free port; the address is printed).
-    #[arg(long)]
-    bind: Option<SocketAddr>,
+    #[command(flatten)]
+    server: ServerArgs,
     #[command(flatten)]
     pipeline: PipelineArgs,
 }
 
 pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
-    let config = cli.load_config(&args.pipeline, args.bind)?;
+    let config = cli.load_config(&args.pipeline, &args.server)?;
     let store = open_store(&config)?;
     let sweep_interval = config.sweep_interval;
     System::new().block_on(async move {

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use super::{open_store, Cli, PipelineArgs};
+use super::{open_store, Cli, PipelineArgs, ServerArgs};
 
 pub(crate) fn run(cli: &Cli) -> anyhow::Result<()> {
-    let config = cli.load_config(&PipelineArgs::default(), None)?;
+    let config = cli.load_config(&PipelineArgs::default(), &ServerArgs::default())?;
     let store = open_store(&config)?;
     let counts = store.stage_counts()?;
     let eta = store.eta()?;
