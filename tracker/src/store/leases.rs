@@ -181,6 +181,9 @@ impl JobStore {
                     query.load(conn)?
                 };
                 if let Some(row) = rows.into_iter().next() {
+                    if expired {
+                        record(conn, row.id, stage.letter(), event::EXPIRE, None, now, None)?;
+                    }
                     claimed = Some(row);
                     break;
                 }
