@@ -18,6 +18,9 @@ pub enum TrackerError {
     /// A connection could not be opened.
     #[error("could not connect to the database: {0}")]
     Connect(#[from] diesel::ConnectionError),
+    /// A write could not be committed (the whole batch it was in failed); it may be retried.
+    #[error("write not committed: {0}")]
+    Commit(String),
     /// The schema could not be migrated.
     #[error("database migration failed: {0}")]
     Migration(String),

@@ -88,7 +88,8 @@ impl From<TrackerError> for ApiError {
             other @ (TrackerError::Db(_)
             | TrackerError::Pool(_)
             | TrackerError::Connect(_)
-            | TrackerError::Migration(_)) => {
+            | TrackerError::Migration(_)
+            | TrackerError::Commit(_)) => {
                 tracing::error!(error = %other, "Database call failed.");
                 Self::Unavailable(other.to_string())
             }

@@ -5,15 +5,18 @@
 //! Queries are written once against [`DbConnection`], diesel's multi-backend connection; the
 //! few statements whose SQL differs (the lease claim, the sweep lock) branch on the variant.
 
+mod group_commit;
 pub(crate) mod schema;
 
 use std::time::Duration;
 
-use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use self::group_commit::GroupCommitWriter;
 use crate::error::TrackerError;
 
 /// A connection to either supported database.
@@ -94,23 +97,40 @@ pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
 /// for both.
 #[derive(Clone)]
 pub(crate) struct Pools {
-    writer: Pool<ConnectionManager<DbConnection>>,
+    writer: Writer,
     reader: Pool<ConnectionManager<DbConnection>>,
-    is_sqlite: bool,
 }
 
-/// SQLite pragmas applied to every new connection.
+/// Where write transactions run.
+#[derive(Clone)]
+enum Writer {
+    /// SQLite: one writer thread with group commit.
+    GroupCommit(GroupCommitWriter),
+    /// PostgreSQL: any pooled connection, one transaction per operation.
+    Pool(Pool<ConnectionManager<DbConnection>>),
+}
+
+/// Pragmas applied to every SQLite connection: WAL lets readers run beside the writer;
+/// `synchronous = NORMAL` is durable against process crashes (a power loss may lose the last
+/// commits, never corrupt the file); the busy timeout lets other processes wait their turn.
+const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+
+/// Applies [`SQLITE_PRAGMAS`] to pooled connections.
 #[derive(Debug)]
 struct SqlitePragmas;
 
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-             PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(SQLITE_PRAGMAS).map_err(diesel::r2d2::Error::QueryError)
     }
+}
+
+/// Opens one SQLite connection with the pragmas applied.
+fn connect_sqlite(path: &str) -> Result<DbConnection, TrackerError> {
+    let mut conn = DbConnection::Sqlite(SqliteConnection::establish(path)?);
+    conn.batch_execute(SQLITE_PRAGMAS)?;
+    Ok(conn)
 }
 
 impl Pools {
@@ -118,57 +138,53 @@ impl Pools {
     pub(crate) fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, TrackerError> {
         let pools = match url {
             DatabaseUrl::Sqlite(path) => {
-                let build = |size: u32| {
-                    Pool::builder()
-                        .max_size(size)
-                        .min_idle(Some(1))
-                        .connection_timeout(Duration::from_secs(30))
-                        .connection_customizer(Box::new(SqlitePragmas))
-                        .build(ConnectionManager::<DbConnection>::new(path.clone()))
-                };
-                Self { writer: build(1)?, reader: build(max_connections.max(1))?, is_sqlite: true }
+                migrate(&mut connect_sqlite(path)?)?;
+                let reader = Pool::builder()
+                    .max_size(max_connections.max(1))
+                    .min_idle(Some(1))
+                    .test_on_check_out(false)
+                    .connection_timeout(Duration::from_secs(30))
+                    .connection_customizer(Box::new(SqlitePragmas))
+                    .build(ConnectionManager::<DbConnection>::new(path.clone()))?;
+                let path = path.clone();
+                let writer = GroupCommitWriter::start(move || connect_sqlite(&path))?;
+                Self { writer: Writer::GroupCommit(writer), reader }
             }
             DatabaseUrl::Postgres(url) => {
                 let pool = Pool::builder()
                     .max_size(max_connections.max(2))
                     .min_idle(Some(1))
+                    .test_on_check_out(false)
                     .connection_timeout(Duration::from_secs(30))
                     .build(ConnectionManager::<DbConnection>::new(url.clone()))?;
-                Self { writer: pool.clone(), reader: pool, is_sqlite: false }
+                migrate(&mut *pool.get()?)?;
+                Self { writer: Writer::Pool(pool.clone()), reader: pool }
             }
         };
-        pools.migrate()?;
         Ok(pools)
-    }
-
-    fn migrate(&self) -> Result<(), TrackerError> {
-        let mut conn = self.writer.get()?;
-        let applied = match &mut *conn {
-            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
-            DbConnection::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
-        }
-        .map_err(|e| TrackerError::Migration(e.to_string()))?;
-        if !applied.is_empty() {
-            tracing::info!(count = applied.len(), "Applied database migrations.");
-        }
-        Ok(())
     }
 
     /// Whether this is the SQLite backend.
     pub(crate) fn is_sqlite(&self) -> bool {
-        self.is_sqlite
+        matches!(self.writer, Writer::GroupCommit(_))
     }
 
-    /// Runs `f` in a write transaction (SQLite: `BEGIN IMMEDIATE`, so the write lock is taken up
-    /// front and concurrent processes wait on the busy timeout instead of failing mid-way).
-    pub(crate) fn write<T>(
-        &self,
-        f: impl FnOnce(&mut DbConnection) -> Result<T, TrackerError>,
-    ) -> Result<T, TrackerError> {
-        let mut conn = self.writer.get()?;
-        transaction(&mut conn, f)
+    /// Runs `f` as one write transaction: on SQLite in the next group commit (in its own
+    /// savepoint), on PostgreSQL in a transaction of its own. The result is returned after the
+    /// commit.
+    pub(crate) fn write<T, F>(&self, f: F) -> Result<T, TrackerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+    {
+        match &self.writer {
+            Writer::GroupCommit(writer) => writer.write(f),
+            Writer::Pool(pool) => {
+                let mut conn = pool.get()?;
+                diesel::Connection::transaction(&mut *conn, f)
+            }
+        }
     }
-
     /// Runs `f` on a connection from the read pool (outside any explicit transaction).
     pub(crate) fn read<T>(
         &self,
@@ -188,25 +204,15 @@ impl Pools {
     }
 }
 
-/// Begins, runs and commits (or rolls back) one write transaction.
-fn transaction<T>(
-    conn: &mut DbConnection,
-    f: impl FnOnce(&mut DbConnection) -> Result<T, TrackerError>,
-) -> Result<T, TrackerError> {
-    match conn {
-        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
-        DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction(c)?,
+/// Applies pending migrations.
+fn migrate(conn: &mut DbConnection) -> Result<(), TrackerError> {
+    let applied = match conn {
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        DbConnection::Pg(c) => c.run_pending_migrations(PG_MIGRATIONS),
     }
-    let outcome = f(conn);
-    let end = match (&outcome, conn) {
-        (Ok(_), DbConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
-        (Ok(_), DbConnection::Pg(c)) => AnsiTransactionManager::commit_transaction(c),
-        (Err(_), DbConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
-        (Err(_), DbConnection::Pg(c)) => AnsiTransactionManager::rollback_transaction(c),
-    };
-    match (outcome, end) {
-        (Ok(value), Ok(())) => Ok(value),
-        (Ok(_), Err(e)) => Err(e.into()),
-        (Err(e), _) => Err(e),
+    .map_err(|e| TrackerError::Migration(e.to_string()))?;
+    if !applied.is_empty() {
+        tracing::info!(count = applied.len(), "Applied database migrations.");
     }
+    Ok(())
 }

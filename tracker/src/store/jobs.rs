@@ -49,7 +49,9 @@ impl JobStore {
     /// [`TrackerError::NotEmpty`] without `reset`; database errors.
     pub fn load_jobs(&self, items: &[String], reset: bool) -> Result<usize, TrackerError> {
         let now = self.now_ms();
-        self.pools.write(|conn| {
+        let items = items.to_vec();
+        let loaded = items.len();
+        self.pools.write(move |conn| {
             let existing: i64 = jobs::table.count().get_result(conn)?;
             if existing > 0 && !reset {
                 return Err(TrackerError::NotEmpty { existing });
@@ -79,7 +81,7 @@ impl JobStore {
                 let insert = diesel::insert_into(jobs::table).values(rows);
                 per_backend!(conn, |c| insert.execute(c))?;
             }
-            Ok(items.len())
+            Ok(loaded)
         })
     }
 

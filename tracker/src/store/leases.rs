@@ -1,5 +1,7 @@
 //! Leases: claiming a job, completing it, flagging its input, giving it back.
 
+use std::sync::Arc;
+
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use serde::Serialize;
@@ -163,7 +165,9 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobAvailable`]; database errors.
     pub fn claim(&self, token: &str) -> Result<ClaimedJob, TrackerError> {
         let now = self.now_ms();
-        self.pools.write(|conn| {
+        let token = token.to_owned();
+        self.pools.write(move |conn| {
+            let token = token.as_str();
             let worker = touch(conn, token, now)?;
             reopen_held(conn, token, &worker, now)?;
             let stage = worker_stage(&worker)?;
@@ -194,6 +198,7 @@ impl JobStore {
                     workers::job_id.eq(row.id),
                     workers::lease_token.eq(row.lease_token),
                     workers::progress.eq("Received new job"),
+                    workers::last_seen.eq(now),
                 ))
                 .execute(conn)?;
             record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
@@ -218,11 +223,13 @@ impl JobStore {
     /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
     pub fn complete(&self, token: &str, output: &str) -> Result<Completion, TrackerError> {
         let now = self.now_ms();
-        let completion = self.pools.write(|conn| {
+        let (token, output, config) = (token.to_owned(), output.to_owned(), Arc::clone(&self.config));
+        let completion = self.pools.write(move |conn| {
+            let (token, output) = (token.as_str(), output.as_str());
             let worker = touch(conn, token, now)?;
             let (job, lease) = held_lease(&worker)?;
             let stage = worker_stage(&worker)?;
-            let next_stage = self.config.next_enabled(stage);
+            let next_stage = config.next_enabled(stage);
             let sql = match next_stage {
                 Some(next) => format!(
                     "UPDATE jobs SET data_{next} = $1, stage = '{next}', state = 'open', \
@@ -249,6 +256,7 @@ impl JobStore {
                     workers::lease_token.eq(None::<i64>),
                     workers::progress.eq("Completed Job"),
                     workers::jobs_completed.eq(workers::jobs_completed + 1),
+                    workers::last_seen.eq(now),
                 ))
                 .execute(conn)?;
             let credit = diesel::insert_into(leaderboard::table)
@@ -273,7 +281,9 @@ impl JobStore {
     pub fn flag_invalid(&self, token: &str, reason: Option<&str>) -> Result<FlagOutcome, TrackerError> {
         let now = self.now_ms();
         let threshold = i32::try_from(self.config.flag_threshold).unwrap_or(i32::MAX).max(1);
-        self.pools.write(|conn| {
+        let (token, reason) = (token.to_owned(), reason.map(str::to_owned));
+        self.pools.write(move |conn| {
+            let (token, reason) = (token.as_str(), reason.as_deref());
             let worker = touch(conn, token, now)?;
             let (job, lease) = held_lease(&worker)?;
             let stage = worker_stage(&worker)?;
@@ -288,7 +298,11 @@ impl JobStore {
             .load(conn)?;
             let reports = flagged.first().ok_or(TrackerError::LeaseLost { job })?.flags;
             diesel::update(workers::table.find(token))
-                .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
+                .set((
+                    workers::job_id.eq(None::<i64>),
+                    workers::lease_token.eq(None::<i64>),
+                    workers::last_seen.eq(now),
+                ))
                 .execute(conn)?;
             record(conn, job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason)?;
             let sent_back_to = stage.previous().filter(|_| reports >= threshold);
@@ -308,10 +322,11 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`]; database errors.
     pub fn release(&self, token: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
-        self.pools.write(|conn| {
-            let worker = touch(conn, token, now)?;
+        let token = token.to_owned();
+        self.pools.write(move |conn| {
+            let worker = touch(conn, &token, now)?;
             held_lease(&worker)?;
-            reopen_held(conn, token, &worker, now)
+            reopen_held(conn, &token, &worker, now)
         })
     }
 }

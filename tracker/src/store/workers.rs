@@ -44,9 +44,14 @@ pub struct SweepReport {
     pub leases_expired: usize,
 }
 
+/// Longest a heartbeat may go unrecorded: a worker calling more often than this only has its
+/// `last_seen` (and lease) written once per interval, which keeps busy workers' polling cheap.
+const HEARTBEAT_GRANULARITY_MS: i64 = 1000;
+
 /// The columns of a worker that lease operations need.
 #[derive(Debug, Clone, Queryable)]
 pub(crate) struct WorkerLease {
+    pub(crate) last_seen: i64,
     pub(crate) stage: String,
     pub(crate) nickname: String,
     pub(crate) display_name: String,
@@ -78,7 +83,9 @@ fn random_display_name() -> String {
 }
 
 /// Loads the lease columns of the worker with `token`, refreshing its `last_seen` and
-/// extending the lease of the job it holds: every authenticated call is a heartbeat.
+/// extending the lease of the job it holds: every authenticated call is a heartbeat. Writes
+/// are skipped when the last recorded heartbeat is younger than a twentieth of the lease (at
+/// most [`HEARTBEAT_GRANULARITY_MS`]).
 pub(crate) fn touch(
     conn: &mut DbConnection,
     token: &str,
@@ -87,6 +94,7 @@ pub(crate) fn touch(
     let worker: WorkerLease = workers::table
         .find(token)
         .select((
+            workers::last_seen,
             workers::stage,
             workers::nickname,
             workers::display_name,
@@ -97,6 +105,10 @@ pub(crate) fn touch(
         .first(conn)
         .optional()?
         .ok_or(TrackerError::UnknownWorker)?;
+    let granularity = HEARTBEAT_GRANULARITY_MS.min(worker.lease_ttl_ms / 20);
+    if now - worker.last_seen < granularity {
+        return Ok(worker);
+    }
     diesel::update(workers::table.find(token)).set(workers::last_seen.eq(now)).execute(conn)?;
     if let (Some(job), Some(token_held)) = (worker.job_id, worker.lease_token) {
         diesel::update(
@@ -138,7 +150,9 @@ impl JobStore {
         let token = uuid::Uuid::new_v4().to_string();
         let nickname = truncate(nickname, MAX_NICKNAME_CHARS).to_owned();
         let now = self.now_ms();
-        let display_name = self.pools.write(|conn| {
+        let stage_letter = stage.letter();
+        let (insert_token, insert_nickname) = (token.clone(), nickname.clone());
+        let display_name = self.pools.write(move |conn| {
             let mut name = random_display_name();
             for _ in 0..8 {
                 let taken: i64 = workers::table
@@ -152,10 +166,10 @@ impl JobStore {
             }
             diesel::insert_into(workers::table)
                 .values((
-                    workers::token.eq(&token),
+                    workers::token.eq(&insert_token),
                     workers::display_name.eq(&name),
-                    workers::stage.eq(stage.letter()),
-                    workers::nickname.eq(&nickname),
+                    workers::stage.eq(stage_letter),
+                    workers::nickname.eq(&insert_nickname),
                     workers::progress.eq("Initialised"),
                     workers::jobs_completed.eq(0),
                     workers::first_seen.eq(now),
@@ -175,7 +189,8 @@ impl JobStore {
     /// Database errors only.
     pub fn validate_worker(&self, token: &str) -> Result<bool, TrackerError> {
         let now = self.now_ms();
-        match self.pools.write(|conn| touch(conn, token, now)) {
+        let token = token.to_owned();
+        match self.pools.write(move |conn| touch(conn, &token, now)) {
             Ok(_) => Ok(true),
             Err(TrackerError::UnknownWorker) => Ok(false),
             Err(e) => Err(e),
@@ -188,7 +203,8 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`]; database errors.
     pub fn heartbeat(&self, token: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
-        self.pools.write(|conn| touch(conn, token, now).map(drop))
+        let token = token.to_owned();
+        self.pools.write(move |conn| touch(conn, &token, now).map(drop))
     }
 
     /// Records the worker's progress text (a heartbeat too).
@@ -197,11 +213,12 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`]; database errors.
     pub fn update_progress(&self, token: &str, progress: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
-        let progress = truncate(progress, MAX_PROGRESS_CHARS);
-        self.pools.write(|conn| {
-            touch(conn, token, now)?;
-            diesel::update(workers::table.find(token))
-                .set(workers::progress.eq(progress))
+        let progress = truncate(progress, MAX_PROGRESS_CHARS).to_owned();
+        let token = token.to_owned();
+        self.pools.write(move |conn| {
+            touch(conn, &token, now)?;
+            diesel::update(workers::table.find(&token))
+                .set((workers::progress.eq(&progress), workers::last_seen.eq(now)))
                 .execute(conn)?;
             Ok(())
         })
@@ -213,10 +230,11 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`]; database errors.
     pub fn bye(&self, token: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
-        self.pools.write(|conn| {
-            let worker = touch(conn, token, now)?;
-            super::leases::reopen_held(conn, token, &worker, now)?;
-            diesel::delete(workers::table.find(token)).execute(conn)?;
+        let token = token.to_owned();
+        self.pools.write(move |conn| {
+            let worker = touch(conn, &token, now)?;
+            super::leases::reopen_held(conn, &token, &worker, now)?;
+            diesel::delete(workers::table.find(&token)).execute(conn)?;
             Ok(())
         })?;
         tracing::debug!("Worker left.");
@@ -235,7 +253,7 @@ impl JobStore {
     pub fn sweep(&self) -> Result<SweepReport, TrackerError> {
         let now = self.now_ms();
         let cutoff = now - self.config.idle_timeout_ms();
-        let report = self.pools.write(|conn| {
+        let report = self.pools.write(move |conn| {
             if let DbConnection::Pg(_) = conn {
                 #[derive(QueryableByName)]
                 struct Locked {

@@ -21,6 +21,7 @@ CREATE TABLE jobs (
     completed_at     BIGINT
 );
 CREATE INDEX jobs_by_stage_state ON jobs (stage, state, id);
+CREATE INDEX jobs_by_lease_expiry ON jobs (lease_expires_at) WHERE state = 'leased';
 CREATE INDEX jobs_by_completion ON jobs (completed_at) WHERE completed_at IS NOT NULL;
 
 -- Workers: remote (HTTP) or local (engine pool) workers, each holding at most one lease.

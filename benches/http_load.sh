@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# HTTP load benchmark of `cascade serve`: newJob → updateProgress → completeJob cycles with
+# 1, 8 and 64 concurrent workers on loopback, on SQLite (and PostgreSQL when PG_URL is set).
+#
+# Usage: benches/http_load.sh [SECONDS=10] [JOBS=400000]
+#   PG_URL=postgres://postgres@127.0.0.1:5432/test benches/http_load.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-10}
+jobs=${2:-400000}
+cargo build --release -q -p cascade-engine --bin cascade -p cascade-benches --bin loadgen
+bin=target/release
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+run_backend() {
+  local name=$1 database=$2
+  echo "## $name"
+  echo "workers,cycles,cycles_per_s,p50_ms,p99_ms"
+  for workers in 1 8 64; do
+    "$bin/cascade" init --database "$database" --brace "shard-{000000..$(printf '%06d' $((jobs - 1)))}" --reset >/dev/null
+    CASCADE_LOG=warn "$bin/cascade" serve --database "$database" --bind 127.0.0.1:0 --stage a=load >"$work/serve.out" &
+    local pid=$!
+    for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+    local url
+    url=$(grep -o 'http://[0-9.:]*' "$work/serve.out")
+    "$bin/loadgen" --url "$url" --workers "$workers" --seconds "$seconds" --csv
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+  done
+}
+
+run_backend sqlite "$work/load.db"
+if [ -n "${PG_URL:-}" ]; then
+  db="cascade_load_$$"
+  psql "$PG_URL" -qc "CREATE DATABASE $db"
+  run_backend postgres "${PG_URL%/*}/$db"
+  psql "$PG_URL" -qc "DROP DATABASE $db WITH (FORCE)"
+fi

@@ -1,0 +1,156 @@
+//! Group commit for SQLite: one writer thread owns the write connection and commits many
+//! operations per transaction.
+//!
+//! SQLite has one writer at a time and a commit costs far more than the statements in it, so
+//! under load the writer takes every operation waiting in its queue (up to [`MAX_BATCH`]), runs
+//! each inside its own savepoint — an operation that fails is rolled back alone — and commits
+//! them together. Each caller gets its answer only after the commit, so a reported success is
+//! durable exactly as with one transaction per operation. The queue is bounded: when the
+//! writer falls behind, callers block instead of piling up work.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::Connection;
+
+use super::DbConnection;
+use crate::error::TrackerError;
+
+/// Most operations committed together.
+const MAX_BATCH: usize = 512;
+/// Operations that may wait for the writer before callers block.
+const QUEUE_CAPACITY: usize = 4096;
+
+/// An operation waiting for the writer, type-erased.
+trait PendingWrite: Send {
+    /// Runs the operation in a savepoint of the open transaction.
+    fn run(&mut self, conn: &mut DbConnection) -> Result<(), ()>;
+    /// Delivers the outcome once the batch is committed (or failed with `batch_error`).
+    fn finish(self: Box<Self>, batch_error: Option<&str>);
+}
+
+struct Pending<T, F> {
+    operation: Option<F>,
+    outcome: Option<Result<T, TrackerError>>,
+    reply: Sender<Result<T, TrackerError>>,
+}
+
+impl<T, F> PendingWrite for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send,
+{
+    fn run(&mut self, conn: &mut DbConnection) -> Result<(), ()> {
+        let Some(operation) = self.operation.take() else { return Ok(()) };
+        match catch_unwind(AssertUnwindSafe(|| conn.transaction(operation))) {
+            Ok(outcome) => {
+                self.outcome = Some(outcome);
+                Ok(())
+            }
+            Err(_) => Err(()),
+        }
+    }
+
+    fn finish(self: Box<Self>, batch_error: Option<&str>) {
+        let outcome = match (batch_error, self.outcome) {
+            (None, Some(outcome)) => outcome,
+            (Some(error), _) => Err(TrackerError::Commit(error.to_owned())),
+            (None, None) => Err(TrackerError::Commit("the operation did not run".to_owned())),
+        };
+        // The caller may have given up waiting; nothing else to do then.
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// A handle to the writer thread; cheap to clone. The thread ends when every handle is gone.
+#[derive(Clone)]
+pub(crate) struct GroupCommitWriter {
+    queue: Sender<Box<dyn PendingWrite>>,
+}
+
+impl GroupCommitWriter {
+    /// Starts the writer thread on a connection opened by `connect` (used again to replace the
+    /// connection after an operation panicked).
+    pub(crate) fn start(
+        connect: impl Fn() -> Result<DbConnection, TrackerError> + Send + 'static,
+    ) -> Result<Self, TrackerError> {
+        let conn = connect()?;
+        let (queue, operations) = bounded(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("cascade-sqlite-writer".to_owned())
+            .spawn(move || write_loop(conn, connect, operations))
+            .map_err(|e| TrackerError::Commit(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `operation` in the next batch and returns its outcome after the batch commits.
+    pub(crate) fn write<T, F>(&self, operation: F) -> Result<T, TrackerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+    {
+        let (reply, answer) = bounded(1);
+        let pending = Pending { operation: Some(operation), outcome: None, reply };
+        self.queue
+            .send(Box::new(pending))
+            .map_err(|_| TrackerError::Commit("the writer thread has stopped".to_owned()))?;
+        answer
+            .recv()
+            .map_err(|_| TrackerError::Commit("the writer thread stopped before answering".to_owned()))?
+    }
+}
+
+fn write_loop(
+    mut conn: DbConnection,
+    connect: impl Fn() -> Result<DbConnection, TrackerError>,
+    operations: Receiver<Box<dyn PendingWrite>>,
+) {
+    while let Ok(first) = operations.recv() {
+        let mut batch = vec![first];
+        batch.extend(operations.try_iter().take(MAX_BATCH - 1));
+        match run_batch(&mut conn, &mut batch) {
+            Ok(()) => batch.into_iter().for_each(|op| op.finish(None)),
+            Err(BatchFailure::Failed(error)) => {
+                tracing::error!(%error, operations = batch.len(), "SQLite write batch failed.");
+                batch.into_iter().for_each(|op| op.finish(Some(&error)));
+            }
+            Err(BatchFailure::Panicked) => {
+                tracing::error!(operations = batch.len(), "A write operation panicked; its batch was rolled back.");
+                batch.into_iter().for_each(|op| op.finish(Some("a write operation panicked")));
+                match connect() {
+                    Ok(fresh) => conn = fresh,
+                    Err(error) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
+                }
+            }
+        }
+    }
+}
+
+enum BatchFailure {
+    Failed(String),
+    Panicked,
+}
+
+fn sqlite(conn: &mut DbConnection) -> Result<&mut diesel::SqliteConnection, BatchFailure> {
+    match conn {
+        DbConnection::Sqlite(c) => Ok(c),
+        DbConnection::Pg(_) => Err(BatchFailure::Failed("group commit is for SQLite only".to_owned())),
+    }
+}
+
+fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
+    AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")
+        .map_err(|e| BatchFailure::Failed(e.to_string()))?;
+    for op in batch.iter_mut() {
+        if op.run(conn).is_err() {
+            let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+            return Err(BatchFailure::Panicked);
+        }
+    }
+    let inner = sqlite(conn)?;
+    AnsiTransactionManager::commit_transaction(inner).map_err(|e| {
+        let _ = AnsiTransactionManager::rollback_transaction(inner);
+        BatchFailure::Failed(e.to_string())
+    })
+}
