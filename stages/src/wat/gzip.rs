@@ -227,7 +227,6 @@ impl<R: Read> GzipDecoder<R> {
                 HeaderParse::NeedMore if self.input.at_eof() && avail.starts_with(&MAGIC[..avail.len().min(3)]) => {
                     // A header cut short by the end of input.
                     self.stats.truncated_at = Some(self.input.offset());
-                    self.stats.garbage_bytes += skipped;
                     let n = avail.len();
                     self.input.consume(n);
                     tracing::warn!(offset = self.input.offset(), "WAT input ends inside a gzip header.");

@@ -201,6 +201,11 @@ impl<R: Read> Splitter<R> {
             match parse_record(rest) {
                 Parsed::Complete(rec) => {
                     self.stats.records += 1;
+                    if rec.body.len() as u64 > self.max_record {
+                        self.stats.oversized_records += 1;
+                        self.scan += rec.body.end;
+                        continue;
+                    }
                     match rec.kind {
                         RecordKind::Metadata => {
                             self.stats.metadata_records += 1;

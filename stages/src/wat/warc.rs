@@ -138,7 +138,7 @@ mod tests {
         assert_eq!(r.kind, RecordKind::Metadata);
         assert_eq!(&rec[r.body.clone()], b"abcd");
         assert_eq!(separator_len(&rec[r.body.end..]), 4);
-        assert!(matches!(parse_record(&rec[..50]), Parsed::Incomplete { content_length: Some(4), .. }));
+        assert!(matches!(parse_record(&rec[..54]), Parsed::Incomplete { content_length: Some(4), .. }));
         assert!(matches!(parse_record(&rec[..20]), Parsed::Incomplete { content_length: None, .. }));
     }
 
