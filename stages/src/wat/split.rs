@@ -24,7 +24,7 @@ pub(crate) struct Batch {
 }
 
 enum Source<R> {
-    Gzip(GzipDecoder<R>),
+    Gzip(Box<GzipDecoder<R>>),
     Plain(InputBuf<R>),
 }
 
@@ -67,7 +67,7 @@ impl<R: Read> Splitter<R> {
         input.want(5, None).map_err(WatError::Read)?;
         let head = input.available();
         let source = if head.starts_with(&[0x1f, 0x8b]) {
-            Source::Gzip(GzipDecoder::new(input))
+            Source::Gzip(Box::new(GzipDecoder::new(input)))
         } else if head.is_empty() || head.starts_with(b"WARC/") {
             Source::Plain(input)
         } else {
