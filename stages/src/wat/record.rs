@@ -127,7 +127,7 @@ pub fn parse_metadata_record(
         md5.consume(alt.as_bytes());
         md5.consume(url.as_bytes());
         out.push(Pair {
-            uid: format!("{:x}", md5.finalize()),
+            uid: hex(&md5.finalize().0),
             url,
             alt: alt.into_owned(),
             cc_filename: filename.clone().into_owned(),
@@ -136,6 +136,17 @@ pub fn parse_metadata_record(
     }
     stats.pairs += (out.len() - start) as u64;
     Ok(())
+}
+
+/// Lowercase hex of a digest (what Python's `hexdigest()` gives).
+fn hex(digest: &[u8; 16]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(32);
+    for b in digest {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
 }
 
 fn is_http(url: &str) -> bool {
