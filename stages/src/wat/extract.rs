@@ -1,0 +1,123 @@
+//! The file-level entry points: one WAT file in, one parquet shard and a summary out.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use rayon::{ThreadPool, ThreadPoolBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::error::WatError;
+use super::options::WatOptions;
+use super::parquet_out::PairWriter;
+use super::pipeline::extract_pairs;
+use super::summary::WatSummary;
+
+/// The result of [`extract_file`]: where the shard went and what happened (job output JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOutput {
+    /// The WAT file read.
+    pub input: PathBuf,
+    /// The parquet shard written.
+    pub output: PathBuf,
+    /// Counters.
+    pub summary: WatSummary,
+}
+
+/// The shard path for `input` in `out_dir`: the file name without `.gz`, `.wat` and `.warc`
+/// suffixes, plus `.parquet` (`CC-MAIN-…-00000.warc.wat.gz` → `CC-MAIN-…-00000.parquet`).
+#[must_use]
+pub fn output_path(input: &Path, out_dir: &Path) -> PathBuf {
+    let mut name = input.file_name().map_or_else(|| "wat".to_owned(), |n| n.to_string_lossy().into_owned());
+    for suffix in [".gz", ".wat", ".warc"] {
+        if let Some(stem) = name.strip_suffix(suffix) {
+            if !stem.is_empty() {
+                name = stem.to_owned();
+            }
+        }
+    }
+    out_dir.join(format!("{name}.parquet"))
+}
+
+/// Builds the parser pool for `options.threads` (`None` when it is 0: parse inline).
+///
+/// # Errors
+///
+/// [`WatError::ThreadPool`] when the threads cannot be started.
+pub fn build_pool(options: &WatOptions) -> Result<Option<ThreadPool>, WatError> {
+    if options.threads == 0 {
+        return Ok(None);
+    }
+    let pool = ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .thread_name(|i| format!("wat-parse-{i}"))
+        .build()?;
+    Ok(Some(pool))
+}
+
+/// Extracts the image/alt pairs of the WAT file `input` into `out_dir/<name>.parquet`, on a
+/// pool of `options.threads` parser threads built for this call.
+///
+/// `progress(bytes_done, bytes_total)` is called after each batch (about every MiB of
+/// decompressed data) with compressed bytes. The shard is written under a `.partial` name
+/// and renamed when complete, so a crash never leaves a truncated shard behind.
+///
+/// # Errors
+///
+/// See [`extract_file_in`].
+pub fn extract_file(
+    input: &Path,
+    options: &WatOptions,
+    out_dir: &Path,
+    progress: impl FnMut(u64, u64),
+) -> Result<FileOutput, WatError> {
+    let pool = build_pool(options)?;
+    extract_file_in(pool.as_ref(), input, options, out_dir, progress)
+}
+
+/// [`extract_file`] on a caller-provided pool (the engine's per-stage pool), or on the calling
+/// thread alone when `pool` is `None`; `options.threads` is ignored.
+///
+/// # Errors
+///
+/// [`WatError::Open`] when `input` cannot be opened, [`WatError::Write`] /
+/// [`WatError::Parquet`] when the shard cannot be written, [`WatError::NotWarc`] /
+/// [`WatError::NotWat`] for inputs of the wrong kind, [`WatError::Read`] on I/O errors.
+/// Damaged content (bad records, garbage, truncation) is not an error: see the summary.
+pub fn extract_file_in(
+    pool: Option<&ThreadPool>,
+    input: &Path,
+    options: &WatOptions,
+    out_dir: &Path,
+    progress: impl FnMut(u64, u64),
+) -> Result<FileOutput, WatError> {
+    let open_err = |source| WatError::Open { path: input.to_owned(), source };
+    let file = File::open(input).map_err(open_err)?;
+    let total = file.metadata().map_err(open_err)?.len();
+    let output = output_path(input, out_dir);
+    let partial = output.with_extension("parquet.partial");
+    let result = (|| {
+        let mut writer = PairWriter::create(&partial, options.row_group_rows)?;
+        let summary = extract_pairs(file, options, pool, total, |pairs| writer.write(pairs), progress)?;
+        writer.finish()?;
+        fs::rename(&partial, &output).map_err(|source| WatError::Write { path: output.clone(), source })?;
+        Ok(summary)
+    })();
+    match result {
+        Ok(summary) => {
+            tracing::info!(
+                input = %input.display(),
+                pairs = summary.pairs,
+                records = summary.records,
+                bad_records = summary.skipped.bad_records(),
+                truncated_at = ?summary.truncated_at,
+                "Extracted WAT pairs."
+            );
+            Ok(FileOutput { input: input.to_owned(), output, summary })
+        }
+        Err(e) => {
+            // Best effort: the partial file is useless and may not exist.
+            let _ = fs::remove_file(&partial);
+            Err(e)
+        }
+    }
+}
