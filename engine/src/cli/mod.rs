@@ -3,6 +3,7 @@
 mod init;
 mod serve;
 mod status;
+mod wat;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +36,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Show job counts per stage and the expected time to finish.
     Status,
+    /// Extract image URL / alt-text pairs from Common Crawl WAT files into parquet shards.
+    Wat(wat::WatArgs),
 }
 
 /// Pipeline settings that several subcommands accept.
@@ -114,5 +117,6 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => init::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args),
         Command::Status => status::run(&cli),
+        Command::Wat(args) => wat::run(args),
     }
 }

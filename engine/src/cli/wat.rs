@@ -1,0 +1,85 @@
+//! `cascade wat`: extract image/alt-text pairs from WAT files into parquet shards, outside any
+//! pipeline.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use cascade_stages::wat::{build_pool, extract_file_in, FileOutput, WatFilters, WatOptions};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Options of `cascade wat`.
+#[derive(Debug, Args)]
+pub(crate) struct WatArgs {
+    /// WAT files (`.warc.wat.gz` or plain `.warc.wat`).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Directory for the parquet shards (one per input, named after it).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Parser threads (default: one per CPU core; 0 parses on the reading thread).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Apply the LAION-5B filters: alt ≥ 5 characters, no svg/gif/data:/javascript: URLs, host
+    /// ≤ 60 characters, URL and alt ≤ 2,000 characters, one pair per uid.
+    #[arg(long)]
+    laion5b: bool,
+}
+
+pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let defaults = WatOptions::default();
+    let options = WatOptions {
+        threads: args.threads.unwrap_or(defaults.threads),
+        filters: if args.laion5b { WatFilters::laion5b() } else { WatFilters::default() },
+        ..defaults
+    };
+    let pool = build_pool(&options)?;
+    let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{msg:30!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let (mut done_before, mut pairs, mut failures) = (0u64, 0u64, 0usize);
+    for file in &args.files {
+        bar.set_message(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+        let result = extract_file_in(pool.as_ref(), file, &options, &args.out, |done, _| {
+            bar.set_position(done_before + done);
+        });
+        done_before += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        bar.set_position(done_before);
+        match result {
+            Ok(output) => {
+                pairs += output.summary.pairs;
+                bar.suspend(|| report(&output));
+            }
+            Err(e) => {
+                failures += 1;
+                bar.suspend(|| eprintln!("{}: {e}", file.display()));
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} files, {pairs} pairs, {:.1} MB in {seconds:.1} s ({:.1} MB/s)",
+        args.files.len(),
+        total as f64 / 1e6,
+        total as f64 / 1e6 / seconds.max(1e-9)
+    );
+    if failures > 0 {
+        anyhow::bail!("{failures} of {} files could not be read", args.files.len());
+    }
+    Ok(())
+}
+
+/// Prints one file's result as a JSON line (the same object a pipeline job returns).
+fn report(output: &FileOutput) {
+    match serde_json::to_string(output) {
+        Ok(line) => println!("{line}"),
+        Err(e) => eprintln!("{}: cannot print the summary: {e}", output.input.display()),
+    }
+}
