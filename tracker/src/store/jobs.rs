@@ -12,32 +12,34 @@ use crate::stage::StageId;
 /// Rows inserted per statement when loading jobs (well under SQLite's bind-variable limit).
 const INSERT_CHUNK: usize = 1000;
 
-type SummaryColumns = (
-    jobs::id,
-    jobs::stage,
-    jobs::state,
-    jobs::attempts,
-    jobs::flags,
-    jobs::updated_at,
-    jobs::error,
-);
-const SUMMARY_COLUMNS: SummaryColumns =
-    (jobs::id, jobs::stage, jobs::state, jobs::attempts, jobs::flags, jobs::updated_at, jobs::error);
+/// The columns of a job its summary shows.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = jobs)]
+struct SummaryRow {
+    id: i64,
+    stage: String,
+    state: String,
+    attempts: i32,
+    flags: i32,
+    updated_at: i64,
+    error: Option<String>,
+}
 
-type SummaryRow = (i64, String, String, i32, i32, i64, Option<String>);
-
-fn summary(row: SummaryRow) -> Result<JobSummary, TrackerError> {
-    let (id, stage, state_name, attempts, flags, updated_at, error) = row;
-    Ok(JobSummary {
-        id,
-        stage: stage.parse()?,
-        state: JobState::parse(&state_name)
-            .ok_or_else(|| TrackerError::InvalidJobs(format!("job {id} has unknown state {state_name}")))?,
-        attempts,
-        flags,
-        updated_at,
-        error,
-    })
+impl SummaryRow {
+    fn into_summary(self) -> Result<JobSummary, TrackerError> {
+        let state = JobState::parse(&self.state).ok_or_else(|| {
+            TrackerError::InvalidJobs(format!("job {} has unknown state {}", self.id, self.state))
+        })?;
+        Ok(JobSummary {
+            id: self.id,
+            stage: self.stage.parse()?,
+            state,
+            attempts: self.attempts,
+            flags: self.flags,
+            updated_at: self.updated_at,
+            error: self.error,
+        })
+    }
 }
 
 impl JobStore {
@@ -129,12 +131,12 @@ impl JobStore {
             };
             let total: i64 = filtered().count().get_result(conn)?;
             let rows: Vec<SummaryRow> = filtered()
-                .select(SUMMARY_COLUMNS)
+                .select(SummaryRow::as_select())
                 .order(jobs::id)
                 .offset(offset.max(0))
                 .limit(limit.clamp(0, 1000))
                 .load(conn)?;
-            let items = rows.into_iter().map(summary).collect::<Result<_, _>>()?;
+            let items = rows.into_iter().map(SummaryRow::into_summary).collect::<Result<_, _>>()?;
             Ok(Page { total, offset: offset.max(0), items })
         })
     }
@@ -156,7 +158,7 @@ impl JobStore {
             let row: DetailRow = jobs::table
                 .find(number)
                 .select((
-                    SUMMARY_COLUMNS,
+                    SummaryRow::as_select(),
                     (jobs::data_a, jobs::data_b, jobs::data_c, jobs::data_d, jobs::data_e),
                     jobs::result,
                     jobs::lease_owner,
@@ -167,7 +169,7 @@ impl JobStore {
                 .optional()?
                 .ok_or(TrackerError::NoSuchJob(number))?;
             let (summary_row, (a, b, c, d, e), result, lease_owner, lease_expires_at, completed_at) = row;
-            let summary = summary(summary_row)?;
+            let summary = summary_row.into_summary()?;
             let leased_to = match (summary.state, lease_owner) {
                 (JobState::Leased, Some(token)) => workers::table
                     .find(token)

@@ -64,42 +64,34 @@ pub struct ThroughputPoint {
     pub completed: i64,
 }
 
-type WorkerRow = (String, String, String, String, i64, i64, i64, Option<i64>);
-
-fn worker_view(row: WorkerRow) -> Result<WorkerView, TrackerError> {
-    let (display_name, stage, nickname, progress, jobs_completed, first_seen, last_seen, job) = row;
-    Ok(WorkerView {
-        display_name,
-        stage: stage.parse()?,
-        nickname,
-        progress,
-        jobs_completed,
-        first_seen,
-        last_seen,
-        job,
-    })
+/// The columns of a worker the read models show.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = workers)]
+struct WorkerRow {
+    display_name: String,
+    stage: String,
+    nickname: String,
+    progress: String,
+    jobs_completed: i64,
+    first_seen: i64,
+    last_seen: i64,
+    job_id: Option<i64>,
 }
 
-type WorkerColumns = (
-    workers::display_name,
-    workers::stage,
-    workers::nickname,
-    workers::progress,
-    workers::jobs_completed,
-    workers::first_seen,
-    workers::last_seen,
-    workers::job_id,
-);
-const WORKER_COLUMNS: WorkerColumns = (
-    workers::display_name,
-    workers::stage,
-    workers::nickname,
-    workers::progress,
-    workers::jobs_completed,
-    workers::first_seen,
-    workers::last_seen,
-    workers::job_id,
-);
+impl WorkerRow {
+    fn into_view(self) -> Result<WorkerView, TrackerError> {
+        Ok(WorkerView {
+            display_name: self.display_name,
+            stage: self.stage.parse()?,
+            nickname: self.nickname,
+            progress: self.progress,
+            jobs_completed: self.jobs_completed,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+            job: self.job_id,
+        })
+    }
+}
 
 impl JobStore {
     /// Job and worker counts for each of the five stages (disabled ones included, with zeros).
@@ -186,12 +178,12 @@ impl JobStore {
             };
             let total: i64 = filtered().count().get_result(conn)?;
             let rows: Vec<WorkerRow> = filtered()
-                .select(WORKER_COLUMNS)
+                .select(WorkerRow::as_select())
                 .order((workers::first_seen, workers::display_name))
                 .offset(offset.max(0))
                 .limit(limit.clamp(0, 1000))
                 .load(conn)?;
-            let items = rows.into_iter().map(worker_view).collect::<Result<_, _>>()?;
+            let items = rows.into_iter().map(WorkerRow::into_view).collect::<Result<_, _>>()?;
             Ok(Page { total, offset: offset.max(0), items })
         })
     }
@@ -205,10 +197,10 @@ impl JobStore {
             let row: Option<WorkerRow> = workers::table
                 .filter(workers::stage.eq(stage.letter()))
                 .filter(workers::display_name.eq(display_name))
-                .select(WORKER_COLUMNS)
+                .select(WorkerRow::as_select())
                 .first(conn)
                 .optional()?;
-            row.map(worker_view).transpose()
+            row.map(WorkerRow::into_view).transpose()
         })
     }
 
