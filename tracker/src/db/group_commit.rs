@@ -1,14 +1,14 @@
-//! Group commit for SQLite: many operations per write transaction.
+//! Group commit for SQLite: one writer thread owns the write connection and commits many
+//! operations per transaction.
 //!
 //! SQLite has one writer at a time and a commit costs far more than the statements in it, so
-//! under load the holder of the write connection takes every operation waiting in the queue (up
-//! to [`MAX_BATCH`]), runs each inside its own savepoint — an operation that fails is rolled
-//! back alone — and commits them together. Each caller gets its answer only after the commit,
-//! so a reported success is durable exactly as with one transaction per operation. The queue is
-//! bounded: when writes fall behind, callers block instead of piling up work.
+//! under load the writer takes every operation waiting in its queue (up to [`MAX_BATCH`]), runs
+//! each inside its own savepoint — an operation that fails is rolled back alone — and commits
+//! them together. Each caller gets its answer only after the commit, so a reported success is
+//! durable exactly as with one transaction per operation. The queue is bounded: when the
+//! writer falls behind, callers block instead of piling up work.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -19,7 +19,7 @@ use crate::error::TrackerError;
 
 /// Most operations committed together.
 const MAX_BATCH: usize = 512;
-/// Operations that may wait for the write connection before callers block.
+/// Operations that may wait for the writer before callers block.
 const QUEUE_CAPACITY: usize = 4096;
 
 /// An operation waiting for the writer, type-erased.
@@ -70,39 +70,28 @@ where
     }
 }
 
-/// The shared write path: a queue of waiting operations and the one write connection.
-///
-/// There is no writer thread. A caller queues its operation, then takes the connection lock;
-/// whoever holds the lock runs everything queued so far as one batch (flat combining). Under
-/// contention most callers find, once they get the lock, that the holder before them already
-/// ran and committed their operation, and leave at once; without contention a caller runs its
-/// own operation on its own thread, with no hand-off at all.
+/// A handle to the writer thread; cheap to clone. The thread ends when every handle is gone.
 #[derive(Clone)]
 pub(crate) struct GroupCommitWriter {
     queue: Sender<Box<dyn PendingWrite>>,
-    waiting: Receiver<Box<dyn PendingWrite>>,
-    connection: Arc<Mutex<WriteConnection>>,
-}
-
-/// The write connection and how to open it again.
-struct WriteConnection {
-    conn: DbConnection,
-    connect: Box<dyn Fn() -> Result<DbConnection, TrackerError> + Send>,
 }
 
 impl GroupCommitWriter {
-    /// Opens the write connection with `connect` (used again to replace the connection after an
-    /// operation panicked).
+    /// Starts the writer thread on a connection opened by `connect` (used again to replace the
+    /// connection after an operation panicked).
     pub(crate) fn start(
         connect: impl Fn() -> Result<DbConnection, TrackerError> + Send + 'static,
     ) -> Result<Self, TrackerError> {
         let conn = connect()?;
-        let (queue, waiting) = bounded(QUEUE_CAPACITY);
-        let connection = WriteConnection { conn, connect: Box::new(connect) };
-        Ok(Self { queue, waiting, connection: Arc::new(Mutex::new(connection)) })
+        let (queue, operations) = bounded(QUEUE_CAPACITY);
+        std::thread::Builder::new()
+            .name("cascade-sqlite-writer".to_owned())
+            .spawn(move || write_loop(conn, connect, operations))
+            .map_err(|e| TrackerError::Commit(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { queue })
     }
 
-    /// Runs `operation` in a batch and returns its outcome after the batch commits.
+    /// Runs `operation` in the next batch and returns its outcome after the batch commits.
     pub(crate) fn write<T, F>(&self, operation: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
@@ -112,31 +101,22 @@ impl GroupCommitWriter {
         let pending = Pending { operation: Some(operation), outcome: None, reply };
         self.queue
             .send(Box::new(pending))
-            .map_err(|_| TrackerError::Commit("the write queue is closed".to_owned()))?;
-        loop {
-            if let Ok(outcome) = answer.try_recv() {
-                return outcome;
-            }
-            let mut connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Ok(outcome) = answer.try_recv() {
-                return outcome;
-            }
-            // Run batches until the queue is empty: ours is in it, possibly behind others.
-            loop {
-                let batch: Vec<_> = self.waiting.try_iter().take(MAX_BATCH).collect();
-                if batch.is_empty() {
-                    break;
-                }
-                connection.commit_batch(batch);
-            }
-        }
+            .map_err(|_| TrackerError::Commit("the writer thread has stopped".to_owned()))?;
+        answer
+            .recv()
+            .map_err(|_| TrackerError::Commit("the writer thread stopped before answering".to_owned()))?
     }
 }
 
-impl WriteConnection {
-    /// Runs and commits one batch, then answers every caller in it.
-    fn commit_batch(&mut self, mut batch: Vec<Box<dyn PendingWrite>>) {
-        match run_batch(&mut self.conn, &mut batch) {
+fn write_loop(
+    mut conn: DbConnection,
+    connect: impl Fn() -> Result<DbConnection, TrackerError>,
+    operations: Receiver<Box<dyn PendingWrite>>,
+) {
+    while let Ok(first) = operations.recv() {
+        let mut batch = vec![first];
+        batch.extend(operations.try_iter().take(MAX_BATCH - 1));
+        match run_batch(&mut conn, &mut batch) {
             Ok(()) => batch.into_iter().for_each(|op| op.finish(None)),
             Err(BatchFailure::Failed(error)) => {
                 tracing::error!(%error, operations = batch.len(), "SQLite write batch failed.");
@@ -145,8 +125,8 @@ impl WriteConnection {
             Err(BatchFailure::Panicked) => {
                 tracing::error!(operations = batch.len(), "A write operation panicked; its batch was rolled back.");
                 batch.into_iter().for_each(|op| op.finish(Some("a write operation panicked")));
-                match (self.connect)() {
-                    Ok(fresh) => self.conn = fresh,
+                match connect() {
+                    Ok(fresh) => conn = fresh,
                     Err(error) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
                 }
             }
