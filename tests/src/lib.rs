@@ -2,7 +2,7 @@
 //! against a throw-away database, and a Python environment with the real `distcompute-client`.
 //!
 //! # Layout
-//! - [`cascade_binary`]: builds (once) and locates the `cascade` executable.
+//! - [`cascade_binary`]: locates (building if missing) the `cascade` executable.
 //! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
 //! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
@@ -18,25 +18,33 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
-/// The `cascade` executable of this build profile, built on first use.
+/// The `cascade` executable of this build profile.
+///
+/// `cargo test --workspace` (the README's test command) builds it fresh before any test runs,
+/// because `cascade-engine`'s own integration tests need it. It is built here only when it is
+/// missing (e.g. `cargo test -p cascade-tests` on a clean target directory); rebuilding an
+/// existing one from here would resolve other features than the workspace build and relink it
+/// for minutes.
 ///
 /// # Panics
-/// When the build fails.
+/// When the binary is missing and the build fails.
 pub fn cascade_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let mut build = Command::new(cargo);
-        build.current_dir(workspace_root()).args(["build", "--quiet", "-p", "cascade-engine", "--bin", "cascade"]);
-        if !cfg!(debug_assertions) {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo can be started");
-        assert!(status.success(), "building the cascade binary failed");
         // The test executable lives in target/<profile>/deps/.
         let exe = std::env::current_exe().expect("test executable path");
         let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile> directory");
         let binary = profile_dir.join("cascade");
+        if !binary.exists() {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let mut build = Command::new(cargo);
+            build.current_dir(workspace_root()).args(["build", "--quiet", "-p", "cascade-engine", "--bin", "cascade"]);
+            if !cfg!(debug_assertions) {
+                build.arg("--release");
+            }
+            let status = build.status().expect("cargo can be started");
+            assert!(status.success(), "building the cascade binary failed");
+        }
         assert!(binary.exists(), "{} was not built", binary.display());
         binary
     })
