@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 const DEFAULTS: &str = include_str!("default.toml");
 
-/// Stages used when the configuration names none: the LAION workflow.
-const DEFAULT_STAGES: [(StageId, &str); 3] = [(StageId::A, "wat"), (StageId::B, "download"), (StageId::C, "clip")];
+/// Stages used when the configuration names none: the LAION workflow, with a local pool for
+/// each built-in stage kind that exists (`(stage, name, kind)`).
+const DEFAULT_STAGES: [(StageId, &str, Option<&str>); 3] =
+    [(StageId::A, "wat", Some("wat")), (StageId::B, "download", None), (StageId::C, "clip", None)];
 
 /// A configuration problem; every problem found is listed, not only the first.
 #[derive(Debug, thiserror::Error)]
@@ -29,11 +31,83 @@ pub enum ConfigError {
 }
 
 /// One stage of the pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StageSettings {
     /// Display name, shown to workers and on the dashboard (e.g. `CPU`, `download`).
     pub name: String,
+    /// Stage kind run by `cascade run`'s local workers (a registered kind such as `wat`); none
+    /// means the stage is worked only by remote workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Local worker threads of this stage (with `kind`).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Capacity of the hand-off channel from this stage's local pool to the next stage's: how
+    /// many finished jobs may wait for a free worker there before this stage stops claiming.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Threads of the stage's rayon pool (shared by its workers); default: one per core.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// The stage kind's own settings (`[stages.X.settings]`).
+    #[serde(default = "empty_settings")]
+    pub settings: serde_json::Value,
+}
+
+impl StageSettings {
+    /// A stage with a display name and nothing else (remote workers only).
+    #[must_use]
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind: None,
+            workers: default_workers(),
+            queue: default_queue(),
+            threads: None,
+            settings: empty_settings(),
+        }
+    }
+}
+
+fn default_workers() -> usize {
+    1
+}
+
+fn default_queue() -> usize {
+    16
+}
+
+fn empty_settings() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// How `cascade run` and `cascade worker` treat leases and failures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EngineSettings {
+    /// Root directory of artifacts (each stage's shards go in a subdirectory).
+    pub artifacts: std::path::PathBuf,
+    /// Lease time of local workers: a crashed daemon's jobs are re-claimed this long after its
+    /// last heartbeat. Heartbeats go out every quarter of it.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Attempts of one job at one stage before a transient failure or a panic fails it.
+    pub max_attempts: u32,
+    /// First retry delay after a transient failure; doubles with each attempt.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub max_retry_backoff: Duration,
+    /// On shutdown, how long running jobs may take to finish before they are cancelled and
+    /// their leases released.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// How often an idle worker looks for jobs that arrived from elsewhere (remote workers,
+    /// other daemons, retries coming due).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
 }
 
 /// Everything `cascade.toml` may say.
@@ -58,6 +132,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Database connections.
     pub db_connections: u32,
+    /// Local workers, retries and shutdown.
+    pub engine: EngineSettings,
     /// Enabled stages by letter; none given means the LAION stages a = wat, b = download,
     /// c = clip.
     #[serde(default)]
@@ -109,13 +185,16 @@ impl Config {
             config.stages = overrides
                 .stages
                 .iter()
-                .map(|(letter, name)| (letter.clone(), StageSettings { name: name.clone() }))
+                .map(|(letter, name)| (letter.clone(), StageSettings::named(name)))
                 .collect();
         }
         if config.stages.is_empty() {
             config.stages = DEFAULT_STAGES
                 .iter()
-                .map(|(stage, name)| (stage.letter().to_owned(), StageSettings { name: (*name).to_owned() }))
+                .map(|(stage, name, kind)| {
+                    let settings = StageSettings { kind: kind.map(str::to_owned), ..StageSettings::named(name) };
+                    (stage.letter().to_owned(), settings)
+                })
                 .collect();
         }
         config.validate()?;
@@ -145,6 +224,34 @@ impl Config {
             if stage.name.trim().is_empty() {
                 problems.push(format!("stage '{letter}' needs a non-empty name"));
             }
+            if stage.kind.is_some() && stage.workers == 0 {
+                problems.push(format!("stage '{letter}' has a kind but workers = 0"));
+            }
+            if stage.queue == 0 {
+                problems.push(format!("stage '{letter}': queue must be at least 1"));
+            }
+            if stage.threads == Some(0) {
+                problems.push(format!("stage '{letter}': threads must be at least 1"));
+            }
+            if !stage.settings.is_object() {
+                problems.push(format!("stage '{letter}': settings must be a table"));
+            }
+        }
+        let engine = &self.engine;
+        if engine.lease_ttl < Duration::from_millis(200) {
+            problems.push("engine.lease-ttl must be at least 200ms".to_owned());
+        }
+        if engine.lease_ttl > self.idle_timeout {
+            problems.push("engine.lease-ttl must not exceed idle-timeout".to_owned());
+        }
+        if engine.max_attempts == 0 {
+            problems.push("engine.max-attempts must be at least 1".to_owned());
+        }
+        if engine.retry_backoff > engine.max_retry_backoff {
+            problems.push("engine.retry-backoff must not exceed engine.max-retry-backoff".to_owned());
+        }
+        if engine.poll_interval < Duration::from_millis(1) {
+            problems.push("engine.poll-interval must be at least 1ms".to_owned());
         }
         if self.flag_threshold == 0 {
             problems.push("flag-threshold must be at least 1".to_owned());
@@ -183,7 +290,7 @@ impl Config {
 
     /// How the HTTP server runs.
     pub fn server_config(&self) -> ServerConfig {
-        ServerConfig { bind: self.bind, max_body_bytes: self.max_body_bytes, http_workers: None }
+        ServerConfig { bind: self.bind, max_body_bytes: self.max_body_bytes, http_workers: None, handle_signals: true }
     }
 }
 

@@ -1,11 +1,7 @@
-//! `cascade`: load jobs, run the tracker, and watch a pipeline.
+//! `cascade`: load jobs, run the tracker or the whole pipeline, work remotely, and watch.
 
-mod cli;
-
-use clap::Parser;
+use cascade_stages::stage::StageRegistry;
 
 fn main() -> anyhow::Result<()> {
-    let args = cli::Cli::parse();
-    cli::init_logging();
-    cli::run(args)
+    cascade_engine::cli::main(&StageRegistry::builtin())
 }

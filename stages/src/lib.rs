@@ -5,8 +5,11 @@
 //!
 //! # Layout
 //!
+//! - [`stage`]: the [`Stage`](stage::Stage) trait, its context, errors, wire encoding and the
+//!   registry of stage kinds — all a pipeline author needs;
 //! - [`wat`] (feature `wat`): streams Common Crawl WAT files and extracts image URL / alt-text
 //!   pairs to parquet, following the cc2dataset rules.
 
+pub mod stage;
 #[cfg(feature = "wat")]
 pub mod wat;

@@ -68,11 +68,14 @@ pub fn cascade(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A `cascade serve` process on a loopback port. Killed when dropped.
+/// A `cascade serve` (or `cascade run`, or another binary's) process on a loopback port.
+/// Killed when dropped.
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
+    binary: PathBuf,
     args: Vec<String>,
+    dir: Option<PathBuf>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
@@ -84,17 +87,34 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start(args: &[&str], port: u16) -> Self {
-        let mut full: Vec<String> = vec!["serve".to_owned()];
-        full.extend(args.iter().map(|a| (*a).to_owned()));
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        Self::start_binary(cascade_binary(), &full, port)
+    }
+
+    /// Starts `BINARY ARGS… --bind 127.0.0.1:PORT` in the current directory and waits until it
+    /// prints its address. `ARGS` starts with the subcommand (`serve`, `run`).
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_binary(binary: &Path, args: &[&str], port: u16) -> Self {
+        Self::start_in(binary, args, port, None)
+    }
+
+    /// As [`start_binary`](Self::start_binary), in directory `dir`.
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_in(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>) -> Self {
+        let mut full: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         full.push("--bind".to_owned());
         full.push(format!("127.0.0.1:{port}"));
-        let mut child = Command::new(cascade_binary())
-            .args(&full)
-            .env("CASCADE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("cascade serve can be started");
+        let mut command = Command::new(binary);
+        command.args(&full).env("CASCADE_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{} can be started: {e}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -106,9 +126,9 @@ impl Daemon {
         });
         let url = rx
             .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("cascade serve did not start: {full:?}"));
+            .unwrap_or_else(|_| panic!("{} did not start: {full:?}", binary.display()));
         full.truncate(full.len() - 2);
-        Self { child, args: full, url }
+        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), url }
     }
 
     /// The port the daemon listens on.
@@ -122,13 +142,35 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
-    /// Starts the same command again on the same port.
+    /// Sends SIGTERM (a graceful stop).
+    ///
+    /// # Panics
+    /// When `kill` cannot be run.
+    pub fn terminate(&self) {
+        let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM failed");
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the same command again on the same port (after killing this one if it runs).
     pub fn restart(&mut self) {
         let port = self.port();
-        let args: Vec<&str> = self.args.iter().skip(1).map(String::as_str).collect();
-        let fresh = Self::start(&args, port);
         self.kill9();
-        *self = fresh;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        *self = Self::start_in(&self.binary.clone(), &args, port, self.dir.clone().as_deref());
     }
 
     /// GETs `path` and parses the JSON answer.

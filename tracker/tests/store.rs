@@ -135,6 +135,62 @@ macro_rules! store_suite {
             }
 
             #[test]
+            fn claim_job_takes_exactly_that_job_when_it_is_claimable() {
+                let f = fx(2);
+                load(&f.store, 3);
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                let other = f.store.register_worker("o", StageId::A, None).unwrap();
+                assert_eq!(f.store.claim_job(&a.token, 2).unwrap().number, 2);
+                assert!(matches!(f.store.claim_job(&other.token, 2), Err(TrackerError::NoJobAvailable)));
+                assert!(matches!(f.store.claim_job(&other.token, 99), Err(TrackerError::NoJobAvailable)));
+                f.store.complete(&a.token, "b-input").unwrap();
+                // Job 2 is now at stage b: a stage-a worker cannot take it by number.
+                assert!(matches!(f.store.claim_job(&other.token, 2), Err(TrackerError::NoJobAvailable)));
+                let b = f.store.register_worker("b", StageId::B, None).unwrap();
+                let claimed = f.store.claim_job(&b.token, 2).unwrap();
+                assert_eq!((claimed.number, claimed.data.as_str()), (2, "b-input"));
+            }
+
+            #[test]
+            fn retry_later_hides_the_job_until_due_and_keeps_attempts() {
+                let f = fx(1);
+                load(&f.store, 1);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                assert_eq!(f.store.claim(&w.token).unwrap().attempts, 1);
+                f.store.retry_later(&w.token, START_MS + 5_000, "network down").unwrap();
+                assert!(matches!(f.store.retry_later(&w.token, START_MS, "again"), Err(TrackerError::NoJobHeld)));
+                assert_eq!(f.store.job(1).unwrap().summary.state, JobState::Open);
+                assert!(matches!(f.store.claim(&w.token), Err(TrackerError::NoJobAvailable)));
+                assert!(matches!(f.store.claim_job(&w.token, 1), Err(TrackerError::NoJobAvailable)));
+                f.clock.advance(Duration::from_secs(5));
+                let again = f.store.claim(&w.token).unwrap();
+                assert_eq!((again.number, again.attempts), (1, 2));
+                let kinds: Vec<String> = f.store.job(1).unwrap().events.iter().map(|e| e.kind.clone()).collect();
+                assert_eq!(kinds, ["claim", "retry", "claim"]);
+            }
+
+            #[test]
+            fn fail_closes_the_job_with_its_reason_and_is_fenced() {
+                let f = fx(2);
+                load(&f.store, 2);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                let job = f.store.claim(&w.token).unwrap();
+                f.store.fail(&w.token, "unsupported format").unwrap();
+                assert!(matches!(f.store.fail(&w.token, "twice"), Err(TrackerError::NoJobHeld)));
+                let detail = f.store.job(job.number).unwrap();
+                assert_eq!(detail.summary.state, JobState::Failed);
+                assert_eq!(detail.summary.error.as_deref(), Some("unsupported format"));
+                assert_eq!(detail.events.last().unwrap().detail.as_deref(), Some("unsupported format"));
+                let counts = f.store.stage_counts().unwrap();
+                assert_eq!((counts[0].failed, counts[0].open), (1, 1));
+                // The failed job is never handed out again.
+                let next = f.store.claim(&w.token).unwrap();
+                assert_ne!(next.number, job.number);
+                f.store.complete(&w.token, "x").unwrap();
+                assert!(matches!(f.store.claim(&w.token), Err(TrackerError::NoJobAvailable)));
+            }
+
+            #[test]
             fn expired_lease_is_reclaimed_and_the_stale_worker_is_fenced_out() {
                 let f = fx(2);
                 load(&f.store, 1);
@@ -228,6 +284,35 @@ macro_rules! store_suite {
                 f.store.claim(&b.token).unwrap();
                 f.store.complete(&b.token, "done").unwrap();
                 load_more_and_flag_at_a(&f);
+            }
+
+            #[test]
+            fn a_job_sent_back_threshold_times_fails_instead_of_looping() {
+                let f = fx(2);
+                load(&f.store, 1);
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                let b = f.store.register_worker("b", StageId::B, None).unwrap();
+                for round in 1..=4 {
+                    f.store.claim(&a.token).unwrap();
+                    f.store.complete(&a.token, "bad shard").unwrap();
+                    let mut last = None;
+                    for _ in 0..3 {
+                        f.store.claim(&b.token).unwrap();
+                        last = Some(f.store.flag_invalid(&b.token, Some("unreadable")).unwrap());
+                    }
+                    let last = last.unwrap();
+                    let state = f.store.job(1).unwrap().summary.state;
+                    if round < 4 {
+                        assert_eq!((last.sent_back_to, last.failed), (Some(StageId::A), false));
+                        assert_eq!(state, JobState::Open, "round {round}: sent back to stage a");
+                    } else {
+                        assert_eq!((last.sent_back_to, last.failed), (None, true));
+                        assert_eq!(state, JobState::Failed);
+                    }
+                }
+                let detail = f.store.job(1).unwrap();
+                assert!(detail.summary.error.as_deref().unwrap().contains("after 3 send-backs: unreadable"));
+                assert!(matches!(f.store.claim(&a.token), Err(TrackerError::NoJobAvailable)));
             }
 
             fn load_more_and_flag_at_a(f: &Fixture) {

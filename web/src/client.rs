@@ -107,6 +107,25 @@ struct ProgressBody<'a> {
 }
 
 #[derive(Serialize)]
+struct FlagBody<'a> {
+    token: &'a str,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct RetryBody<'a> {
+    token: &'a str,
+    retry_after_ms: u64,
+    reason: &'a str,
+}
+
+#[derive(Serialize)]
+struct FailBody<'a> {
+    token: &'a str,
+    error: &'a str,
+}
+
+#[derive(Serialize)]
 struct CompleteBody<'a> {
     token: &'a str,
     data: &'a str,
@@ -204,6 +223,41 @@ impl WorkerSession {
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
     pub fn flag_invalid_data(&self) -> Result<(), ClientError> {
         self.client.post_text("/api/flagInvalidData", &TokenBody { token: &self.token }).map(drop)
+    }
+
+    /// Reports the held job's input as invalid with a reason (kept in the job's history).
+    ///
+    /// # Errors
+    /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
+    pub fn flag_with_reason(&self, reason: &str) -> Result<(), ClientError> {
+        self.client.post_text("/v1/lease/flag", &FlagBody { token: &self.token, reason }).map(drop)
+    }
+
+    /// Gives the held job back after a transient failure, to be retried after `after`.
+    ///
+    /// # Errors
+    /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
+    pub fn retry_later(&self, after: Duration, reason: &str) -> Result<(), ClientError> {
+        let retry_after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        self.client
+            .post_text("/v1/lease/retry", &RetryBody { token: &self.token, retry_after_ms, reason })
+            .map(drop)
+    }
+
+    /// Marks the held job failed with `error`.
+    ///
+    /// # Errors
+    /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
+    pub fn fail(&self, error: &str) -> Result<(), ClientError> {
+        self.client.post_text("/v1/lease/fail", &FailBody { token: &self.token, error }).map(drop)
+    }
+
+    /// Gives the held job back at once, staying registered.
+    ///
+    /// # Errors
+    /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
+    pub fn release(&self) -> Result<(), ClientError> {
+        self.client.post_text("/v1/lease/release", &TokenBody { token: &self.token }).map(drop)
     }
 
     /// Whether the tracker still knows this worker (a heartbeat too).

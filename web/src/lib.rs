@@ -19,6 +19,6 @@ pub mod client;
 mod error;
 pub mod server;
 
-pub use client::{ClientError, TrackerClient, WorkerSession};
+pub use client::{ClientError, Job, TrackerClient, WorkerSession};
 pub use error::{ApiError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNKNOWN_WORKER};
 pub use server::{build_server, ServerConfig};

@@ -20,11 +20,19 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// HTTP worker threads; `None` means one per CPU core.
     pub http_workers: Option<usize>,
+    /// Whether the server stops itself on SIGINT/SIGTERM (off when the caller handles signals
+    /// and stops the server after its own shutdown steps).
+    pub handle_signals: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { bind: SocketAddr::from(([127, 0, 0, 1], 8080)), max_body_bytes: 1 << 20, http_workers: None }
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1 << 20,
+            http_workers: None,
+            handle_signals: true,
+        }
     }
 }
 
@@ -68,6 +76,7 @@ pub fn configure(store: JobStore, max_body_bytes: usize) -> impl FnOnce(&mut web
             .app_data(web::QueryConfig::default().error_handler(|error, _| query_error(error)))
             .configure(api::distcompute::routes)
             .configure(api::native::routes)
+            .configure(api::lease::routes)
             .default_service(web::to(not_found));
     }
 }
@@ -84,6 +93,9 @@ pub fn build_server(store: JobStore, config: &ServerConfig) -> std::io::Result<(
     .shutdown_timeout(5);
     if let Some(workers) = config.http_workers {
         server = server.workers(workers.max(1));
+    }
+    if !config.handle_signals {
+        server = server.disable_signals();
     }
     let server = server.bind(config.bind)?;
     let addrs = server.addrs();

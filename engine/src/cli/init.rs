@@ -1,17 +1,17 @@
-//! `cascade init`: load jobs.
+//! `cascade init`: load jobs; also the job sources `cascade run` accepts.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use cascade_tracker::load;
+use cascade_tracker::{load, JobStore};
 use clap::Args;
 
 use super::{open_store, Cli, PipelineArgs, ServerArgs};
 
-/// Where the jobs come from (exactly one).
-#[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("source").required(true).multiple(false))]
-pub(crate) struct InitArgs {
+/// Where jobs come from (at most one source).
+#[derive(Debug, Args, Default)]
+#[command(group = clap::ArgGroup::new("source").multiple(false))]
+pub(crate) struct JobSource {
     /// A JSON file holding a list; strings are loaded as they are, lists and objects as
     /// `<!json!>`-prefixed JSON.
     #[arg(long, group = "source", value_name = "FILE")]
@@ -27,24 +27,45 @@ pub(crate) struct InitArgs {
     reset: bool,
 }
 
+impl JobSource {
+    /// Whether a source was given.
+    pub(crate) fn is_given(&self) -> bool {
+        self.json.is_some() || self.txt.is_some() || self.brace.is_some()
+    }
+
+    /// Reads the jobs and loads them into `store`; returns how many were loaded.
+    pub(crate) fn load_into(&self, store: &JobStore) -> anyhow::Result<usize> {
+        let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
+        let jobs = if let Some(pattern) = &self.brace {
+            load::jobs_from_brace(pattern)?
+        } else if let Some(path) = &self.json {
+            load::jobs_from_json(&read(path)?)?
+        } else if let Some(path) = &self.txt {
+            load::jobs_from_lines(&read(path)?)
+        } else {
+            anyhow::bail!("give the jobs with one of --json, --txt or --brace");
+        };
+        if jobs.is_empty() {
+            anyhow::bail!("the job list is empty; nothing was changed");
+        }
+        Ok(store.load_jobs(&jobs, self.reset)?)
+    }
+}
+
+/// Options of `cascade init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    #[command(flatten)]
+    source: JobSource,
+}
+
 pub(crate) fn run(cli: &Cli, args: &InitArgs) -> anyhow::Result<()> {
     let config = cli.load_config(&PipelineArgs::default(), &ServerArgs::default())?;
-    let jobs = if let Some(pattern) = &args.brace {
-        load::jobs_from_brace(pattern)?
-    } else if let Some(path) = &args.json {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        load::jobs_from_json(&text)?
-    } else if let Some(path) = &args.txt {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        load::jobs_from_lines(&text)
-    } else {
-        unreachable!("clap requires one source");
-    };
-    if jobs.is_empty() {
-        anyhow::bail!("the job list is empty; nothing was changed");
+    if !args.source.is_given() {
+        anyhow::bail!("give the jobs with one of --json, --txt or --brace");
     }
     let store = open_store(&config)?;
-    let loaded = store.load_jobs(&jobs, args.reset)?;
+    let loaded = args.source.load_into(&store)?;
     println!("Loaded {loaded} jobs into {}.", config.database_url().describe());
     Ok(())
 }

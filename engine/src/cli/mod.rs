@@ -1,23 +1,44 @@
-//! Command-line parsing and the subcommands.
+//! The `cascade` command: parsing and the subcommands.
+//!
+//! A pipeline author's own binary runs the same command with extra stage kinds:
+//!
+//! ```no_run
+//! use cascade_stages::stage::StageRegistry;
+//! # #[derive(serde::Deserialize)] struct MyStage;
+//! # impl cascade_stages::stage::Stage for MyStage {
+//! #     type Input = String; type Output = String;
+//! #     fn process(&mut self, i: String, _: &cascade_stages::stage::StageContext) -> Result<String, cascade_stages::stage::StageError> { Ok(i) }
+//! # }
+//! fn main() -> anyhow::Result<()> {
+//!     let mut registry = StageRegistry::builtin();
+//!     registry.register_settings::<MyStage>("my-stage");
+//!     cascade_engine::cli::main(&registry)
+//! }
+//! ```
 
 mod init;
+mod progress;
+mod run;
 mod serve;
 mod status;
 mod wat;
+mod worker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cascade_engine::config::{Config, Overrides};
+use cascade_stages::stage::StageRegistry;
+
+use crate::config::{Config, Overrides};
 use cascade_tracker::{JobStore, SystemClock};
 use clap::{Args, Parser, Subcommand};
 
 /// Cascade: multi-stage distributed data pipelines with a durable job tracker.
 #[derive(Debug, Parser)]
 #[command(name = "cascade", version, about)]
-pub(crate) struct Cli {
+pub struct Cli {
     /// Configuration file (used when it exists; an explicitly given file must exist).
     #[arg(long, short, global = true, env = "CASCADE_CONFIG")]
     config: Option<PathBuf>,
@@ -34,6 +55,10 @@ enum Command {
     Init(init::InitArgs),
     /// Run the tracker: the worker API, the JSON API and the idle sweep.
     Serve(serve::ServeArgs),
+    /// Run the pipeline: the tracker plus local worker pools for every stage with a `kind`.
+    Run(run::RunArgs),
+    /// Work on one stage of a remote tracker over HTTP.
+    Worker(worker::WorkerArgs),
     /// Show job counts per stage and the expected time to finish.
     Status,
     /// Extract image URL / alt-text pairs from Common Crawl WAT files into parquet shards.
@@ -104,18 +129,32 @@ fn open_store(config: &Config) -> anyhow::Result<JobStore> {
         .with_context(|| format!("opening the database {}", url.describe()))
 }
 
+/// Parses the command line, sets up logging and runs the subcommand with the stage kinds of
+/// `registry` (use [`StageRegistry::builtin`] plus your own).
+///
+/// # Errors
+/// Whatever the subcommand reports; the binary prints it and exits non-zero.
+pub fn main(registry: &StageRegistry) -> anyhow::Result<()> {
+    use clap::Parser;
+    let cli = Cli::parse();
+    init_logging();
+    run(cli, registry)
+}
+
 /// Sends `tracing` output to standard error, filtered by `CASCADE_LOG` (default `info`).
-pub(crate) fn init_logging() {
+fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CASCADE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 /// Runs the chosen subcommand.
-pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli, registry: &StageRegistry) -> anyhow::Result<()> {
     match &cli.command {
         Command::Init(args) => init::run(&cli, args),
         Command::Serve(args) => serve::run(&cli, args),
+        Command::Run(args) => run::run(&cli, args, registry),
+        Command::Worker(args) => worker::run(&cli, args, registry),
         Command::Status => status::run(&cli),
         Command::Wat(args) => wat::run(args),
     }

@@ -41,7 +41,7 @@ pub(crate) fn run(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Re-opens expired leases and removes silent workers every `interval`.
-async fn sweep_forever(store: JobStore, interval: Duration) {
+pub(crate) async fn sweep_forever(store: JobStore, interval: Duration) {
     let mut ticks = actix_web::rt::time::interval(interval);
     loop {
         ticks.tick().await;

@@ -15,7 +15,8 @@
 //! - `gzip`, `input`: the damage-tolerant multi-member gzip decoder;
 //! - `record`: [`parse_metadata_record`], one record's JSON to pairs (the fuzz target);
 //! - `urljoin`: Python's `urljoin`, ported for byte-identical URLs;
-//! - `options`, `summary`, `error`, `parquet_out`: settings, counters, errors, output.
+//! - `options`, `summary`, `error`, `parquet_out`: settings, counters, errors, output;
+//! - `stage`: [`WatStage`], the file-to-shard step as a pipeline [`Stage`](crate::stage::Stage).
 //!
 //! # Example
 //!
@@ -39,6 +40,7 @@ mod parquet_out;
 mod pipeline;
 mod record;
 mod split;
+mod stage;
 mod summary;
 mod urljoin;
 mod warc;
@@ -49,6 +51,7 @@ pub use options::{WatFilters, WatOptions};
 pub use parquet_out::{PairWriter, PAIR_SCHEMA};
 pub use pipeline::extract_pairs;
 pub use record::{parse_metadata_record, Pair, RecordError};
+pub use stage::WatStage;
 pub use summary::{SkipCounts, WatSummary};
 
 /// Python-compatible `urljoin`, exposed for tests and fuzzing.

@@ -21,6 +21,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         completed_at -> Nullable<BigInt>,
+        retry_at -> Nullable<BigInt>,
     }
 }
 

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use serde::Serialize;
 
-use super::workers::{touch, WorkerLease};
+use super::workers::{touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
 use crate::db::schema::{job_events, jobs, leaderboard, workers};
 use crate::db::{per_backend, DbConnection};
@@ -46,6 +46,8 @@ pub struct FlagOutcome {
     pub reports: i32,
     /// The stage the job was sent back to, when the threshold was reached.
     pub sent_back_to: Option<StageId>,
+    /// Whether the job failed instead: it had already been sent back `flag_threshold` times.
+    pub failed: bool,
 }
 
 #[derive(QueryableByName)]
@@ -66,24 +68,25 @@ struct FlaggedRow {
     flags: i32,
 }
 
-/// The claim statement: one open job of a stage (or, with `expired`, one whose lease expired
-/// before `$5`),
-/// lowest number first, leased in a single evaluation. PostgreSQL skips rows other
-/// transactions are claiming; SQLite runs it inside an immediate transaction.
-fn claim_sql(conn: &DbConnection, stage: StageId, expired: bool) -> String {
+/// The claim statement: one open job of a stage whose retry time has come (or, with `expired`,
+/// one whose lease expired before `$3`), lowest number first, optionally only job `$5`, leased
+/// in a single evaluation. PostgreSQL skips rows other transactions are claiming; SQLite runs it
+/// inside an immediate transaction.
+fn claim_sql(conn: &DbConnection, stage: StageId, expired: bool, only_job: bool) -> String {
     let candidates = if expired {
-        "state = 'leased' AND lease_expires_at <= $5"
+        "state = 'leased' AND lease_expires_at <= $3"
     } else {
-        "state = 'open'"
+        "state = 'open' AND (retry_at IS NULL OR retry_at <= $3)"
     };
+    let only = if only_job { " AND id = $5" } else { "" };
     let lock = match conn {
         DbConnection::Pg(_) => " FOR UPDATE SKIP LOCKED",
         DbConnection::Sqlite(_) => "",
     };
     format!(
         "UPDATE jobs SET state = 'leased', lease_owner = $1, lease_token = lease_token + 1, \
-         lease_expires_at = $2, attempts = attempts + 1, updated_at = $3 \
-         WHERE id = (SELECT id FROM jobs WHERE stage = $4 AND {candidates} \
+         lease_expires_at = $2, attempts = attempts + 1, retry_at = NULL, updated_at = $3 \
+         WHERE id = (SELECT id FROM jobs WHERE stage = $4 AND {candidates}{only} \
          ORDER BY id LIMIT 1{lock}) \
          RETURNING id, lease_token, attempts, data_{stage} AS data"
     )
@@ -164,6 +167,21 @@ impl JobStore {
     /// # Errors
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobAvailable`]; database errors.
     pub fn claim(&self, token: &str) -> Result<ClaimedJob, TrackerError> {
+        self.claim_matching(token, None)
+    }
+
+    /// Claims job `number` for the worker, if it is claimable at the worker's stage (open and
+    /// due, or with an expired lease). Local pools use it to take the very job the stage before
+    /// them just handed over.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`]; [`TrackerError::NoJobAvailable`] when that job is not
+    /// claimable (another worker took it, or it is elsewhere); database errors.
+    pub fn claim_job(&self, token: &str, number: i64) -> Result<ClaimedJob, TrackerError> {
+        self.claim_matching(token, Some(number))
+    }
+
+    fn claim_matching(&self, token: &str, only_job: Option<i64>) -> Result<ClaimedJob, TrackerError> {
         let now = self.now_ms();
         let token = token.to_owned();
         self.pools.write(move |conn| {
@@ -174,15 +192,14 @@ impl JobStore {
             let expires = now.saturating_add(worker.lease_ttl_ms);
             let mut claimed = None;
             for expired in [false, true] {
-                let query = diesel::sql_query(claim_sql(conn, stage, expired))
+                let query = diesel::sql_query(claim_sql(conn, stage, expired, only_job.is_some()))
                     .bind::<Text, _>(token)
                     .bind::<BigInt, _>(expires)
                     .bind::<BigInt, _>(now)
                     .bind::<Text, _>(stage.letter());
-                let rows: Vec<ClaimedRow> = if expired {
-                    query.bind::<BigInt, _>(now).load(conn)?
-                } else {
-                    query.load(conn)?
+                let rows: Vec<ClaimedRow> = match only_job {
+                    Some(number) => query.bind::<BigInt, _>(number).load(conn)?,
+                    None => query.load(conn)?,
                 };
                 if let Some(row) = rows.into_iter().next() {
                     if expired {
@@ -274,6 +291,8 @@ impl JobStore {
     /// Reports the worker's input as invalid and gives the job up. Below the flag threshold the
     /// job is re-opened at its stage; at the threshold it goes back to the previous stage, whose
     /// input is intact, and the count starts again. At stage `a` the job is always re-opened.
+    /// A job already sent back `flag_threshold` times fails instead of going back again, so a
+    /// stage that keeps rejecting what the previous one makes cannot loop forever.
     ///
     /// # Errors
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
@@ -305,14 +324,35 @@ impl JobStore {
                 ))
                 .execute(conn)?;
             record(conn, job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason)?;
-            let sent_back_to = stage.previous().filter(|_| reports >= threshold);
+            let mut sent_back_to = stage.previous().filter(|_| reports >= threshold);
+            let mut failed = false;
             if let Some(previous) = sent_back_to {
-                diesel::update(jobs::table.find(job))
-                    .set((jobs::stage.eq(previous.letter()), jobs::flags.eq(0), jobs::attempts.eq(0)))
-                    .execute(conn)?;
-                record(conn, job, stage.letter(), event::SENT_BACK, None, now, Some(previous.letter()))?;
+                let sent_back_before: i64 = job_events::table
+                    .filter(job_events::job_id.eq(job))
+                    .filter(job_events::kind.eq(event::SENT_BACK))
+                    .count()
+                    .get_result(conn)?;
+                if sent_back_before >= i64::from(threshold) {
+                    // Redoing the previous stage keeps producing input this stage rejects:
+                    // stop the loop and leave the job visible as failed.
+                    let error = format!(
+                        "input flagged invalid at stage {stage} after {sent_back_before} send-backs: {}",
+                        reason.unwrap_or("no reason given")
+                    );
+                    diesel::update(jobs::table.find(job))
+                        .set((jobs::state.eq(state::FAILED), jobs::error.eq(&error)))
+                        .execute(conn)?;
+                    record(conn, job, stage.letter(), event::FAIL, None, now, Some(&error))?;
+                    sent_back_to = None;
+                    failed = true;
+                } else {
+                    diesel::update(jobs::table.find(job))
+                        .set((jobs::stage.eq(previous.letter()), jobs::flags.eq(0), jobs::attempts.eq(0)))
+                        .execute(conn)?;
+                    record(conn, job, stage.letter(), event::SENT_BACK, None, now, Some(previous.letter()))?;
+                }
             }
-            Ok(FlagOutcome { number: job, reports, sent_back_to })
+            Ok(FlagOutcome { number: job, reports, sent_back_to, failed })
         })
     }
 
@@ -329,4 +369,72 @@ impl JobStore {
             reopen_held(conn, &token, &worker, now)
         })
     }
+
+    /// Gives the worker's job back after a transient failure: it is re-opened at its stage but
+    /// not handed out again before `retry_at` (Unix ms). Its attempts stay counted.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
+    /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
+    pub fn retry_later(&self, token: &str, retry_at: i64, reason: &str) -> Result<(), TrackerError> {
+        self.finish_held(token, Finish::Retry { at: retry_at }, reason)
+    }
+
+    /// Marks the worker's job failed with `error`: it leaves the pipeline, visible with its
+    /// reason in listings and on the dashboard.
+    ///
+    /// # Errors
+    /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
+    /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
+    pub fn fail(&self, token: &str, error: &str) -> Result<(), TrackerError> {
+        self.finish_held(token, Finish::Fail, error)
+    }
+
+    fn finish_held(&self, token: &str, finish: Finish, detail: &str) -> Result<(), TrackerError> {
+        let now = self.now_ms();
+        let (token, detail) = (token.to_owned(), truncate(detail, MAX_DETAIL_CHARS).to_owned());
+        self.pools.write(move |conn| {
+            let worker = touch(conn, &token, now)?;
+            let (job, lease) = held_lease(&worker)?;
+            let fenced = jobs::table
+                .find(job)
+                .filter(jobs::lease_token.eq(lease))
+                .filter(jobs::state.eq(state::LEASED));
+            let cleared = (jobs::lease_owner.eq(None::<String>), jobs::lease_expires_at.eq(None::<i64>), jobs::updated_at.eq(now));
+            let (updated, kind) = match finish {
+                Finish::Retry { at } => (
+                    diesel::update(fenced)
+                        .set((cleared, jobs::state.eq(state::OPEN), jobs::retry_at.eq(at)))
+                        .execute(conn)?,
+                    event::RETRY,
+                ),
+                Finish::Fail => (
+                    diesel::update(fenced)
+                        .set((cleared, jobs::state.eq(state::FAILED), jobs::error.eq(&detail)))
+                        .execute(conn)?,
+                    event::FAIL,
+                ),
+            };
+            if updated != 1 {
+                return Err(TrackerError::LeaseLost { job });
+            }
+            diesel::update(workers::table.find(&token))
+                .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>), workers::last_seen.eq(now)))
+                .execute(conn)?;
+            record(conn, job, &worker.stage, kind, Some(&worker.display_name), now, Some(&detail))?;
+            Ok(())
+        })
+    }
 }
+
+/// How [`JobStore::finish_held`] ends a lease without completing the job.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    /// Re-open, due again at `at`.
+    Retry { at: i64 },
+    /// Mark failed.
+    Fail,
+}
+
+/// Longest error or retry reason kept (longer ones are cut).
+const MAX_DETAIL_CHARS: usize = 2048;

@@ -88,4 +88,6 @@ pub(crate) mod event {
     pub(crate) const SENT_BACK: &str = "sent_back";
     pub(crate) const RELEASE: &str = "release";
     pub(crate) const EXPIRE: &str = "expire";
+    pub(crate) const RETRY: &str = "retry";
+    pub(crate) const FAIL: &str = "fail";
 }

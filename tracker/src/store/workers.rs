@@ -69,7 +69,7 @@ struct ExpiredLease {
 }
 
 /// Cuts `text` to at most `max` characters.
-fn truncate(text: &str, max: usize) -> &str {
+pub(crate) fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((end, _)) => &text[..end],
         None => text,

@@ -1,6 +1,7 @@
 //! The HTTP endpoints.
 
 pub mod distcompute;
+pub mod lease;
 pub mod native;
 
 use actix_web::web;

@@ -1,0 +1,152 @@
+//! `cascade run`: the daemon — tracker, HTTP API and the local stage pools in one process.
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::rt::System;
+use anyhow::Context;
+use cascade_stages::stage::StageRegistry;
+use cascade_tracker::JobStore;
+use clap::Args;
+
+use super::init::JobSource;
+use super::progress::PipelineProgress;
+use super::serve::sweep_forever;
+use super::{open_store, Cli, PipelineArgs, ServerArgs};
+use crate::runtime::{Drain, GetStatus, StagePlan, Supervisor};
+
+/// How often the progress view and the `--until-done` check look at the counts.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Options of `cascade run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Load these jobs first.
+    #[command(flatten)]
+    jobs: JobSource,
+    /// Stop once no job is open or leased at any stage (a batch run).
+    #[arg(long)]
+    until_done: bool,
+    /// No progress bars (log lines instead).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow::Result<()> {
+    let config = cli.load_config(&args.pipeline, &args.server)?;
+    let store = open_store(&config)?;
+    if args.jobs.is_given() {
+        let loaded = args.jobs.load_into(&store)?;
+        tracing::info!(loaded, "Jobs loaded.");
+    }
+    let plans = StagePlan::from_config(&config);
+    if plans.is_empty() {
+        tracing::warn!("No stage has a `kind`: no local workers; remote workers do all the work.");
+    }
+    std::fs::create_dir_all(&config.engine.artifacts)
+        .with_context(|| format!("creating the artifacts directory {}", config.engine.artifacts.display()))?;
+    let registry = registry.clone();
+    System::new().block_on(async move {
+        let mut server_config = config.server_config();
+        server_config.handle_signals = false;
+        let (server, addrs) = cascade_web::build_server(store.clone(), &server_config)?;
+        let server_handle = server.handle();
+        let server_task = actix_web::rt::spawn(server);
+        for addr in &addrs {
+            println!("Cascade tracker listening on http://{addr}");
+        }
+        let supervisor = Supervisor::start(&store, &plans, &registry, &config.engine)?;
+        tracing::info!(
+            project = %config.project,
+            database = %config.database_url().describe(),
+            local_stages = ?plans.iter().map(|p| format!("{}={}×{}", p.stage, p.kind, p.workers)).collect::<Vec<_>>(),
+            "Pipeline started."
+        );
+        actix_web::rt::spawn(sweep_forever(store.clone(), config.sweep_interval));
+        let reason = wait_for_stop(store.clone(), args.until_done, !args.no_progress).await;
+        tracing::info!(reason, grace = ?config.engine.shutdown_grace, "Stopping: draining the stage pools.");
+        supervisor.send(Drain { grace: config.engine.shutdown_grace }).await.context("draining the pools")?;
+        report(&supervisor).await;
+        server_handle.stop(true).await;
+        let _ = server_task.await;
+        tracing::info!("Pipeline stopped.");
+        anyhow::Ok(())
+    })
+}
+
+/// Waits for SIGINT/SIGTERM or, with `until_done`, for the pipeline to run dry, while keeping
+/// the progress view current. Returns why it stopped.
+async fn wait_for_stop(store: JobStore, until_done: bool, bars: bool) -> &'static str {
+    let watcher = watch(store, until_done, bars);
+    tokio::select! {
+        () = shutdown_signal() => "signal",
+        () = watcher => "all jobs finished",
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use actix_web::rt::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = actix_web::rt::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = actix_web::rt::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = actix_web::rt::signal::ctrl_c().await;
+    }
+}
+
+/// Updates the progress view; with `until_done`, resolves when no job is open or leased.
+async fn watch(store: JobStore, until_done: bool, bars: bool) {
+    let mut progress = PipelineProgress::new(bars);
+    let mut ticks = actix_web::rt::time::interval(WATCH_EVERY);
+    loop {
+        ticks.tick().await;
+        let reader = store.clone();
+        let counts = match actix_web::web::block(move || reader.stage_counts()).await {
+            Ok(Ok(counts)) => counts,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Could not read the counts.");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        progress.update(&counts);
+        let unfinished: i64 = counts.iter().map(|c| c.open + c.leased).sum();
+        if until_done && unfinished == 0 {
+            progress.finish();
+            return;
+        }
+    }
+}
+
+/// Logs what each pool did.
+async fn report(supervisor: &Addr<Supervisor>) {
+    for pool in supervisor.send(GetStatus).await.unwrap_or_default() {
+        tracing::info!(
+            stage = %pool.stage,
+            kind = %pool.kind,
+            completed = pool.completed,
+            flagged = pool.flagged,
+            retried = pool.retried,
+            failed = pool.failed,
+            panics = pool.panics,
+            "Stage pool summary."
+        );
+    }
+}

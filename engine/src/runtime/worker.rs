@@ -1,0 +1,240 @@
+//! The loop of one local worker thread: claim a lease only when free, run the stage, record
+//! the outcome, hand the job to the next local stage (blocking while that stage is full).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cascade_stages::stage::context::JobInfo;
+use cascade_stages::stage::{StageContext, WireStage};
+use cascade_tracker::{ClaimedJob, TrackerError};
+use crossbeam_channel::{RecvTimeoutError, SendTimeoutError};
+
+use super::outcome::{panic_message, Failure, Outcome};
+use super::pool::PoolShared;
+use super::slot::{PoolCounters, WorkerSlot};
+
+/// How long a blocked hand-off waits between checks for shutdown.
+const HANDOFF_RECHECK: Duration = Duration::from_millis(100);
+/// Pause after a failed database call before trying again.
+const STORE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// Runs one worker until the pool stops.
+pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
+    let mut ctx = StageContext::new(shared.stage.letter(), shared.artifacts.clone(), Arc::clone(&shared.rayon))
+        .with_progress(Arc::clone(slot) as _)
+        .with_cancellation(slot.cancellation.clone());
+    let Some(mut stage) = open_stage(shared, &ctx, index) else { return };
+    let Some(mut token) = register(shared, slot) else {
+        stage.close(&ctx);
+        return;
+    };
+    while let Some(job) = next_job(shared, slot, &mut token) {
+        slot.set_busy(true);
+        if !shared.stopping.load(Ordering::Relaxed) {
+            slot.cancellation.reset();
+        }
+        ctx.set_job(Some(JobInfo { number: job.number, attempt: attempt(&job) }));
+        let result = match catch_unwind(AssertUnwindSafe(|| stage.process_wire(&job.data, &ctx))) {
+            Ok(result) => result.map_err(Failure::Stage),
+            Err(payload) => Err(Failure::Panic(panic_message(payload.as_ref()))),
+        };
+        let panicked = matches!(result, Err(Failure::Panic(_)));
+        let skipped = ctx.skipped();
+        if !skipped.is_empty() {
+            tracing::info!(stage = %shared.stage, job = job.number, ?skipped, "Bad records skipped.");
+        }
+        ctx.set_job(None);
+        let outcome = shared.policy.decide(attempt(&job), shared.stage.previous().is_none(), result);
+        record(shared, &token, &job, outcome);
+        slot.set_busy(false);
+        if panicked {
+            PoolCounters::bump(&shared.counters.panics);
+            tracing::warn!(stage = %shared.stage, worker = index, "Restarting the worker after a panic.");
+            stage.close(&ctx);
+            match open_stage(shared, &ctx, index) {
+                Some(fresh) => stage = fresh,
+                None => break,
+            }
+        }
+    }
+    stage.close(&ctx);
+    if let Err(e) = shared.store.bye(&token) {
+        tracing::debug!(error = %e, "Worker could not say bye; its lease will expire.");
+    }
+    slot.set_token(None);
+}
+
+fn attempt(job: &ClaimedJob) -> u32 {
+    u32::try_from(job.attempts).unwrap_or(u32::MAX)
+}
+
+/// Builds and opens the stage, retrying with the pool's backoff while `open` fails.
+fn open_stage(shared: &PoolShared, ctx: &StageContext, index: usize) -> Option<Box<dyn WireStage>> {
+    let mut attempt = 0u32;
+    while !shared.stopping.load(Ordering::Relaxed) {
+        attempt += 1;
+        let opened = shared
+            .registry
+            .create(&shared.kind, &shared.settings)
+            .map_err(|e| e.to_string())
+            .and_then(|mut stage| match catch_unwind(AssertUnwindSafe(|| stage.open(ctx))) {
+                Ok(Ok(())) => Ok(stage),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
+            });
+        match opened {
+            Ok(stage) => return Some(stage),
+            Err(error) => {
+                let pause = shared.policy.delay(attempt, None);
+                tracing::error!(stage = %shared.stage, worker = index, %error, ?pause, "Stage could not be opened; retrying.");
+                sleep_unless_stopping(shared, pause);
+            }
+        }
+    }
+    None
+}
+
+/// Registers the worker with the tracker, retrying while the database is unavailable.
+fn register(shared: &PoolShared, slot: &WorkerSlot) -> Option<String> {
+    while !shared.stopping.load(Ordering::Relaxed) {
+        match shared.store.register_worker(&shared.nickname, shared.stage, Some(shared.lease_ttl)) {
+            Ok(registration) => {
+                slot.set_token(Some(registration.token.clone()));
+                return Some(registration.token);
+            }
+            Err(e) => {
+                tracing::warn!(stage = %shared.stage, error = %e, "Worker registration failed; retrying.");
+                sleep_unless_stopping(shared, STORE_RETRY_PAUSE);
+            }
+        }
+    }
+    None
+}
+
+/// The next job: the one the previous local stage just handed over, else any claimable job of
+/// the stage, else waits for a hand-off (or the poll interval). `None` when the pool stops.
+fn next_job(shared: &PoolShared, slot: &WorkerSlot, token: &mut String) -> Option<ClaimedJob> {
+    loop {
+        if shared.stopping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let handed_over = shared.inbound.as_ref().and_then(|rx| rx.try_recv().ok());
+        if let Some(number) = handed_over {
+            if let Some(job) = attempt_claim(shared, slot, token, Some(number)) {
+                return Some(job);
+            }
+        }
+        if let Some(job) = attempt_claim(shared, slot, token, None) {
+            return Some(job);
+        }
+        match &shared.inbound {
+            Some(rx) => match rx.recv_timeout(shared.poll_interval) {
+                Ok(number) => {
+                    if let Some(job) = attempt_claim(shared, slot, token, Some(number)) {
+                        return Some(job);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+            },
+            None => sleep_unless_stopping(shared, shared.poll_interval),
+        }
+    }
+}
+
+/// One claim (of job `number`, or of any job); `None` when there is nothing to claim or the
+/// database failed (logged; the caller tries again later).
+fn attempt_claim(shared: &PoolShared, slot: &WorkerSlot, token: &mut String, number: Option<i64>) -> Option<ClaimedJob> {
+    let claimed = match number {
+        Some(number) => shared.store.claim_job(token, number),
+        None => shared.store.claim(token),
+    };
+    match claimed {
+        Ok(job) => Some(job),
+        Err(TrackerError::NoJobAvailable) => None,
+        Err(TrackerError::UnknownWorker) => {
+            // Swept (the daemon was stalled longer than the idle timeout): join again.
+            tracing::warn!(stage = %shared.stage, "The tracker forgot this worker; registering again.");
+            *token = register(shared, slot)?;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(stage = %shared.stage, error = %e, "Claim failed; retrying.");
+            sleep_unless_stopping(shared, STORE_RETRY_PAUSE);
+            None
+        }
+    }
+}
+
+/// Records the outcome in the tracker and, after a completion, hands the job to the next
+/// local stage.
+fn record(shared: &PoolShared, token: &str, job: &ClaimedJob, outcome: Outcome) {
+    let store = &shared.store;
+    let counters = &shared.counters;
+    let recorded = match &outcome {
+        Outcome::Complete(output) => store.complete(token, output).map(|completion| {
+            PoolCounters::bump(&counters.completed);
+            if completion.next_stage.is_some() && completion.next_stage == shared.next_local_stage {
+                hand_over(shared, completion.number);
+            }
+        }),
+        Outcome::Flag(reason) => {
+            PoolCounters::bump(&counters.flagged);
+            store.flag_invalid(token, Some(reason)).map(drop)
+        }
+        Outcome::Retry { after, reason } => {
+            PoolCounters::bump(&counters.retried);
+            let due = store.now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+            store.retry_later(token, due, reason)
+        }
+        Outcome::Fail(error) => {
+            PoolCounters::bump(&counters.failed);
+            tracing::warn!(stage = %shared.stage, job = job.number, %error, "Job failed.");
+            store.fail(token, error)
+        }
+        Outcome::Release => {
+            PoolCounters::bump(&counters.released);
+            store.release(token)
+        }
+    };
+    match recorded {
+        Ok(()) => {}
+        Err(TrackerError::LeaseLost { .. } | TrackerError::NoJobHeld | TrackerError::UnknownWorker) => {
+            tracing::warn!(stage = %shared.stage, job = job.number, "Lease lost before the outcome was recorded; another worker has the job.");
+        }
+        Err(e) => {
+            // The lease stays ours until it expires or our next claim re-opens it: not lost.
+            tracing::error!(stage = %shared.stage, job = job.number, error = %e, "Could not record the outcome; the job will be redone.");
+        }
+    }
+}
+
+/// Sends job `number` to the next local stage, blocking while its queue is full (this is the
+/// backpressure), unless the pool is stopping (the job is open at the next stage in the
+/// database either way).
+fn hand_over(shared: &PoolShared, number: i64) {
+    let Some(tx) = &shared.outbound else { return };
+    let mut item = number;
+    loop {
+        match tx.send_timeout(item, HANDOFF_RECHECK) {
+            Ok(()) | Err(SendTimeoutError::Disconnected(_)) => return,
+            Err(SendTimeoutError::Timeout(back)) => {
+                if shared.stopping.load(Ordering::Relaxed) {
+                    return;
+                }
+                item = back;
+            }
+        }
+    }
+}
+
+fn sleep_unless_stopping(shared: &PoolShared, pause: Duration) {
+    let step = Duration::from_millis(50);
+    let mut left = pause;
+    while !left.is_zero() && !shared.stopping.load(Ordering::Relaxed) {
+        let nap = left.min(step);
+        std::thread::sleep(nap);
+        left -= nap;
+    }
+}
