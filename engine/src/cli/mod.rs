@@ -32,7 +32,7 @@ use anyhow::Context;
 use cascade_stages::stage::StageRegistry;
 
 use crate::config::{Config, Overrides};
-use cascade_tracker::{JobStore, SystemClock};
+use cascade_tracker::{DatabaseUrl, JobStore, SystemClock};
 use clap::{Args, Parser, Subcommand};
 
 /// Cascade: multi-stage distributed data pipelines with a durable job tracker.
@@ -125,6 +125,11 @@ impl Cli {
 /// Opens the store the configuration points at.
 fn open_store(config: &Config) -> anyhow::Result<JobStore> {
     let url = config.database_url();
+    if let DatabaseUrl::Sqlite(path) = &url {
+        if let Some(parent) = std::path::Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+    }
     JobStore::open(&url, config.store_config(), Arc::new(SystemClock), config.db_connections)
         .with_context(|| format!("opening the database {}", url.describe()))
 }

@@ -62,7 +62,7 @@ impl Supervisor {
                 store: store.clone(),
                 nickname: format!("local/{}", plan.kind),
                 policy: RetryPolicy::from(settings),
-                lease_ttl: settings.lease_ttl,
+                lease_ttl: settings.lease_ttl.min(store.config().idle_timeout),
                 poll_interval: settings.poll_interval,
                 artifacts: settings.artifacts.clone(),
                 rayon: Arc::new(rayon),

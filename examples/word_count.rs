@@ -5,7 +5,7 @@
 //! returns the counts as the job's output (JSON, so a next stage could read it as a struct).
 //!
 //! ```text
-//! cargo run --example word_count -- run --config engine/examples/word-count.toml \
+//! cargo run -p cascade-engine --example word_count -- run --config examples/word-count.toml \
 //!     --brace 'README.md' --until-done
 //! ```
 
