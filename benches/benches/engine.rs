@@ -166,7 +166,7 @@ fn engine_benches(c: &mut Criterion) {
     group.sample_size(10).measurement_time(Duration::from_secs(15));
     group.throughput(Throughput::Elements(JOBS as u64));
     group.bench_function("reference: bare store claim+complete, 1 thread", |b| b.iter_custom(|n| repeat(n, run_bare_store)));
-    for workers in [1, 4] {
+    for workers in [1, 4, 16, 64] {
         group.bench_function(format!("1 local no-op stage, {workers} workers"), |b| {
             b.iter_custom(|n| repeat(n, || run_local(1, workers)))
         });

@@ -10,6 +10,7 @@
 //! - Failures follow [`outcome::RetryPolicy::decide`]; a panicking stage is caught, its job
 //!   retried like a transient failure, and the worker restarted with a fresh stage value.
 
+mod guarded;
 pub mod outcome;
 mod pool;
 mod remote;

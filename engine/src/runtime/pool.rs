@@ -63,15 +63,15 @@ pub struct PoolStatus {
     pub queue_capacity: usize,
     /// Jobs completed by this pool since the daemon started.
     pub completed: u64,
-    /// Jobs this pool flagged, retried, failed or released, and stage panics.
+    /// Jobs whose input this pool flagged as invalid.
     pub flagged: u64,
-    /// See `flagged`.
+    /// Jobs given back for a later retry (transient failures and panics).
     pub retried: u64,
-    /// See `flagged`.
+    /// Jobs this pool marked failed.
     pub failed: u64,
-    /// See `flagged`.
+    /// Jobs released untouched after a cancellation.
     pub released: u64,
-    /// See `flagged`.
+    /// Stage panics caught (each restarted its worker).
     pub panics: u64,
 }
 

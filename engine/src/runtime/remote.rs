@@ -6,7 +6,6 @@
 //! again until the tracker takes it or says the lease is gone); a forgotten worker registers
 //! again; stopping finishes or cancels the running job, then says `bye`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +17,8 @@ use cascade_tracker::StageId;
 use cascade_web::{ClientError, Job, TrackerClient, WorkerSession};
 use rayon::ThreadPool;
 
-use super::outcome::{panic_message, Failure, Outcome, RetryPolicy};
+use super::guarded;
+use super::outcome::{Failure, Outcome, RetryPolicy};
 use super::slot::WorkerSlot;
 use super::EngineError;
 
@@ -161,10 +161,7 @@ impl RemoteWorker {
     fn process(&self, stage: &mut dyn WireStage, ctx: &mut StageContext, job: &Job) -> (Outcome, bool) {
         // The tracker does not tell remote workers the attempt number; count this one as the first.
         ctx.set_job(Some(JobInfo { number: job.number, attempt: 1 }));
-        let result = match catch_unwind(AssertUnwindSafe(|| stage.process_wire(&job.data, ctx))) {
-            Ok(result) => result.map_err(Failure::Stage),
-            Err(payload) => Err(Failure::Panic(panic_message(payload.as_ref()))),
-        };
+        let result = guarded::process(stage, &job.data, ctx);
         ctx.set_job(None);
         let panicked = matches!(result, Err(Failure::Panic(_)));
         (self.policy.decide(1, self.stage.previous().is_none(), result), panicked)
@@ -229,14 +226,7 @@ impl RemoteWorker {
         let mut attempt = 0;
         while !control.is_stopping() {
             attempt += 1;
-            let opened = self.registry.create(&self.kind, &self.settings).map_err(|e| e.to_string()).and_then(|mut stage| {
-                match catch_unwind(AssertUnwindSafe(|| stage.open(ctx))) {
-                    Ok(Ok(())) => Ok(stage),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
-                }
-            });
-            match opened {
+            match guarded::open_stage(&self.registry, &self.kind, &self.settings, ctx) {
                 Ok(stage) => return Some(stage),
                 Err(error) => {
                     tracing::error!(%error, "Stage could not be opened; retrying.");
@@ -256,13 +246,7 @@ impl RemoteWorker {
 
 /// Sleeps `duration`, waking early when the worker stops.
 fn pause(control: &RemoteControl, duration: Duration) {
-    let step = Duration::from_millis(50);
-    let mut left = duration;
-    while !left.is_zero() && !control.is_stopping() {
-        let nap = left.min(step);
-        std::thread::sleep(nap);
-        left -= nap;
-    }
+    guarded::nap(&control.stopping, duration);
 }
 
 /// Sends a busy worker's progress every few seconds (each call is a heartbeat); cancels the

@@ -1,7 +1,6 @@
 //! The loop of one local worker thread: claim a lease only when free, run the stage, record
 //! the outcome, hand the job to the next local stage (blocking while that stage is full).
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,8 @@ use cascade_stages::stage::{StageContext, WireStage};
 use cascade_tracker::{ClaimedJob, TrackerError};
 use crossbeam_channel::{RecvTimeoutError, SendTimeoutError};
 
-use super::outcome::{panic_message, Failure, Outcome};
+use super::guarded;
+use super::outcome::{Failure, Outcome};
 use super::pool::PoolShared;
 use super::slot::{PoolCounters, WorkerSlot};
 
@@ -36,10 +36,7 @@ pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
             slot.cancellation.reset();
         }
         ctx.set_job(Some(JobInfo { number: job.number, attempt: attempt(&job) }));
-        let result = match catch_unwind(AssertUnwindSafe(|| stage.process_wire(&job.data, &ctx))) {
-            Ok(result) => result.map_err(Failure::Stage),
-            Err(payload) => Err(Failure::Panic(panic_message(payload.as_ref()))),
-        };
+        let result = guarded::process(&mut *stage, &job.data, &ctx);
         let panicked = matches!(result, Err(Failure::Panic(_)));
         let skipped = ctx.skipped();
         if !skipped.is_empty() {
@@ -75,16 +72,7 @@ fn open_stage(shared: &PoolShared, ctx: &StageContext, index: usize) -> Option<B
     let mut attempt = 0u32;
     while !shared.stopping.load(Ordering::Relaxed) {
         attempt += 1;
-        let opened = shared
-            .registry
-            .create(&shared.kind, &shared.settings)
-            .map_err(|e| e.to_string())
-            .and_then(|mut stage| match catch_unwind(AssertUnwindSafe(|| stage.open(ctx))) {
-                Ok(Ok(())) => Ok(stage),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(payload) => Err(format!("panicked: {}", panic_message(payload.as_ref()))),
-            });
-        match opened {
+        match guarded::open_stage(&shared.registry, &shared.kind, &shared.settings, ctx) {
             Ok(stage) => return Some(stage),
             Err(error) => {
                 let pause = shared.policy.delay(attempt, None);
@@ -230,11 +218,5 @@ fn hand_over(shared: &PoolShared, number: i64) {
 }
 
 fn sleep_unless_stopping(shared: &PoolShared, pause: Duration) {
-    let step = Duration::from_millis(50);
-    let mut left = pause;
-    while !left.is_zero() && !shared.stopping.load(Ordering::Relaxed) {
-        let nap = left.min(step);
-        std::thread::sleep(nap);
-        left -= nap;
-    }
+    guarded::nap(&shared.stopping, pause);
 }

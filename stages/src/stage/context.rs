@@ -168,9 +168,4 @@ impl StageContext {
     pub fn pool(&self) -> &ThreadPool {
         &self.pool
     }
-
-    /// The stage's rayon pool as a shared handle.
-    pub fn shared_pool(&self) -> &Arc<ThreadPool> {
-        &self.pool
-    }
 }
