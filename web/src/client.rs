@@ -107,6 +107,13 @@ struct ProgressBody<'a> {
 }
 
 #[derive(Serialize)]
+struct FlagBody<'a> {
+    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+}
+
+#[derive(Serialize)]
 struct CompleteBody<'a> {
     token: &'a str,
     data: &'a str,
@@ -203,7 +210,20 @@ impl WorkerSession {
     /// # Errors
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
     pub fn flag_invalid_data(&self) -> Result<(), ClientError> {
-        self.client.post_text("/api/flagInvalidData", &TokenBody { token: &self.token }).map(drop)
+        self.flag(None)
+    }
+
+    /// Like [`WorkerSession::flag_invalid_data`], saying why; the reason shows on the dashboard
+    /// and in the job's history.
+    ///
+    /// # Errors
+    /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
+    pub fn flag_invalid_data_because(&self, reason: &str) -> Result<(), ClientError> {
+        self.flag(Some(reason))
+    }
+
+    fn flag(&self, reason: Option<&str>) -> Result<(), ClientError> {
+        self.client.post_text("/api/flagInvalidData", &FlagBody { token: &self.token, reason }).map(drop)
     }
 
     /// Whether the tracker still knows this worker (a heartbeat too).
