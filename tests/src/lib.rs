@@ -6,6 +6,9 @@
 //! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
 //! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
+//! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
+
+pub mod browser;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -68,7 +71,8 @@ pub fn cascade(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// A `cascade serve` process on a loopback port. Killed when dropped.
+/// A `cascade serve` (or other serving subcommand) process on a loopback port. Killed when
+/// dropped.
 #[derive(Debug)]
 pub struct Daemon {
     child: Child,
@@ -84,7 +88,15 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start(args: &[&str], port: u16) -> Self {
-        let mut full: Vec<String> = vec!["serve".to_owned()];
+        Self::start_command("serve", args, port)
+    }
+
+    /// Like [`Daemon::start`] with another subcommand that serves the tracker (`serve`, `run`).
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_command(command: &str, args: &[&str], port: u16) -> Self {
+        let mut full: Vec<String> = vec![command.to_owned()];
         full.extend(args.iter().map(|a| (*a).to_owned()));
         full.push("--bind".to_owned());
         full.push(format!("127.0.0.1:{port}"));
@@ -126,7 +138,7 @@ impl Daemon {
     pub fn restart(&mut self) {
         let port = self.port();
         let args: Vec<&str> = self.args.iter().skip(1).map(String::as_str).collect();
-        let fresh = Self::start(&args, port);
+        let fresh = Self::start_command(&self.args[0], &args, port);
         self.kill9();
         *self = fresh;
     }
