@@ -116,8 +116,9 @@
   }
 
   // ---- overview ---------------------------------------------------------------------------
-  function chart(data) {
-    const W = 720, H = 180, L = 36, R = 8, T = 8, B = 18, minutes = 60;
+  // A line per stage over the last 60 minutes, as wide as its box (so text is not stretched).
+  function chart(data, width) {
+    const W = Math.max(360, Math.round(width) || 720), H = 180, L = 36, R = 8, T = 8, B = 18, minutes = 60;
     const stages = data.stages.map((row) => row.stage);
     const series = Object.fromEntries(stages.map((st) => [st, new Array(minutes).fill(0)]));
     for (const p of data.throughput) {
@@ -192,7 +193,7 @@
         numCell(row.failed, row.failed ? "failed bad" : "failed"),
         cell(row.jobs_per_minute.toFixed(1), "num rate"), cell(duration(row.eta_seconds), "num eta"),
         numCell(row.workers, "workers"), cell(poolText(row.pool), "pool"))), 9, "No stages.");
-      chartBox.replaceChildren(chart(data));
+      chartBox.replaceChildren(chart(data, chartBox.clientWidth));
       legend.replaceChildren(...data.stages.map((row) => h("span", {}, h("span", { class: "swatch", style: `background: var(--s-${row.stage})` }), stageLabel(row.stage))));
 
       counts.workers.textContent = `${num(data.workers.total)} connected`;
