@@ -211,7 +211,7 @@
         6, "No failed or flagged jobs.");
       pagers.problems.update(data.problems);
 
-      counts.leaderboard.textContent = `${num(data.leaderboard.total)} nicknames`;
+      counts.leaderboard.textContent = `${num(data.leaderboard.total)} nickname${data.leaderboard.total === 1 ? "" : "s"}`;
       fill(board.body, data.leaderboard.items.map((e, i) => h("tr", {},
         numCell(data.leaderboard.offset + i + 1), cell(e.nickname), numCell(e.jobs_completed))),
         3, "There are no users on the leaderboard yet.");
