@@ -84,7 +84,8 @@ fn run_local(stages: usize, workers: usize) -> Duration {
         .collect();
     System::new().block_on(async move {
         let started = Instant::now();
-        let supervisor = Supervisor::start(&store, &plans, &registry(), &engine_settings(artifacts.path())).unwrap();
+        let supervisor = Supervisor::start(&store, &plans, &registry(), &engine_settings(artifacts.path()), &Default::default())
+                .unwrap();
         while !all_done(&store, stages - 1) {
             actix_web::rt::time::sleep(Duration::from_millis(10)).await;
         }

@@ -287,7 +287,7 @@ impl Config {
 
     /// How the HTTP server runs.
     pub fn server_config(&self) -> ServerConfig {
-        ServerConfig { bind: self.bind, max_body_bytes: self.max_body_bytes, http_workers: None, handle_signals: true }
+        ServerConfig { bind: self.bind, max_body_bytes: self.max_body_bytes, ..ServerConfig::default() }
     }
 }
 

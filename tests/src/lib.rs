@@ -6,6 +6,9 @@
 //! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
 //! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
+//! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
+
+pub mod browser;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -87,7 +90,15 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start(args: &[&str], port: u16) -> Self {
-        let mut full = vec!["serve"];
+        Self::start_command("serve", args, port)
+    }
+
+    /// Like [`Daemon::start`] with another subcommand that serves the tracker (`serve`, `run`).
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_command(command: &str, args: &[&str], port: u16) -> Self {
+        let mut full = vec![command];
         full.extend_from_slice(args);
         Self::start_binary(cascade_binary(), &full, port)
     }

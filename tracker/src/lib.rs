@@ -6,7 +6,8 @@
 //! # Layout
 //! - [`JobStore`] (`store/`): loading jobs, registering workers, fenced leases (claim,
 //!   heartbeat, complete, flag, release), the idle sweep, and the read models the HTTP API and
-//!   dashboard show (counts, workers, jobs, leaderboard, ETA, throughput).
+//!   dashboard show (counts, workers, jobs, failed and flagged jobs, leaderboard, ETA,
+//!   throughput) and the raw counts monitoring exports.
 //! - [`DatabaseUrl`] and the connection pools (`db/`): SQLite (default, embedded) or PostgreSQL,
 //!   with embedded migrations for each.
 //! - [`StoreConfig`]: enabled stages, idle timeout, flag threshold.
@@ -31,7 +32,7 @@ pub use db::{DatabaseUrl, DbConnection};
 pub use error::TrackerError;
 pub use stage::StageId;
 pub use store::{
-    ClaimedJob, Completion, Eta, FlagOutcome, JobDetail, JobEvent, JobState, JobSummary,
-    JobStore, LeaderboardEntry, Page, Registration, StageCounts, SweepReport, ThroughputPoint,
-    WorkerView,
+    event, ClaimedJob, Completion, Eta, EventCount, FlagOutcome, JobDetail, JobEvent, JobState,
+    JobSummary, JobStore, LeaderboardEntry, Page, ProblemJob, Registration, StageCounts,
+    StateCount, SweepReport, ThroughputPoint, WorkerView,
 };

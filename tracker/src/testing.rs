@@ -1,7 +1,8 @@
 //! Throw-away databases for tests: a SQLite file in a temporary directory, or a uniquely named
 //! database on a running PostgreSQL server that is dropped again afterwards.
 
-use diesel::{Connection, PgConnection, RunQueryDsl};
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
 
 use crate::db::DatabaseUrl;
 
@@ -61,6 +62,25 @@ impl TestDatabase {
     /// Where the database is.
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
+    }
+
+    /// Runs `sql` (one or more statements) on the database directly, beside any open store:
+    /// for tests that need a state no store operation makes (a failed job, say).
+    ///
+    /// # Panics
+    /// When the database cannot be reached or the SQL fails.
+    pub fn execute(&self, sql: &str) {
+        let result = match &self.url {
+            DatabaseUrl::Sqlite(path) => SqliteConnection::establish(path)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| c.batch_execute(&format!("PRAGMA busy_timeout = 10000; {sql}")).map_err(|e| e.to_string())),
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| c.batch_execute(sql).map_err(|e| e.to_string())),
+        };
+        if let Err(e) = result {
+            panic!("test SQL failed: {e}: {sql}");
+        }
     }
 
     /// The URL as the command line takes it.

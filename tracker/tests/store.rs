@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{
-    JobState, JobStore, ManualClock, StageId, StoreConfig, TrackerError,
+    event, EventCount, JobState, JobStore, ManualClock, StageId, StateCount, StoreConfig, TrackerError,
 };
 
 const START_MS: i64 = 1_700_000_000_000;
@@ -14,7 +14,7 @@ const START_MS: i64 = 1_700_000_000_000;
 struct Fixture {
     store: JobStore,
     clock: ManualClock,
-    _db: TestDatabase,
+    db: TestDatabase,
 }
 
 fn config(stages: usize) -> StoreConfig {
@@ -34,7 +34,7 @@ fn config(stages: usize) -> StoreConfig {
 fn fixture(db: TestDatabase, stages: usize) -> Fixture {
     let clock = ManualClock::new(START_MS);
     let store = JobStore::open(db.url(), config(stages), Arc::new(clock.clone()), 16).unwrap();
-    Fixture { store, clock, _db: db }
+    Fixture { store, clock, db }
 }
 
 fn load(store: &JobStore, n: usize) {
@@ -361,6 +361,62 @@ macro_rules! store_suite {
                 let found = f.store.worker_by_name(StageId::A, &a.display_name).unwrap().unwrap();
                 assert_eq!(found.jobs_completed, 3);
                 assert!(f.store.worker_by_name(StageId::B, &a.display_name).unwrap().is_none());
+            }
+
+            #[test]
+            fn counters_and_problem_jobs_come_from_the_database() {
+                let f = fx(2);
+                load(&f.store, 4);
+                assert!(f.store.event_counts().unwrap().is_empty());
+                assert!(f.store.problem_jobs(0, 10).unwrap().items.is_empty());
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                let b = f.store.register_worker("b", StageId::B, None).unwrap();
+                for _ in 0..2 {
+                    f.store.claim(&a.token).unwrap();
+                    f.store.complete(&a.token, "shard").unwrap();
+                }
+                f.store.claim(&b.token).unwrap();
+                f.store.flag_invalid(&b.token, Some("truncated tar")).unwrap();
+                f.store.claim(&b.token).unwrap();
+                f.store.flag_invalid(&b.token, Some("bad header")).unwrap();
+                f.clock.advance(Duration::from_secs(1));
+                f.store.claim(&a.token).unwrap();
+                f.db.execute("UPDATE jobs SET state = 'failed', error = 'decoder crashed', updated_at = 1 WHERE id = 4");
+
+                let states = f.store.state_counts().unwrap();
+                let state = |stage, state| StateCount { stage, state, jobs: 0 };
+                assert_eq!(
+                    states,
+                    [
+                        StateCount { jobs: 1, ..state(StageId::A, JobState::Failed) },
+                        StateCount { jobs: 1, ..state(StageId::A, JobState::Leased) },
+                        StateCount { jobs: 2, ..state(StageId::B, JobState::Open) },
+                    ]
+                );
+                let events = |kind: &str| -> Vec<(StageId, i64)> {
+                    f.store
+                        .event_counts()
+                        .unwrap()
+                        .into_iter()
+                        .filter(|c: &EventCount| c.kind == kind)
+                        .map(|c| (c.stage, c.events))
+                        .collect()
+                };
+                assert_eq!(events(event::CLAIM), [(StageId::A, 3), (StageId::B, 2)]);
+                assert_eq!(events(event::COMPLETE), [(StageId::A, 2)]);
+                assert_eq!(events(event::FLAG), [(StageId::B, 2)]);
+                assert!(events(event::EXPIRE).is_empty());
+                assert_eq!(f.store.worker_counts().unwrap(), [(StageId::A, 1), (StageId::B, 1)]);
+
+                let problems = f.store.problem_jobs(0, 10).unwrap();
+                assert_eq!(problems.total, 2);
+                let shown: Vec<_> =
+                    problems.items.iter().map(|p| (p.summary.id, p.summary.state, p.reason.as_deref())).collect();
+                // The flagged job changed last; the latest report's reason is shown.
+                assert_eq!(shown, [(1, JobState::Open, Some("bad header")), (4, JobState::Failed, Some("decoder crashed"))]);
+                assert_eq!(problems.items[0].summary.flags, 2);
+                let second = f.store.problem_jobs(1, 10).unwrap();
+                assert_eq!((second.total, second.items.len(), second.items[0].summary.id), (2, 1, 4));
             }
 
             #[test]

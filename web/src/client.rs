@@ -109,7 +109,8 @@ struct ProgressBody<'a> {
 #[derive(Serialize)]
 struct FlagBody<'a> {
     token: &'a str,
-    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -222,15 +223,20 @@ impl WorkerSession {
     /// # Errors
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
     pub fn flag_invalid_data(&self) -> Result<(), ClientError> {
-        self.client.post_text("/api/flagInvalidData", &TokenBody { token: &self.token }).map(drop)
+        self.flag(None)
     }
 
-    /// Reports the held job's input as invalid with a reason (kept in the job's history).
+    /// Like [`WorkerSession::flag_invalid_data`], saying why; the reason shows on the dashboard
+    /// and in the job's history.
     ///
     /// # Errors
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
-    pub fn flag_with_reason(&self, reason: &str) -> Result<(), ClientError> {
-        self.client.post_text("/v1/lease/flag", &FlagBody { token: &self.token, reason }).map(drop)
+    pub fn flag_invalid_data_because(&self, reason: &str) -> Result<(), ClientError> {
+        self.flag(Some(reason))
+    }
+
+    fn flag(&self, reason: Option<&str>) -> Result<(), ClientError> {
+        self.client.post_text("/api/flagInvalidData", &FlagBody { token: &self.token, reason }).map(drop)
     }
 
     /// Gives the held job back after a transient failure, to be retried after `after`.

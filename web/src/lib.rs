@@ -5,7 +5,12 @@
 //!   `distcompute-client` 1.0.0 Python library (paths, query vs JSON body, status codes and
 //!   exact texts), with Cascade's fixes to the original tracker's bugs.
 //! - [`api::native`]: the JSON API under `/v1/*` (stats per stage, workers, jobs, leaderboard,
-//!   throughput) that dashboards and scripts read.
+//!   throughput) that dashboards and scripts read; [`api::dashboard`] adds the one-request
+//!   snapshot the dashboard refreshes from, and failed and flagged jobs.
+//! - `dashboard`: the `/web` pages (HTML, script and style compiled in) and the worker page at
+//!   `/worker/{stage}/{name}` the Python client prints.
+//! - [`metrics`]: `/metrics` in the Prometheus text format, and the request latency histograms.
+//! - [`pools`]: the registry through which the engine shows its local stage pools.
 //! - [`ApiError`]: how store errors and malformed requests become statuses and texts.
 //! - [`server`]: building the actix-web server with body limits and the routes above.
 //! - [`client`]: a typed, blocking client for the worker API, used by `cascade worker`, the
@@ -16,9 +21,13 @@
 
 pub mod api;
 pub mod client;
+mod dashboard;
 mod error;
+pub mod metrics;
+pub mod pools;
 pub mod server;
 
 pub use client::{ClientError, Job, TrackerClient, WorkerSession};
 pub use error::{ApiError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNKNOWN_WORKER};
-pub use server::{build_server, ServerConfig};
+pub use pools::{PoolRegistry, PoolSnapshot};
+pub use server::{build_server, configure, ServerConfig};

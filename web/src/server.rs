@@ -1,17 +1,22 @@
-//! Building the HTTP server: routes, body limits, and plain-text 404/405/422 answers.
+//! Building the HTTP server: routes, body limits, request timing, and plain-text 404/405/422
+//! answers.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::header::ContentType;
+use actix_web::http::Method;
 use actix_web::{web, App, HttpResponse, HttpServer, Route};
 use cascade_tracker::JobStore;
 
-use crate::api;
 use crate::error::ApiError;
+use crate::metrics::{HttpMetrics, UNMATCHED};
+use crate::pools::PoolRegistry;
+use crate::{api, dashboard, metrics};
 
-/// How the HTTP server runs.
+/// How the HTTP server runs, and the shared handles it reports from.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on; port 0 picks a free one.
@@ -23,6 +28,11 @@ pub struct ServerConfig {
     /// Whether the server stops itself on SIGINT/SIGTERM (off when the caller handles signals
     /// and stops the server after its own shutdown steps).
     pub handle_signals: bool,
+    /// The local stage pools of this process, shown on `/web` and exported on `/metrics`.
+    /// Empty by default; the engine keeps a clone and fills it (see [`crate::pools`]).
+    pub pools: PoolRegistry,
+    /// Where request latencies are recorded for `/metrics`. Clones share the histograms.
+    pub http_metrics: HttpMetrics,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +42,8 @@ impl Default for ServerConfig {
             max_body_bytes: 1 << 20,
             http_workers: None,
             handle_signals: true,
+            pools: PoolRegistry::default(),
+            http_metrics: HttpMetrics::default(),
         }
     }
 }
@@ -62,11 +74,42 @@ fn query_error(error: QueryPayloadError) -> actix_web::Error {
     ApiError::Unprocessable { location: "query", message: error.to_string() }.into()
 }
 
-/// Adds the store, the extractor limits and every route to an app.
-pub fn configure(store: JobStore, max_body_bytes: usize) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
+/// A bounded label for a request method.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// Records how long `result` took since `started` under its route pattern.
+fn observe<B>(metrics: &HttpMetrics, method: &str, started: Instant, result: &Result<ServiceResponse<B>, actix_web::Error>) {
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok(response) => {
+            let route = response.request().match_pattern();
+            metrics.observe(route.as_deref().unwrap_or(UNMATCHED), method, response.status().as_u16(), seconds);
+        }
+        Err(error) => metrics.observe(UNMATCHED, method, error.as_response_error().status_code().as_u16(), seconds),
+    }
+}
+
+/// Adds the store, the pool registry, the extractor limits, request timing and every route
+/// (`/api/*`, `/v1/*`, `/web`, `/metrics`) to an app.
+pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
+    let (max_body_bytes, pools, http_metrics) = (config.max_body_bytes, config.pools.clone(), config.http_metrics.clone());
     move |config: &mut web::ServiceConfig| {
+        let timing = http_metrics.clone();
         config
             .app_data(web::Data::new(store))
+            .app_data(web::Data::new(pools))
+            .app_data(web::Data::new(http_metrics))
             .app_data(
                 web::JsonConfig::default()
                     .limit(max_body_bytes)
@@ -74,10 +117,26 @@ pub fn configure(store: JobStore, max_body_bytes: usize) -> impl FnOnce(&mut web
                     .error_handler(move |error, _| json_error(error, max_body_bytes)),
             )
             .app_data(web::QueryConfig::default().error_handler(|error, _| query_error(error)))
-            .configure(api::distcompute::routes)
-            .configure(api::native::routes)
-            .configure(api::lease::routes)
-            .default_service(web::to(not_found));
+            .service(
+                web::scope("")
+                    .wrap_fn(move |request, service| {
+                        let (started, method) = (Instant::now(), method_label(request.method()));
+                        let metrics = timing.clone();
+                        let response = service.call(request);
+                        async move {
+                            let result = response.await;
+                            observe(&metrics, method, started, &result);
+                            result
+                        }
+                    })
+                    .configure(api::distcompute::routes)
+                    .configure(api::native::routes)
+                    .configure(api::lease::routes)
+                    .configure(api::dashboard::routes)
+                    .configure(dashboard::routes)
+                    .configure(metrics::routes)
+                    .default_service(web::to(not_found)),
+            );
     }
 }
 
@@ -86,10 +145,8 @@ pub fn configure(store: JobStore, max_body_bytes: usize) -> impl FnOnce(&mut web
 /// # Errors
 /// When the address cannot be bound.
 pub fn build_server(store: JobStore, config: &ServerConfig) -> std::io::Result<(Server, Vec<SocketAddr>)> {
-    let max_body = config.max_body_bytes;
-    let mut server = HttpServer::new(move || {
-        App::new().configure(configure(store.clone(), max_body))
-    })
+    let routes = configure(store, config);
+    let mut server = HttpServer::new(move || App::new().configure(routes.clone()))
     .shutdown_timeout(5);
     if let Some(workers) = config.http_workers {
         server = server.workers(workers.max(1));

@@ -47,8 +47,10 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow
     if plans.is_empty() {
         tracing::warn!("No stage has a `kind`: no local workers; remote workers do all the work.");
     }
-    std::fs::create_dir_all(&config.engine.artifacts)
-        .with_context(|| format!("creating the artifacts directory {}", config.engine.artifacts.display()))?;
+    if !plans.is_empty() {
+        std::fs::create_dir_all(&config.engine.artifacts)
+            .with_context(|| format!("creating the artifacts directory {}", config.engine.artifacts.display()))?;
+    }
     let registry = registry.clone();
     System::new().block_on(async move {
         let mut server_config = config.server_config();
@@ -59,7 +61,7 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow
         for addr in &addrs {
             println!("Cascade tracker listening on http://{addr}");
         }
-        let supervisor = Supervisor::start(&store, &plans, &registry, &config.engine)?;
+        let supervisor = Supervisor::start(&store, &plans, &registry, &config.engine, &server_config.pools)?;
         tracing::info!(
             project = %config.project,
             database = %config.database_url().describe(),

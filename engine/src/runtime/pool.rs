@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use cascade_stages::stage::StageRegistry;
 use cascade_tracker::{JobStore, StageId, TrackerError};
+use cascade_web::{PoolRegistry, PoolSnapshot};
 use crossbeam_channel::{Receiver, Sender};
 use rayon::ThreadPool;
 
@@ -22,6 +23,8 @@ use super::worker;
 
 /// How long cancelled jobs get to stop before their leases are released from outside.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How often a pool publishes its figures for the dashboard and `/metrics`.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Everything a pool's worker threads share.
 pub(crate) struct PoolShared {
@@ -78,15 +81,17 @@ pub struct PoolStatus {
 /// One stage's local workers.
 pub(crate) struct StagePool {
     shared: Arc<PoolShared>,
+    registry: PoolRegistry,
     slots: Vec<Arc<WorkerSlot>>,
     threads: Vec<Option<JoinHandle<()>>>,
     heartbeat_running: Arc<AtomicBool>,
 }
 
 impl StagePool {
-    pub(crate) fn new(shared: PoolShared, workers: usize) -> Self {
+    pub(crate) fn new(shared: PoolShared, workers: usize, registry: PoolRegistry) -> Self {
         Self {
             shared: Arc::new(shared),
+            registry,
             slots: (0..workers).map(|_| Arc::new(WorkerSlot::default())).collect(),
             threads: Vec::new(),
             heartbeat_running: Arc::new(AtomicBool::new(false)),
@@ -132,6 +137,20 @@ impl StagePool {
         });
     }
 
+    /// Shows the pool's current figures on the dashboard and `/metrics`.
+    fn publish(&self) {
+        let status = self.status();
+        self.registry.set(PoolSnapshot {
+            stage: status.stage.letter().to_owned(),
+            kind: status.kind,
+            workers: status.workers,
+            busy: status.busy,
+            queued: status.queued,
+            queue_capacity: status.queue_capacity,
+            completed: status.completed,
+        });
+    }
+
     fn status(&self) -> PoolStatus {
         let counters = &self.shared.counters;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -160,6 +179,8 @@ impl Actor for StagePool {
         tracing::info!(stage = %self.shared.stage, kind = %self.shared.kind, workers = self.slots.len(), "Stage pool started.");
         let period = (self.shared.lease_ttl / 4).max(Duration::from_millis(50));
         ctx.run_interval(period, |pool, _| pool.heartbeat());
+        self.publish();
+        ctx.run_interval(PUBLISH_EVERY, |pool, _| pool.publish());
     }
 }
 
@@ -192,6 +213,7 @@ impl Handler<Drain> for StagePool {
         self.shared.stopping.store(true, Ordering::Relaxed);
         let threads: Vec<JoinHandle<()>> = self.threads.iter_mut().filter_map(Option::take).collect();
         let (shared, slots) = (Arc::clone(&self.shared), self.slots.clone());
+        let (registry, stage) = (self.registry.clone(), self.shared.stage);
         Box::pin(
             async move {
                 let started = Instant::now();
@@ -221,6 +243,7 @@ impl Handler<Drain> for StagePool {
                     })
                     .await;
                 }
+                registry.remove(stage.letter());
             }
             .into_actor(self),
         )

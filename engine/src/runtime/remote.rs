@@ -1,7 +1,8 @@
 //! Remote workers: a stage run against a tracker over HTTP, the way Python workers do it.
 //!
 //! Each worker thread registers, claims with `newJob`, runs the stage, and records the outcome
-//! (`completeJob`, or the `/v1/lease/*` calls for flags with reasons, retries and failures).
+//! (`completeJob`, `flagInvalidData` with a reason, or the `/v1/lease/*` calls for retries,
+//! failures and releases).
 //! Connection loss is retried with capped backoff (a finished job's output is kept and sent
 //! again until the tracker takes it or says the lease is gone); a forgotten worker registers
 //! again; stopping finishes or cancels the running job, then says `bye`.
@@ -174,7 +175,7 @@ impl RemoteWorker {
         loop {
             let sent = match outcome {
                 Outcome::Complete(output) => session.complete_job(output),
-                Outcome::Flag(reason) => session.flag_with_reason(reason),
+                Outcome::Flag(reason) => session.flag_invalid_data_because(reason),
                 Outcome::Retry { after, reason } => session.retry_later(*after, reason),
                 Outcome::Fail(error) => session.fail(error),
                 Outcome::Release => session.release(),

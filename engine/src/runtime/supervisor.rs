@@ -7,6 +7,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use cascade_stages::stage::StageRegistry;
 use cascade_tracker::JobStore;
+use cascade_web::PoolRegistry;
 use crossbeam_channel::{Receiver, Sender};
 use rayon::ThreadPoolBuilder;
 
@@ -26,7 +27,8 @@ impl Actor for Supervisor {
 
 impl Supervisor {
     /// Checks every plan against `registry` (kind known, settings accepted), then starts the
-    /// pools and the supervisor on the current actix system.
+    /// pools and the supervisor on the current actix system. The pools publish their figures
+    /// in `pools` (shown on the dashboard and `/metrics`).
     ///
     /// # Errors
     /// [`EngineError::Stage`] for an unknown kind or rejected settings;
@@ -36,6 +38,7 @@ impl Supervisor {
         plans: &[StagePlan],
         registry: &StageRegistry,
         settings: &EngineSettings,
+        pools: &PoolRegistry,
     ) -> Result<Addr<Self>, EngineError> {
         for plan in plans {
             registry
@@ -43,7 +46,7 @@ impl Supervisor {
                 .map_err(|source| EngineError::Stage { stage: plan.stage, source })?;
         }
         let queues = handoff_queues(store, plans);
-        let mut pools = Vec::with_capacity(plans.len());
+        let mut started = Vec::with_capacity(plans.len());
         for (plan, (inbound, outbound)) in plans.iter().zip(queues) {
             let rayon = ThreadPoolBuilder::new()
                 .num_threads(plan.threads.unwrap_or(0))
@@ -72,9 +75,9 @@ impl Supervisor {
                 stopping: AtomicBool::new(false),
                 counters: Default::default(),
             };
-            pools.push(StagePool::new(shared, plan.workers).start());
+            started.push(StagePool::new(shared, plan.workers, pools.clone()).start());
         }
-        Ok(Self { pools }.start())
+        Ok(Self { pools: started }.start())
     }
 }
 

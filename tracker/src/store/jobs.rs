@@ -15,7 +15,7 @@ const INSERT_CHUNK: usize = 1000;
 /// The columns of a job its summary shows.
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = jobs)]
-struct SummaryRow {
+pub(super) struct SummaryRow {
     id: i64,
     stage: String,
     state: String,
@@ -26,7 +26,7 @@ struct SummaryRow {
 }
 
 impl SummaryRow {
-    fn into_summary(self) -> Result<JobSummary, TrackerError> {
+    pub(super) fn into_summary(self) -> Result<JobSummary, TrackerError> {
         let state = JobState::parse(&self.state).ok_or_else(|| {
             TrackerError::InvalidJobs(format!("job {} has unknown state {}", self.id, self.state))
         })?;

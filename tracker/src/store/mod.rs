@@ -6,8 +6,10 @@
 //! leased — a late, duplicate or stale call changes nothing and gets
 //! [`TrackerError::LeaseLost`] or [`TrackerError::NoJobHeld`].
 
+mod counters;
 mod jobs;
 mod leases;
+mod problems;
 mod stats;
 mod views;
 mod workers;
@@ -19,7 +21,9 @@ use crate::config::StoreConfig;
 use crate::db::{DatabaseUrl, Pools};
 use crate::error::TrackerError;
 
+pub use counters::{EventCount, StateCount};
 pub use leases::{ClaimedJob, Completion, FlagOutcome};
+pub use problems::ProblemJob;
 pub use stats::{Eta, StageCounts, ThroughputPoint};
 pub use views::{JobDetail, JobEvent, JobState, JobSummary, LeaderboardEntry, Page, WorkerView};
 pub use workers::{Registration, SweepReport};
@@ -80,14 +84,22 @@ pub(crate) mod state {
     pub(crate) const FAILED: &str = "failed";
 }
 
-/// Kinds of rows in `job_events`.
-pub(crate) mod event {
-    pub(crate) const CLAIM: &str = "claim";
-    pub(crate) const COMPLETE: &str = "complete";
-    pub(crate) const FLAG: &str = "flag";
-    pub(crate) const SENT_BACK: &str = "sent_back";
-    pub(crate) const RELEASE: &str = "release";
-    pub(crate) const EXPIRE: &str = "expire";
-    pub(crate) const RETRY: &str = "retry";
-    pub(crate) const FAIL: &str = "fail";
+/// The kinds of events in a job's history ([`JobEvent::kind`], [`EventCount::kind`]).
+pub mod event {
+    /// A worker took a lease on the job.
+    pub const CLAIM: &str = "claim";
+    /// A worker finished the job's stage.
+    pub const COMPLETE: &str = "complete";
+    /// A worker reported the job's input as invalid.
+    pub const FLAG: &str = "flag";
+    /// Enough reports sent the job back one stage (the detail names that stage).
+    pub const SENT_BACK: &str = "sent_back";
+    /// A worker gave the job back (asked for another, left, or was removed).
+    pub const RELEASE: &str = "release";
+    /// A lease ran out and the job was re-opened.
+    pub const EXPIRE: &str = "expire";
+    /// A worker gave the job back after a transient failure; it is due again later.
+    pub const RETRY: &str = "retry";
+    /// The job failed (fatal error, attempts or send-backs exhausted); the detail says why.
+    pub const FAIL: &str = "fail";
 }

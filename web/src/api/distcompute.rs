@@ -48,6 +48,17 @@ pub struct ProgressBody {
     pub progress: String,
 }
 
+/// Body of `POST /api/flagInvalidData`.
+#[derive(Debug, Deserialize)]
+pub struct FlagBody {
+    /// The worker's token.
+    pub token: String,
+    /// Why the input is invalid (a Cascade extension; the Python client sends none). Shown on
+    /// the dashboard and in the job's history.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// Body of `POST /api/completeJob`.
 #[derive(Debug, Deserialize)]
 pub struct CompleteBody {
@@ -121,9 +132,9 @@ async fn complete_job(store: web::Data<JobStore>, body: web::Json<CompleteBody>)
     Ok(ok_text())
 }
 
-/// `POST /api/flagInvalidData {token}`.
-async fn flag_invalid_data(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
-    match run_blocking(&store, move |s| s.flag_invalid(&body.token, None)).await? {
+/// `POST /api/flagInvalidData {token, reason?}`.
+async fn flag_invalid_data(store: web::Data<JobStore>, body: web::Json<FlagBody>) -> Result<HttpResponse, ApiError> {
+    match run_blocking(&store, move |s| s.flag_invalid(&body.token, body.reason.as_deref())).await? {
         Ok(_) => Ok(ok_text()),
         Err(TrackerError::NoJobHeld) => Err(ApiError::refused(StatusCode::FORBIDDEN, NOT_WORKING)),
         Err(other) => Err(other.into()),

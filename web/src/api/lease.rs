@@ -3,7 +3,6 @@
 //!
 //! | path | body | effect |
 //! |---|---|---|
-//! | `POST /v1/lease/flag` | `{token, reason?}` | as `/api/flagInvalidData`, with a reason kept in the job's history |
 //! | `POST /v1/lease/retry` | `{token, retry_after_ms, reason}` | re-opens the job, not handed out again before the delay |
 //! | `POST /v1/lease/fail` | `{token, error}` | marks the job failed with the error |
 //! | `POST /v1/lease/release` | `{token}` | gives the job back at once; the worker stays |
@@ -20,15 +19,6 @@ use crate::error::ApiError;
 
 /// Longest retry delay a worker may ask for (one day).
 const MAX_RETRY_AFTER_MS: u64 = 24 * 3600 * 1000;
-
-/// Body of `POST /v1/lease/flag`.
-#[derive(Debug, Deserialize)]
-pub struct FlagBody {
-    /// The worker's token.
-    pub token: String,
-    /// Why the input is invalid.
-    pub reason: Option<String>,
-}
 
 /// Body of `POST /v1/lease/retry`.
 #[derive(Debug, Deserialize)]
@@ -59,7 +49,6 @@ pub struct ReleaseBody {
 
 /// Registers the `/v1/lease/*` routes.
 pub fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/v1/lease/flag", web::post().to(flag));
     crate::server::endpoint(config, "/v1/lease/retry", web::post().to(retry));
     crate::server::endpoint(config, "/v1/lease/fail", web::post().to(fail));
     crate::server::endpoint(config, "/v1/lease/release", web::post().to(release));
@@ -67,11 +56,6 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 fn ok() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("200 OK")
-}
-
-async fn flag(store: web::Data<JobStore>, body: web::Json<FlagBody>) -> Result<HttpResponse, ApiError> {
-    blocking(&store, move |s| s.flag_invalid(&body.token, body.reason.as_deref())).await?;
-    Ok(ok())
 }
 
 async fn retry(store: web::Data<JobStore>, body: web::Json<RetryBody>) -> Result<HttpResponse, ApiError> {

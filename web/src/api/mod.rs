@@ -1,5 +1,6 @@
 //! The HTTP endpoints.
 
+pub mod dashboard;
 pub mod distcompute;
 pub mod lease;
 pub mod native;

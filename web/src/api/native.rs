@@ -10,6 +10,9 @@
 //! | `GET /v1/leaderboard?offset&limit` | nicknames by jobs completed |
 //! | `GET /v1/throughput?minutes` | completions per stage and minute |
 //!
+//! The dashboard's own endpoints, `/v1/dashboard` and `/v1/problems`, are in
+//! [`super::dashboard`].
+//!
 //! Worker tokens are credentials and never appear here. Errors are a 4xx status with a
 //! plain-text reason.
 
@@ -98,13 +101,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
 
 async fn stats(store: web::Data<JobStore>) -> Result<HttpResponse, ApiError> {
     let (stages, eta) = blocking(&store, |s| Ok((s.stage_counts()?, s.eta()?))).await?;
-    let completion_percent =
-        if eta.total == 0 { 100.0 } else { eta.done as f64 * 100.0 / eta.total as f64 };
     Ok(HttpResponse::Ok().json(Stats {
         project: store.config().project.clone(),
         stages,
+        completion_percent: super::dashboard::completion_percent(&eta),
         eta,
-        completion_percent,
     }))
 }
 
