@@ -172,3 +172,54 @@ fn urljoin_matches_cpython() {
     }
     assert!(n > 1000);
 }
+
+/// Serves `body` once per connection at any path on a loopback port, answering `status`
+/// (with `Content-Length`); returns the base URL.
+fn serve_once(body: Vec<u8>, status: &'static str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            stream.write_all(head.as_bytes()).unwrap();
+            stream.write_all(&body).unwrap();
+        }
+    });
+    url
+}
+
+#[test]
+fn a_url_streams_the_same_pairs_as_the_file() {
+    let stem = DERIVED[1];
+    let name = format!("{stem}.warc.wat.gz");
+    let base = serve_once(read(&name), "200 OK");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/crawl/{name}");
+    let mut last = (0, 0);
+    let out = extract_file(url.as_ref(), &opts(), dir.path(), |done, total| last = (done, total)).unwrap();
+    assert_eq!(out.output, dir.path().join("cc-CC-MAIN-2020-34-excerpt.derived.parquet"));
+    let size = read(&name).len() as u64;
+    assert_eq!(last, (size, size), "progress counts the downloaded bytes against Content-Length");
+    let local = extract_file(&data(&name), &opts(), tempfile::tempdir().unwrap().path(), |_, _| {}).unwrap();
+    assert_eq!(out.summary, local.summary);
+    assert_eq!(out.summary.pairs, expected(stem).len() as u64);
+}
+
+#[test]
+fn a_missing_url_is_a_fetch_error_with_its_status() {
+    let base = serve_once(b"no such file".to_vec(), "404 Not Found");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}/missing.warc.wat.gz");
+    match extract_file(url.as_ref(), &opts(), dir.path(), |_, _| {}) {
+        Err(cascade_stages::wat::WatError::Fetch { status: Some(404), .. }) => {}
+        other => panic!("expected a 404 fetch error, got {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no shard, no partial file");
+}

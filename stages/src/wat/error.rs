@@ -19,6 +19,16 @@ pub enum WatError {
         /// The cause.
         source: io::Error,
     },
+    /// Fetching a WAT file by URL failed: no answer, or an answer other than 200.
+    #[error("cannot fetch {url}: {message}")]
+    Fetch {
+        /// The URL.
+        url: String,
+        /// The HTTP status, when the server answered.
+        status: Option<u16>,
+        /// What went wrong.
+        message: String,
+    },
     /// Reading the input failed (an I/O error, not damaged content).
     #[error("cannot read WAT input: {0}")]
     Read(#[source] io::Error),

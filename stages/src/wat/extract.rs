@@ -1,6 +1,6 @@
 //! The file-level entry points: one WAT file in, one parquet shard and a summary out.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -10,6 +10,7 @@ use super::error::WatError;
 use super::options::WatOptions;
 use super::parquet_out::PairWriter;
 use super::pipeline::extract_pairs;
+use super::source::{self, Source};
 use super::summary::WatSummary;
 
 /// The result of [`extract_file`]: where the shard went and what happened (job output JSON).
@@ -54,8 +55,9 @@ pub fn build_pool(options: &WatOptions) -> Result<Option<ThreadPool>, WatError> 
     Ok(Some(pool))
 }
 
-/// Extracts the image/alt pairs of the WAT file `input` into `out_dir/<name>.parquet`, on a
-/// pool of `options.threads` parser threads built for this call.
+/// Extracts the image/alt pairs of the WAT file `input` (a path, or an `http://`/`https://`
+/// URL streamed as it downloads) into `out_dir/<name>.parquet`, on a pool of
+/// `options.threads` parser threads built for this call.
 ///
 /// `progress(bytes_done, bytes_total)` is called after each batch (about every MiB of
 /// decompressed data) with compressed bytes. The shard is written under a `.partial` name
@@ -79,7 +81,8 @@ pub fn extract_file(
 ///
 /// # Errors
 ///
-/// [`WatError::Open`] when `input` cannot be opened, [`WatError::Write`] /
+/// [`WatError::Open`] when `input` cannot be opened, [`WatError::Fetch`] when its URL cannot be
+/// fetched, [`WatError::Write`] /
 /// [`WatError::Parquet`] when the shard cannot be written, [`WatError::NotWarc`] /
 /// [`WatError::NotWat`] for inputs of the wrong kind, [`WatError::Read`] on I/O errors.
 /// Damaged content (bad records, garbage, truncation) is not an error: see the summary.
@@ -90,14 +93,12 @@ pub fn extract_file_in(
     out_dir: &Path,
     progress: impl FnMut(u64, u64),
 ) -> Result<FileOutput, WatError> {
-    let open_err = |source| WatError::Open { path: input.to_owned(), source };
-    let file = File::open(input).map_err(open_err)?;
-    let total = file.metadata().map_err(open_err)?.len();
+    let Source { reader, total } = source::open(input)?;
     let output = output_path(input, out_dir);
     let partial = output.with_extension("parquet.partial");
     let result = (|| {
         let mut writer = PairWriter::create(&partial, options.row_group_rows)?;
-        let summary = extract_pairs(file, options, pool, total, |pairs| writer.write(pairs), progress)?;
+        let summary = extract_pairs(reader, options, pool, total, |pairs| writer.write(pairs), progress)?;
         writer.finish()?;
         fs::rename(&partial, &output).map_err(|source| WatError::Write { path: output.clone(), source })?;
         Ok(summary)

@@ -12,6 +12,7 @@
 //! - `extract`: [`extract_file`] / [`extract_file_in`], the file-to-shard entry points;
 //! - `pipeline`: [`extract_pairs`], the ordered parallel pipeline over any `Read`;
 //! - `split`, `warc`: batching the decompressed stream into whole WARC records;
+//! - `source`: a local path or an `http(s)://` URL, streamed;
 //! - `gzip`, `input`: the damage-tolerant multi-member gzip decoder;
 //! - `record`: [`parse_metadata_record`], one record's JSON to pairs (the fuzz target);
 //! - `urljoin`: Python's `urljoin`, ported for byte-identical URLs;
@@ -39,6 +40,7 @@ mod options;
 mod parquet_out;
 mod pipeline;
 mod record;
+mod source;
 mod split;
 mod stage;
 mod summary;

@@ -10,7 +10,7 @@ use crate::stage::{Stage, StageContext, StageError};
 /// Stage `wat` (stage a of the LAION workflow). Its settings (`[stages.a.settings]`, all
 /// optional) are its fields; parsing runs on the stage's rayon pool.
 ///
-/// Job input: the path of a `.warc.wat.gz` / `.warc.wat` file. Job output: a [`FileOutput`]
+/// Job input: the path or `http(s)://` URL of a `.warc.wat.gz` / `.warc.wat` file. Job output: a [`FileOutput`]
 /// as JSON — the shard written and the file's counters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -62,7 +62,9 @@ impl Stage for WatStage {
         .map_err(|e| match e {
             // A path that is not a WAT file is the previous stage's (or the job list's) mistake.
             WatError::Open { .. } | WatError::NotWarc(_) | WatError::NotWat { .. } => StageError::invalid(e),
-            WatError::Read(_) | WatError::Write { .. } => StageError::transient(e),
+            // A URL the server does not have is the job list's mistake; anything else may pass.
+            WatError::Fetch { status: Some(400..=499), .. } => StageError::invalid(e),
+            WatError::Fetch { .. } | WatError::Read(_) | WatError::Write { .. } => StageError::transient(e),
             other => StageError::fatal(other),
         })?;
         let skipped = &output.summary.skipped;
