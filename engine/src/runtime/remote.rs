@@ -250,8 +250,8 @@ fn pause(control: &RemoteControl, duration: Duration) {
     guarded::nap(&control.stopping, duration);
 }
 
-/// Sends a busy worker's progress every few seconds (each call is a heartbeat); cancels the
-/// running job when the tracker no longer knows the worker.
+/// Sends a busy worker's progress (or a bare heartbeat) every few seconds; cancels the running
+/// job when the tracker no longer knows the worker.
 struct ProgressReporter {
     done: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -272,10 +272,17 @@ impl ProgressReporter {
                         continue;
                     }
                     waited = Duration::ZERO;
-                    if let Some(text) = slot.take_progress().filter(|_| slot.is_busy()) {
-                        if let Err(ClientError::UnknownWorker(_)) = session.log(&text) {
-                            slot.cancellation.cancel();
-                        }
+                    if !slot.is_busy() {
+                        continue;
+                    }
+                    // New progress if there is some, else a bare heartbeat: the lease must not
+                    // lapse during a long job that reports nothing.
+                    let known = match slot.take_progress() {
+                        Some(text) => !matches!(session.log(&text), Err(ClientError::UnknownWorker(_))),
+                        None => session.is_alive().unwrap_or(true),
+                    };
+                    if !known {
+                        slot.cancellation.cancel();
                     }
                 }
             })

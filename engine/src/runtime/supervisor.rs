@@ -47,7 +47,7 @@ impl Supervisor {
         }
         let queues = handoff_queues(store, plans);
         let mut started = Vec::with_capacity(plans.len());
-        for (plan, (inbound, outbound)) in plans.iter().zip(queues) {
+        for (plan, QueueEnds { inbound, outbound }) in plans.iter().zip(queues) {
             let rayon = ThreadPoolBuilder::new()
                 .num_threads(plan.threads.unwrap_or(0))
                 .thread_name({
@@ -81,17 +81,25 @@ impl Supervisor {
     }
 }
 
-/// The hand-off queue ends of each plan: `(inbound, outbound)`. A bounded queue joins two
-/// plans when the second runs the stage that follows the first; its capacity is the first
-/// plan's `queue`.
-fn handoff_queues(store: &JobStore, plans: &[StagePlan]) -> Vec<(Option<Receiver<i64>>, Option<Sender<i64>>)> {
-    let mut ends: Vec<(Option<Receiver<i64>>, Option<Sender<i64>>)> = plans.iter().map(|_| (None, None)).collect();
+/// One pool's ends of its hand-off queues.
+#[derive(Default)]
+struct QueueEnds {
+    /// Jobs handed over by the previous local stage.
+    inbound: Option<Receiver<i64>>,
+    /// Jobs handed to the next local stage.
+    outbound: Option<Sender<i64>>,
+}
+
+/// The hand-off queue ends of each plan. A bounded queue joins two plans when the second runs
+/// the stage that follows the first; its capacity is the first plan's `queue`.
+fn handoff_queues(store: &JobStore, plans: &[StagePlan]) -> Vec<QueueEnds> {
+    let mut ends: Vec<QueueEnds> = plans.iter().map(|_| QueueEnds::default()).collect();
     for (from, plan) in plans.iter().enumerate() {
         let Some(next) = store.config().next_enabled(plan.stage) else { continue };
         if let Some(to) = plans.iter().position(|p| p.stage == next) {
             let (tx, rx) = crossbeam_channel::bounded(plan.queue);
-            ends[from].1 = Some(tx);
-            ends[to].0 = Some(rx);
+            ends[from].outbound = Some(tx);
+            ends[to].inbound = Some(rx);
         }
     }
     ends
