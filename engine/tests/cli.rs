@@ -1,5 +1,6 @@
-//! The `cascade` command as a user runs it: loading jobs, status, configuration errors, and
-//! `cascade wat` on the bundled samples.
+//! The `cascade` command as a user runs it: loading jobs, status, configuration errors,
+//! `cascade wat` on the bundled samples, and `cascade clip` on the tiny random model of the
+//! CLIP stage's test fixtures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -73,4 +74,63 @@ fn wat_extracts_the_samples_to_parquet() {
     let failed = cascade(dir.path(), &["wat", not_wat.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(!failed.status.success());
     assert!(text(&failed.stderr).contains("not a WARC file"), "{}", text(&failed.stderr));
+}
+
+#[cfg(feature = "clip")]
+fn clip_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages/tests/clip/fixtures")
+}
+
+/// A shard of the fixture images, each with a caption.
+#[cfg(feature = "clip")]
+fn clip_shard(path: &Path) {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (i, name) in ["wide_40x30.png", "photo_300x200.jpg", "gray_50x50.png"].iter().enumerate() {
+        let ext = name.rsplit('.').next().unwrap();
+        let files = [
+            (format!("{i:05}.{ext}"), std::fs::read(clip_fixtures().join("images").join(name)).unwrap()),
+            (format!("{i:05}.txt"), format!("a picture called {name}").into_bytes()),
+        ];
+        for (file, bytes) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            tar.append_data(&mut header, file, bytes.as_slice()).unwrap();
+        }
+    }
+    std::fs::write(path, tar.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+#[cfg(feature = "clip")]
+fn clip_filters_a_shard_and_reports_it() {
+    let dir = tempfile::tempdir().unwrap();
+    clip_shard(&dir.path().join("00007.tar"));
+    let weights = clip_fixtures().join("model/model.safetensors");
+    let config = clip_fixtures().join("model/config.json");
+    let args = ["clip", "--weights", weights.to_str().unwrap(), "--model-config", config.to_str().unwrap()];
+    let run = cascade(dir.path(), &[&args[..], &["--threshold", "-1", "00007.tar", "--out", "out"]].concat());
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let report: serde_json::Value = serde_json::from_str(text(&run.stdout).trim()).unwrap();
+    assert_eq!((report["samples"].as_u64(), report["kept"].as_u64()), (Some(3), Some(3)), "{report}");
+    for file in ["out/00007.tar", "out/metadata/metadata_00007.parquet", "out/img_emb/img_emb_00007.npy", "out/text_emb/text_emb_00007.npy"] {
+        assert!(dir.path().join(file).is_file(), "{file}");
+    }
+
+    // The tiny file does not fit the default ViT-B/32 sizes: a clear error, nothing written.
+    let wrong = cascade(dir.path(), &["clip", "--weights", weights.to_str().unwrap(), "00007.tar", "--out", "wrong"]);
+    assert!(!wrong.status.success());
+    let message = text(&wrong.stderr);
+    assert!(message.contains("do not fit") && message.contains("vision_model.embeddings.patch_embedding.weight"), "{message}");
+    assert!(!dir.path().join("wrong/00007.tar").exists());
+}
+
+#[test]
+#[cfg(all(feature = "clip", not(feature = "cuda")))]
+fn clip_on_cuda_needs_the_cuda_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = clip_fixtures().join("model/model.safetensors");
+    let run = cascade(dir.path(), &["clip", "--weights", weights.to_str().unwrap(), "--device", "cuda:0", "x.tar", "--out", "o"]);
+    assert!(!run.status.success());
+    assert!(text(&run.stderr).contains("build with the `cuda` feature"), "{}", text(&run.stderr));
 }

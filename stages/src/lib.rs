@@ -7,9 +7,13 @@
 //!
 //! - [`stage`]: the [`Stage`](stage::Stage) trait, its context, errors, wire encoding and the
 //!   registry of stage kinds — all a pipeline author needs;
+//! - [`clip`] (feature `clip`, GPU support with `cuda`): the CLIP ViT-B/32 image/caption
+//!   similarity filter over webdataset shards.
 //! - [`wat`] (feature `wat`): streams Common Crawl WAT files and extracts image URL / alt-text
 //!   pairs to parquet, following the cc2dataset rules.
 
 pub mod stage;
+#[cfg(feature = "clip")]
+pub mod clip;
 #[cfg(feature = "wat")]
 pub mod wat;

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`cascade_binary`]: locates (building if missing) the `cascade` executable.
 //! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
-//! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`.
+//! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`;
+//!   [`python_with_data_libraries`]: the same with numpy and pyarrow.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 
@@ -243,6 +244,27 @@ pub fn python_with_distcompute() -> &'static Path {
             assert!(installed.is_ok_and(|s| s.success()), "pip install distcompute-client failed");
         }
         assert!(can_import(&python), "{} cannot import distcompute_client", python.display());
+        python
+    })
+}
+
+/// [`python_with_distcompute`] with numpy and pyarrow importable too (installed from PyPI into
+/// that environment when missing, as `.ci/run` does), for tests that read Cascade's output files
+/// the way dataset users do.
+///
+/// # Panics
+/// When the packages cannot be imported or installed.
+pub fn python_with_data_libraries() -> &'static Path {
+    static PYTHON: OnceLock<&'static Path> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let python = python_with_distcompute();
+        let can_import =
+            || Command::new(python).args(["-c", "import numpy, pyarrow"]).status().is_ok_and(|s| s.success());
+        if !can_import() {
+            let installed = Command::new(python).args(["-m", "pip", "install", "--quiet", "numpy", "pyarrow"]).status();
+            assert!(installed.is_ok_and(|s| s.success()), "pip install numpy pyarrow failed");
+        }
+        assert!(can_import(), "{} cannot import numpy and pyarrow", python.display());
         python
     })
 }

@@ -16,6 +16,8 @@
 //! }
 //! ```
 
+#[cfg(feature = "clip")]
+mod clip;
 mod init;
 mod progress;
 mod run;
@@ -63,6 +65,9 @@ enum Command {
     Status,
     /// Extract image URL / alt-text pairs from Common Crawl WAT files into parquet shards.
     Wat(wat::WatArgs),
+    /// Keep the image/caption pairs of webdataset shards whose CLIP similarity passes a threshold.
+    #[cfg(feature = "clip")]
+    Clip(clip::ClipArgs),
 }
 
 /// Pipeline settings that several subcommands accept.
@@ -162,5 +167,7 @@ fn run(cli: Cli, registry: &StageRegistry) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(&cli, args, registry),
         Command::Status => status::run(&cli),
         Command::Wat(args) => wat::run(args),
+        #[cfg(feature = "clip")]
+        Command::Clip(args) => clip::run(args),
     }
 }

@@ -1,0 +1,64 @@
+//! Errors of the CLIP filter. Damage inside a shard (an undecodable image, a sample without a
+//! caption) is not an error: it is skipped and counted in the [`FilterSummary`](super::FilterSummary).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Why a model could not be loaded or a shard could not be filtered.
+#[derive(Debug, thiserror::Error)]
+#[must_use]
+#[non_exhaustive]
+pub enum ClipError {
+    /// A file could not be opened or read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// An output file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The model configuration is inconsistent or unreadable.
+    #[error("invalid CLIP configuration: {0}")]
+    Config(String),
+    /// The weight file is not a readable safetensors file.
+    #[error("cannot load weights from {path}: {message}")]
+    WeightFile {
+        /// The file.
+        path: PathBuf,
+        /// What the safetensors reader said.
+        message: String,
+    },
+    /// The weight file does not fit the model: tensors are missing or of the wrong shape.
+    #[error(
+        "weights in {path} do not fit the CLIP configuration: {} missing [{}], {} mismatched [{}]",
+        missing.len(), missing.join(", "), mismatched.len(), mismatched.join("; ")
+    )]
+    WeightMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Parameters of the model that the file lacks (burn paths).
+        missing: Vec<String>,
+        /// Tensors whose shape or type does not fit, with the reason.
+        mismatched: Vec<String>,
+    },
+    /// The requested device is not available in this build.
+    #[error("device {0:?} is not available (build with the `cuda` feature for GPUs)")]
+    Device(String),
+    /// The parquet writer failed.
+    #[error("parquet writer: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The caller stopped the shard before its end (nothing was published).
+    #[error("cancelled")]
+    Cancelled,
+    /// The rayon pool could not be built.
+    #[error("cannot start preprocessing threads: {0}")]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
+}

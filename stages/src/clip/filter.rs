@@ -1,0 +1,129 @@
+//! The shard filter: [`ClipFilter`] holds the model and tokenizer (load once per worker),
+//! [`filter_shard`] runs one webdataset tar through it.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+use super::config::ClipConfig;
+use super::device::{ClipDevice, Encode, OnDevice};
+use super::error::ClipError;
+use super::model::ClipModel;
+use super::tokenizer::{ClipTokenizer, TokenBatch};
+use super::weights::load_safetensors;
+
+/// Which model to load and where to run it.
+///
+/// Deserialises from kebab-case keys: `weights` (required in practice), `config`, `device`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ModelSettings {
+    /// A Hugging Face `CLIPModel` `model.safetensors` (f32, f16 or bf16).
+    pub weights: PathBuf,
+    /// Its `config.json`; ViT-B/32 sizes when absent.
+    pub config: Option<PathBuf>,
+    /// `cpu` (default), `cuda` or `cuda:N`.
+    pub device: ClipDevice,
+}
+
+/// A loaded CLIP model with its tokenizer, shared by every shard a worker filters.
+pub struct ClipFilter {
+    encoder: Box<dyn Encode>,
+    tokenizer: ClipTokenizer,
+    config: ClipConfig,
+    device: ClipDevice,
+}
+
+impl std::fmt::Debug for ClipFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClipFilter").field("config", &self.config).field("device", &self.device).finish_non_exhaustive()
+    }
+}
+
+fn on_device<B: Backend>(config: &ClipConfig, weights: &Path, device: B::Device) -> Result<Box<dyn Encode>, ClipError>
+where
+    OnDevice<B>: Encode + 'static,
+{
+    let mut model = ClipModel::<B>::new(config, &device);
+    load_safetensors(&mut model, weights)?;
+    Ok(Box::new(OnDevice { model, device }))
+}
+
+impl ClipFilter {
+    /// Reads the configuration and weights and puts the model on its device.
+    ///
+    /// # Errors
+    ///
+    /// [`ClipError::Config`], [`ClipError::Read`], [`ClipError::WeightFile`],
+    /// [`ClipError::WeightMismatch`], or [`ClipError::Device`] for `cuda` in a build without
+    /// the `cuda` feature.
+    pub fn load(settings: &ModelSettings) -> Result<Self, ClipError> {
+        let config = match &settings.config {
+            Some(path) => ClipConfig::from_json_file(path)?,
+            None => ClipConfig::vit_b_32(),
+        };
+        config.validate()?;
+        let encoder = match settings.device {
+            ClipDevice::Cpu => on_device::<burn::backend::NdArray<f32>>(
+                &config,
+                &settings.weights,
+                burn::backend::ndarray::NdArrayDevice::Cpu,
+            )?,
+            #[cfg(feature = "cuda")]
+            ClipDevice::Cuda(index) => on_device::<burn::backend::Cuda<f32>>(
+                &config,
+                &settings.weights,
+                burn::backend::cuda::CudaDevice::new(index),
+            )?,
+            #[cfg(not(feature = "cuda"))]
+            ClipDevice::Cuda(_) => return Err(ClipError::Device(settings.device.to_string())),
+        };
+        tracing::info!(weights = %settings.weights.display(), device = %settings.device, "CLIP model loaded.");
+        let tokenizer = ClipTokenizer::new(config.text_config.max_position_embeddings);
+        Ok(Self { encoder, tokenizer, config, device: settings.device })
+    }
+
+    /// The model's sizes.
+    #[must_use]
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// The side of the square input images, in pixels.
+    #[must_use]
+    pub fn image_size(&self) -> u32 {
+        self.config.vision_config.image_size as u32
+    }
+
+    /// The tokenizer.
+    #[must_use]
+    pub fn tokenizer(&self) -> &ClipTokenizer {
+        &self.tokenizer
+    }
+
+    /// Projected image embeddings (not normalised), `batch × projection_dim`, of
+    /// preprocessed pixels `batch × 3 × side × side`.
+    #[must_use]
+    pub fn embed_pixels(&self, pixels: Vec<f32>, batch: usize) -> Vec<f32> {
+        if batch == 0 {
+            return Vec::new();
+        }
+        self.encoder.images(pixels, batch, self.image_size() as usize)
+    }
+
+    /// Projected text embeddings (not normalised) of tokenized captions.
+    #[must_use]
+    pub fn embed_tokens(&self, tokens: &TokenBatch) -> Vec<f32> {
+        if tokens.eot.is_empty() {
+            return Vec::new();
+        }
+        self.encoder.texts(tokens)
+    }
+
+    /// Tokenizes and embeds captions.
+    #[must_use]
+    pub fn embed_captions<S: AsRef<str>>(&self, captions: &[S]) -> Vec<f32> {
+        self.embed_tokens(&self.tokenizer.encode_batch(captions))
+    }
+}

@@ -1,0 +1,123 @@
+//! The pre-norm transformer block both CLIP towers share, with Hugging Face's parameter names
+//! (`self_attn.{q,k,v,out}_proj`, `layer_norm1`, `mlp.fc1`, `mlp.fc2`, `layer_norm2`).
+
+use burn::module::Module;
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, Tensor};
+
+use crate::clip::config::{Activation, TowerConfig};
+
+/// Parameters are overwritten by the weight file, so initialise them cheaply.
+pub(crate) fn linear<B: Backend>(d_input: usize, d_output: usize, bias: bool, device: &B::Device) -> Linear<B> {
+    LinearConfig::new(d_input, d_output).with_bias(bias).with_initializer(Initializer::Zeros).init(device)
+}
+
+/// A layer norm of the tower's width and epsilon.
+pub(crate) fn layer_norm<B: Backend>(config: &TowerConfig, device: &B::Device) -> LayerNorm<B> {
+    LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_eps).init(device)
+}
+
+/// Multi-head self-attention.
+#[derive(Module, Debug)]
+pub(crate) struct SelfAttention<B: Backend> {
+    q_proj: Linear<B>,
+    k_proj: Linear<B>,
+    v_proj: Linear<B>,
+    out_proj: Linear<B>,
+    #[module(skip)]
+    heads: usize,
+}
+
+impl<B: Backend> SelfAttention<B> {
+    fn new(config: &TowerConfig, device: &B::Device) -> Self {
+        let d = config.hidden_size;
+        Self {
+            q_proj: linear(d, d, true, device),
+            k_proj: linear(d, d, true, device),
+            v_proj: linear(d, d, true, device),
+            out_proj: linear(d, d, true, device),
+            heads: config.num_attention_heads,
+        }
+    }
+
+    /// `x`: `[batch, tokens, width]`; `mask`: `[tokens, tokens]`, true where a query may not
+    /// look.
+    fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
+        let [batch, tokens, width] = x.dims();
+        let head_dim = width / self.heads;
+        let split = |t: Tensor<B, 3>| t.reshape([batch, tokens, self.heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.q_proj.forward(x.clone())).mul_scalar((head_dim as f64).powf(-0.5));
+        let k = split(self.k_proj.forward(x.clone()));
+        let v = split(self.v_proj.forward(x));
+        let mut scores = q.matmul(k.swap_dims(2, 3));
+        if let Some(mask) = mask {
+            let mask = mask.clone().unsqueeze::<4>().expand([batch, self.heads, tokens, tokens]);
+            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        }
+        let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
+        self.out_proj.forward(context)
+    }
+}
+
+/// The two-layer MLP.
+#[derive(Module, Debug)]
+pub(crate) struct Mlp<B: Backend> {
+    fc1: Linear<B>,
+    fc2: Linear<B>,
+    #[module(skip)]
+    activation: Activation,
+}
+
+impl<B: Backend> Mlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let h = self.fc1.forward(x);
+        let h = match self.activation {
+            Activation::QuickGelu => h.clone() * sigmoid(h.mul_scalar(1.702)),
+            Activation::Gelu => gelu(h),
+        };
+        self.fc2.forward(h)
+    }
+}
+
+/// One pre-norm residual block.
+#[derive(Module, Debug)]
+pub(crate) struct EncoderLayer<B: Backend> {
+    self_attn: SelfAttention<B>,
+    layer_norm1: LayerNorm<B>,
+    mlp: Mlp<B>,
+    layer_norm2: LayerNorm<B>,
+}
+
+/// The stack of blocks (`encoder.layers.N`).
+#[derive(Module, Debug)]
+pub(crate) struct Encoder<B: Backend> {
+    layers: Vec<EncoderLayer<B>>,
+}
+
+impl<B: Backend> Encoder<B> {
+    pub(crate) fn new(config: &TowerConfig, device: &B::Device) -> Self {
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| EncoderLayer {
+                self_attn: SelfAttention::new(config, device),
+                layer_norm1: layer_norm(config, device),
+                mlp: Mlp {
+                    fc1: linear(config.hidden_size, config.intermediate_size, true, device),
+                    fc2: linear(config.intermediate_size, config.hidden_size, true, device),
+                    activation: config.hidden_act,
+                },
+                layer_norm2: layer_norm(config, device),
+            })
+            .collect();
+        Self { layers }
+    }
+
+    pub(crate) fn forward(&self, mut x: Tensor<B, 3>, mask: Option<&Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
+        for layer in &self.layers {
+            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), mask);
+            x = x.clone() + layer.mlp.forward(layer.layer_norm2.forward(x));
+        }
+        x
+    }
+}

@@ -1,0 +1,63 @@
+//! The CLIP network in burn, generic over the backend, with Hugging Face `CLIPModel`
+//! parameter names so that `model.safetensors` loads by path.
+//!
+//! burn's own transformer uses other parameter names and has no QuickGELU, so the blocks are
+//! built here from `Linear`, `LayerNorm` and `Embedding` (`layers`).
+
+mod layers;
+mod text;
+mod vision;
+
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor};
+
+use super::config::ClipConfig;
+use layers::linear;
+use text::TextTransformer;
+use vision::VisionTransformer;
+
+/// CLIP: both towers, their projections into the shared space, and the learned temperature.
+#[derive(Module, Debug)]
+pub struct ClipModel<B: Backend> {
+    text_model: TextTransformer<B>,
+    vision_model: VisionTransformer<B>,
+    visual_projection: Linear<B>,
+    text_projection: Linear<B>,
+    /// HF stores a 0-d tensor; the loader reshapes it to `[1]`.
+    logit_scale: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> ClipModel<B> {
+    /// A model of the given sizes with zeroed parameters, to be filled by
+    /// [`load_safetensors`](super::load_safetensors).
+    #[must_use]
+    pub fn new(config: &ClipConfig, device: &B::Device) -> Self {
+        let (text, vision, dim) = (&config.text_config, &config.vision_config, config.projection_dim);
+        Self {
+            text_model: TextTransformer::new(text, device),
+            vision_model: VisionTransformer::new(vision, device),
+            visual_projection: linear(vision.hidden_size, dim, false, device),
+            text_projection: linear(text.hidden_size, dim, false, device),
+            logit_scale: Param::from_tensor(Tensor::zeros([1], device)),
+        }
+    }
+
+    /// Image embeddings (projected, not normalised): `pixels` `[batch, 3, side, side]` as
+    /// [`preprocess`](super::preprocess_image) makes them → `[batch, projection_dim]`.
+    pub fn encode_image(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
+        self.visual_projection.forward(self.vision_model.forward(pixels))
+    }
+
+    /// Text embeddings (projected, not normalised): token ids `[batch, context]` and the
+    /// `<|endoftext|>` position of each row → `[batch, projection_dim]`.
+    pub fn encode_text(&self, ids: Tensor<B, 2, Int>, eot: &[usize]) -> Tensor<B, 2> {
+        self.text_projection.forward(self.text_model.forward(ids, eot))
+    }
+
+    /// `exp(logit_scale)`, the factor CLIP multiplies cosine similarities by for its logits.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale.val().exp().into_scalar().elem()
+    }
+}
