@@ -52,6 +52,14 @@ pub enum ClipError {
     /// The requested device is not available in this build.
     #[error("device {0:?} is not available (build with the `cuda` feature for GPUs)")]
     Device(String),
+    /// The device exists in this build but could not be started.
+    #[error("cannot start {device}: {reason}")]
+    DeviceStart {
+        /// The device asked for.
+        device: String,
+        /// Why it could not be used.
+        reason: String,
+    },
     /// The parquet writer failed.
     #[error("parquet writer: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),

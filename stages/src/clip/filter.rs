@@ -56,8 +56,8 @@ impl ClipFilter {
     /// # Errors
     ///
     /// [`ClipError::Config`], [`ClipError::Read`], [`ClipError::WeightFile`],
-    /// [`ClipError::WeightMismatch`], or [`ClipError::Device`] for `cuda` in a build without
-    /// the `cuda` feature.
+    /// [`ClipError::WeightMismatch`], [`ClipError::Device`] for `cuda` in a build without
+    /// the `cuda` feature, [`ClipError::DeviceStart`] when the GPU cannot be used.
     pub fn load(settings: &ModelSettings) -> Result<Self, ClipError> {
         let config = match &settings.config {
             Some(path) => ClipConfig::from_json_file(path)?,
@@ -70,12 +70,15 @@ impl ClipFilter {
                 &settings.weights,
                 burn::backend::ndarray::NdArrayDevice::Cpu,
             )?,
+            // burn-cuda panics when the driver cannot be loaded or the GPU does not exist.
             #[cfg(feature = "cuda")]
-            ClipDevice::Cuda(index) => on_device::<burn::backend::Cuda<f32>>(
-                &config,
-                &settings.weights,
-                burn::backend::cuda::CudaDevice::new(index),
-            )?,
+            ClipDevice::Cuda(index) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                on_device::<burn::backend::Cuda<f32>>(&config, &settings.weights, burn::backend::cuda::CudaDevice::new(index))
+            }))
+            .map_err(|_| ClipError::DeviceStart {
+                device: settings.device.to_string(),
+                reason: "the NVIDIA driver (libcuda.so) did not load or has no such GPU".to_owned(),
+            })??,
             #[cfg(not(feature = "cuda"))]
             ClipDevice::Cuda(_) => return Err(ClipError::Device(settings.device.to_string())),
         };
