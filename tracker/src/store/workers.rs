@@ -218,7 +218,7 @@ impl JobStore {
         self.pools.write(move |conn| {
             touch(conn, &token, now)?;
             diesel::update(workers::table.find(&token))
-                .set((workers::progress.eq(&progress), workers::last_seen.eq(now)))
+                .set(workers::progress.eq(&progress))
                 .execute(conn)?;
             Ok(())
         })
