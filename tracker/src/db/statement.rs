@@ -1,10 +1,13 @@
 //! Raw SQL that diesel keeps prepared.
 //!
-//! `diesel::sql_query` marks its statements unsafe to cache, so every call parses and plans
-//! its SQL again — for the lease claim and completion that was most of their cost. A
+//! `diesel::sql_query` marks its statements unsafe to cache, and so does diesel's `UPDATE`
+//! (every `diesel::update(..).set(..)`) and its upserts: each call parses and plans its SQL
+//! again, which was most of the cost of a claim or a completion. A
 //! [`CachedSql`] is raw SQL too, but lets diesel's statement cache key the prepared statement
 //! by its text and bind types. Use it only for texts drawn from a small fixed set (the cache
 //! keeps every distinct text for the connection's lifetime), never for SQL that embeds values.
+
+use std::borrow::Cow;
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -24,14 +27,14 @@ enum Bind<'a> {
 /// backend's own placeholder there. The texts must not contain `?` anywhere else.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedSql<'a> {
-    sql: String,
+    sql: Cow<'static, str>,
     binds: Vec<Bind<'a>>,
 }
 
 impl<'a> CachedSql<'a> {
     /// A statement with the SQL text `sql` (with a `?` per bound value) and no binds yet.
-    pub(crate) fn new(sql: String) -> Self {
-        Self { sql, binds: Vec::with_capacity(5) }
+    pub(crate) fn new(sql: impl Into<Cow<'static, str>>) -> Self {
+        Self { sql: sql.into(), binds: Vec::with_capacity(5) }
     }
 
     /// Binds the next parameter to a text.

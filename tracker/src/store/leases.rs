@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::workers::{touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
-use crate::db::schema::{job_events, jobs, leaderboard, workers};
-use crate::db::{per_backend, CachedSql, DbConnection};
+use crate::db::schema::{job_events, jobs};
+use crate::db::{CachedSql, DbConnection};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -136,8 +136,13 @@ pub(crate) fn reopen_held(
     if reopened == 1 {
         record(conn, job, &worker.stage, event::RELEASE, Some(&worker.display_name), now, None)?;
     }
-    diesel::update(workers::table.find(token))
-        .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
+    clear_held(conn, token)
+}
+
+/// Clears the worker's reference to the job it held.
+fn clear_held(conn: &mut DbConnection, token: &str) -> Result<(), TrackerError> {
+    CachedSql::new("UPDATE workers SET job_id = NULL, lease_token = NULL WHERE token = ?")
+        .text(token)
         .execute(conn)?;
     Ok(())
 }
@@ -228,12 +233,10 @@ impl JobStore {
                 }
             }
             let row = claimed.ok_or(TrackerError::NoJobAvailable)?;
-            diesel::update(workers::table.find(token))
-                .set((
-                    workers::job_id.eq(row.id),
-                    workers::lease_token.eq(row.lease_token),
-                    workers::progress.eq("Received new job"),
-                ))
+            CachedSql::new("UPDATE workers SET job_id = ?, lease_token = ?, progress = 'Received new job' WHERE token = ?")
+                .big_int(row.id)
+                .big_int(row.lease_token)
+                .text(token)
                 .execute(conn)?;
             record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
             Ok(ClaimedJob {
@@ -270,20 +273,18 @@ impl JobStore {
             if updated != 1 {
                 return Err(TrackerError::LeaseLost { job });
             }
-            diesel::update(workers::table.find(token))
-                .set((
-                    workers::job_id.eq(None::<i64>),
-                    workers::lease_token.eq(None::<i64>),
-                    workers::progress.eq("Completed Job"),
-                    workers::jobs_completed.eq(workers::jobs_completed + 1),
-                ))
-                .execute(conn)?;
-            let credit = diesel::insert_into(leaderboard::table)
-                .values((leaderboard::nickname.eq(&worker.nickname), leaderboard::jobs_completed.eq(1)))
-                .on_conflict(leaderboard::nickname)
-                .do_update()
-                .set(leaderboard::jobs_completed.eq(leaderboard::jobs_completed + 1));
-            per_backend!(conn, |c| credit.execute(c))?;
+            CachedSql::new(
+                "UPDATE workers SET job_id = NULL, lease_token = NULL, progress = 'Completed Job', \
+                 jobs_completed = jobs_completed + 1 WHERE token = ?",
+            )
+            .text(token)
+            .execute(conn)?;
+            CachedSql::new(
+                "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, 1) ON CONFLICT (nickname) \
+                 DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1",
+            )
+            .text(&worker.nickname)
+            .execute(conn)?;
             record(conn, job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None)?;
             Ok(Completion { number: job, next_stage })
         })?;
@@ -311,17 +312,14 @@ impl JobStore {
             let flagged: Vec<FlaggedRow> = CachedSql::new(
                 "UPDATE jobs SET flags = flags + 1, state = 'open', lease_owner = NULL, \
                  lease_expires_at = NULL, updated_at = ? \
-                 WHERE id = ? AND lease_token = ? AND state = 'leased' RETURNING flags"
-                    .to_owned(),
+                 WHERE id = ? AND lease_token = ? AND state = 'leased' RETURNING flags",
             )
             .big_int(now)
             .big_int(job)
             .big_int(lease)
             .load(conn)?;
             let reports = flagged.first().ok_or(TrackerError::LeaseLost { job })?.flags;
-            diesel::update(workers::table.find(token))
-                .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
-                .execute(conn)?;
+            clear_held(conn, token)?;
             record(conn, job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason)?;
             let mut sent_back_to = stage.previous().filter(|_| reports >= threshold);
             let mut failed = false;
@@ -417,9 +415,7 @@ impl JobStore {
             if updated != 1 {
                 return Err(TrackerError::LeaseLost { job });
             }
-            diesel::update(workers::table.find(&token))
-                .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
-                .execute(conn)?;
+            clear_held(conn, &token)?;
             record(conn, job, &worker.stage, kind, Some(&worker.display_name), now, Some(&detail))?;
             Ok(())
         })
