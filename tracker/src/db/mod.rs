@@ -7,6 +7,7 @@
 
 mod group_commit;
 pub(crate) mod schema;
+mod statement;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::group_commit::GroupCommitWriter;
+pub(crate) use self::statement::CachedSql;
 use crate::error::TrackerError;
 
 /// A connection to either supported database.

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::workers::{touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
-use crate::db::schema::{job_events, jobs, leaderboard, workers};
-use crate::db::{per_backend, DbConnection};
+use crate::db::schema::{job_events, jobs};
+use crate::db::{CachedSql, DbConnection};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -69,26 +69,43 @@ struct FlaggedRow {
 }
 
 /// The claim statement: one open job of a stage whose retry time has come (or, with `expired`,
-/// one whose lease expired before `$3`), lowest number first, optionally only job `$5`, leased
-/// in a single evaluation. PostgreSQL skips rows other transactions are claiming; SQLite runs it
-/// inside an immediate transaction.
+/// one whose lease expired), lowest number first, optionally only one given job, leased in a
+/// single evaluation. PostgreSQL skips rows other transactions are claiming; SQLite runs it
+/// inside an immediate transaction. Binds: owner, expiry, now, stage, now, and the job number
+/// with `only_job`.
 fn claim_sql(conn: &DbConnection, stage: StageId, expired: bool, only_job: bool) -> String {
     let candidates = if expired {
-        "state = 'leased' AND lease_expires_at <= $3"
+        "state = 'leased' AND lease_expires_at <= ?"
     } else {
-        "state = 'open' AND (retry_at IS NULL OR retry_at <= $3)"
+        "state = 'open' AND (retry_at IS NULL OR retry_at <= ?)"
     };
-    let only = if only_job { " AND id = $5" } else { "" };
+    let only = if only_job { " AND id = ?" } else { "" };
     let lock = match conn {
         DbConnection::Pg(_) => " FOR UPDATE SKIP LOCKED",
         DbConnection::Sqlite(_) => "",
     };
     format!(
-        "UPDATE jobs SET state = 'leased', lease_owner = $1, lease_token = lease_token + 1, \
-         lease_expires_at = $2, attempts = attempts + 1, retry_at = NULL, updated_at = $3 \
-         WHERE id = (SELECT id FROM jobs WHERE stage = $4 AND {candidates}{only} \
+        "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = lease_token + 1, \
+         lease_expires_at = ?, attempts = attempts + 1, retry_at = NULL, updated_at = ? \
+         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND {candidates}{only} \
          ORDER BY id LIMIT 1{lock}) \
          RETURNING id, lease_token, attempts, data_{stage} AS data"
+    )
+}
+
+/// The completion statement, fenced by the lease: the output becomes the input of `next`, or
+/// the job's result when there is no next stage. Binds: output, now (twice when the job is
+/// done), job, lease token.
+fn complete_sql(next: Option<StageId>) -> String {
+    let moved = match next {
+        Some(next) => format!(
+            "data_{next} = ?, stage = '{next}', state = 'open', attempts = 0, flags = 0, updated_at = ?"
+        ),
+        None => "result = ?, state = 'done', updated_at = ?, completed_at = ?".to_owned(),
+    };
+    format!(
+        "UPDATE jobs SET {moved}, lease_owner = NULL, lease_expires_at = NULL \
+         WHERE id = ? AND lease_token = ? AND state = 'leased'"
     )
 }
 
@@ -119,8 +136,13 @@ pub(crate) fn reopen_held(
     if reopened == 1 {
         record(conn, job, &worker.stage, event::RELEASE, Some(&worker.display_name), now, None)?;
     }
-    diesel::update(workers::table.find(token))
-        .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>)))
+    clear_held(conn, token)
+}
+
+/// Clears the worker's reference to the job it held.
+fn clear_held(conn: &mut DbConnection, token: &str) -> Result<(), TrackerError> {
+    CachedSql::new("UPDATE workers SET job_id = NULL, lease_token = NULL WHERE token = ?")
+        .text(token)
         .execute(conn)?;
     Ok(())
 }
@@ -192,13 +214,14 @@ impl JobStore {
             let expires = now.saturating_add(worker.lease_ttl_ms);
             let mut claimed = None;
             for expired in [false, true] {
-                let query = diesel::sql_query(claim_sql(conn, stage, expired, only_job.is_some()))
-                    .bind::<Text, _>(token)
-                    .bind::<BigInt, _>(expires)
-                    .bind::<BigInt, _>(now)
-                    .bind::<Text, _>(stage.letter());
+                let query = CachedSql::new(claim_sql(conn, stage, expired, only_job.is_some()))
+                    .text(token)
+                    .big_int(expires)
+                    .big_int(now)
+                    .text(stage.letter())
+                    .big_int(now);
                 let rows: Vec<ClaimedRow> = match only_job {
-                    Some(number) => query.bind::<BigInt, _>(number).load(conn)?,
+                    Some(number) => query.big_int(number).load(conn)?,
                     None => query.load(conn)?,
                 };
                 if let Some(row) = rows.into_iter().next() {
@@ -210,13 +233,10 @@ impl JobStore {
                 }
             }
             let row = claimed.ok_or(TrackerError::NoJobAvailable)?;
-            diesel::update(workers::table.find(token))
-                .set((
-                    workers::job_id.eq(row.id),
-                    workers::lease_token.eq(row.lease_token),
-                    workers::progress.eq("Received new job"),
-                    workers::last_seen.eq(now),
-                ))
+            CachedSql::new("UPDATE workers SET job_id = ?, lease_token = ?, progress = 'Received new job' WHERE token = ?")
+                .big_int(row.id)
+                .big_int(row.lease_token)
+                .text(token)
                 .execute(conn)?;
             record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
             Ok(ClaimedJob {
@@ -247,41 +267,24 @@ impl JobStore {
             let (job, lease) = held_lease(&worker)?;
             let stage = worker_stage(&worker)?;
             let next_stage = config.next_enabled(stage);
-            let sql = match next_stage {
-                Some(next) => format!(
-                    "UPDATE jobs SET data_{next} = $1, stage = '{next}', state = 'open', \
-                     lease_owner = NULL, lease_expires_at = NULL, attempts = 0, flags = 0, \
-                     updated_at = $2 WHERE id = $3 AND lease_token = $4 AND state = 'leased'"
-                ),
-                None => "UPDATE jobs SET result = $1, state = 'done', lease_owner = NULL, \
-                         lease_expires_at = NULL, updated_at = $2, completed_at = $2 \
-                         WHERE id = $3 AND lease_token = $4 AND state = 'leased'"
-                    .to_owned(),
-            };
-            let updated = diesel::sql_query(sql)
-                .bind::<Text, _>(output)
-                .bind::<BigInt, _>(now)
-                .bind::<BigInt, _>(job)
-                .bind::<BigInt, _>(lease)
-                .execute(conn)?;
+            let statement = CachedSql::new(complete_sql(next_stage)).text(output).big_int(now);
+            let statement = if next_stage.is_none() { statement.big_int(now) } else { statement };
+            let updated = statement.big_int(job).big_int(lease).execute(conn)?;
             if updated != 1 {
                 return Err(TrackerError::LeaseLost { job });
             }
-            diesel::update(workers::table.find(token))
-                .set((
-                    workers::job_id.eq(None::<i64>),
-                    workers::lease_token.eq(None::<i64>),
-                    workers::progress.eq("Completed Job"),
-                    workers::jobs_completed.eq(workers::jobs_completed + 1),
-                    workers::last_seen.eq(now),
-                ))
-                .execute(conn)?;
-            let credit = diesel::insert_into(leaderboard::table)
-                .values((leaderboard::nickname.eq(&worker.nickname), leaderboard::jobs_completed.eq(1)))
-                .on_conflict(leaderboard::nickname)
-                .do_update()
-                .set(leaderboard::jobs_completed.eq(leaderboard::jobs_completed + 1));
-            per_backend!(conn, |c| credit.execute(c))?;
+            CachedSql::new(
+                "UPDATE workers SET job_id = NULL, lease_token = NULL, progress = 'Completed Job', \
+                 jobs_completed = jobs_completed + 1 WHERE token = ?",
+            )
+            .text(token)
+            .execute(conn)?;
+            CachedSql::new(
+                "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, 1) ON CONFLICT (nickname) \
+                 DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1",
+            )
+            .text(&worker.nickname)
+            .execute(conn)?;
             record(conn, job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None)?;
             Ok(Completion { number: job, next_stage })
         })?;
@@ -306,23 +309,17 @@ impl JobStore {
             let worker = touch(conn, token, now)?;
             let (job, lease) = held_lease(&worker)?;
             let stage = worker_stage(&worker)?;
-            let flagged: Vec<FlaggedRow> = diesel::sql_query(
+            let flagged: Vec<FlaggedRow> = CachedSql::new(
                 "UPDATE jobs SET flags = flags + 1, state = 'open', lease_owner = NULL, \
-                 lease_expires_at = NULL, updated_at = $1 \
-                 WHERE id = $2 AND lease_token = $3 AND state = 'leased' RETURNING flags",
+                 lease_expires_at = NULL, updated_at = ? \
+                 WHERE id = ? AND lease_token = ? AND state = 'leased' RETURNING flags",
             )
-            .bind::<BigInt, _>(now)
-            .bind::<BigInt, _>(job)
-            .bind::<BigInt, _>(lease)
+            .big_int(now)
+            .big_int(job)
+            .big_int(lease)
             .load(conn)?;
             let reports = flagged.first().ok_or(TrackerError::LeaseLost { job })?.flags;
-            diesel::update(workers::table.find(token))
-                .set((
-                    workers::job_id.eq(None::<i64>),
-                    workers::lease_token.eq(None::<i64>),
-                    workers::last_seen.eq(now),
-                ))
-                .execute(conn)?;
+            clear_held(conn, token)?;
             record(conn, job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason)?;
             let mut sent_back_to = stage.previous().filter(|_| reports >= threshold);
             let mut failed = false;
@@ -418,9 +415,7 @@ impl JobStore {
             if updated != 1 {
                 return Err(TrackerError::LeaseLost { job });
             }
-            diesel::update(workers::table.find(&token))
-                .set((workers::job_id.eq(None::<i64>), workers::lease_token.eq(None::<i64>), workers::last_seen.eq(now)))
-                .execute(conn)?;
+            clear_held(conn, &token)?;
             record(conn, job, &worker.stage, kind, Some(&worker.display_name), now, Some(&detail))?;
             Ok(())
         })

@@ -7,9 +7,9 @@ use diesel::sql_types::{BigInt, Text};
 use rand::RngExt;
 use serde::Serialize;
 
-use super::{event, state, JobStore};
-use crate::db::schema::{job_events, jobs, workers};
-use crate::db::DbConnection;
+use super::{event, JobStore};
+use crate::db::schema::{job_events, workers};
+use crate::db::{CachedSql, DbConnection};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -102,23 +102,24 @@ pub(crate) fn touch(
             workers::job_id,
             workers::lease_token,
         ))
-        .first(conn)
+        // Not `first`: its bound `LIMIT` makes SQLite re-prepare the statement on every call.
+        .get_result(conn)
         .optional()?
         .ok_or(TrackerError::UnknownWorker)?;
     let granularity = HEARTBEAT_GRANULARITY_MS.min(worker.lease_ttl_ms / 20);
     if now - worker.last_seen < granularity {
         return Ok(worker);
     }
-    diesel::update(workers::table.find(token)).set(workers::last_seen.eq(now)).execute(conn)?;
-    if let (Some(job), Some(token_held)) = (worker.job_id, worker.lease_token) {
-        diesel::update(
-            jobs::table
-                .find(job)
-                .filter(jobs::lease_token.eq(token_held))
-                .filter(jobs::state.eq(state::LEASED)),
-        )
-        .set(jobs::lease_expires_at.eq(now + worker.lease_ttl_ms))
+    CachedSql::new("UPDATE workers SET last_seen = ? WHERE token = ?")
+        .big_int(now)
+        .text(token)
         .execute(conn)?;
+    if let (Some(job), Some(token_held)) = (worker.job_id, worker.lease_token) {
+        CachedSql::new("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'leased'")
+            .big_int(now + worker.lease_ttl_ms)
+            .big_int(job)
+            .big_int(token_held)
+            .execute(conn)?;
     }
     Ok(worker)
 }
@@ -217,8 +218,9 @@ impl JobStore {
         let token = token.to_owned();
         self.pools.write(move |conn| {
             touch(conn, &token, now)?;
-            diesel::update(workers::table.find(&token))
-                .set((workers::progress.eq(&progress), workers::last_seen.eq(now)))
+            CachedSql::new("UPDATE workers SET progress = ? WHERE token = ?")
+                .text(&progress)
+                .text(&token)
                 .execute(conn)?;
             Ok(())
         })
