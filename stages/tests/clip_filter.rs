@@ -121,3 +121,22 @@ fn threshold_keeps_exactly_the_pairs_at_or_above_it() {
     assert_eq!(none.kept, 0);
     assert!(metadata(&none.outputs.metadata).is_empty());
 }
+
+#[test]
+fn a_shard_stopped_by_its_caller_publishes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("00000.tar");
+    make_shard(&input);
+    let out = tmp.path().join("out");
+    let options = FilterOptions { threshold: -1.0, batch_size: 2, threads: 1, embeddings: EmbeddingDtype::Float32 };
+    let mut reports = Vec::new();
+    let stopped = cascade_stages::clip::filter_shard_in(None, &filter(), &input, &out, &options, |done| {
+        reports.push(done);
+        if done >= 4 { std::ops::ControlFlow::Break(()) } else { std::ops::ControlFlow::Continue(()) }
+    });
+    assert!(matches!(stopped, Err(cascade_stages::clip::ClipError::Cancelled)), "{stopped:?}");
+    assert_eq!(reports, [2, 4]);
+    for file in ["00000.tar", "00000.tar.partial", "metadata/metadata_00000.parquet", "img_emb/img_emb_00000.npy"] {
+        assert!(!out.join(file).exists(), "{file} was left behind");
+    }
+}

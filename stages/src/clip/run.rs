@@ -79,33 +79,13 @@ pub fn filter_shard_in(
         similarity_sum: 0.0,
         shard_partial: shard_partial.clone(),
     };
-    let batch_size = options.batch_size.max(1);
-    let mut batch = Vec::with_capacity(batch_size);
-    let ended = for_each_sample(BufReader::with_capacity(1 << 20, file), |sample| {
-        batch.push(sample);
-        if batch.len() == batch_size {
-            run.process(std::mem::take(&mut batch))?;
-            if progress(run.summary.samples).is_break() {
-                return Err(ClipError::Cancelled);
-            }
-        }
-        Ok::<_, ClipError>(())
-    });
-    let ended = match ended {
+    let ended = match run.read_all(BufReader::with_capacity(1 << 20, file), &mut progress) {
         Ok(ended) => ended,
         Err(e) => {
             run.discard();
             return Err(e);
         }
     };
-    if let Err(e) = run.process(batch) {
-        run.discard();
-        return Err(e);
-    }
-    if progress(run.summary.samples).is_break() {
-        run.discard();
-        return Err(ClipError::Cancelled);
-    }
     if let Some(e) = ended {
         tracing::warn!(shard = %input.display(), error = %e, "Shard ends early; samples before the damage are kept.");
         run.summary.truncated = Some(e.to_string());
@@ -191,6 +171,32 @@ impl ShardRun<'_> {
             self.rows.push(KeptRow { url: sample.url(), key: sample.key, caption, similarity });
         }
         Ok(())
+    }
+
+    /// Embeds every sample of `input` batch by batch, reporting progress after each batch;
+    /// returns why the tar ended early, if it did.
+    fn read_all(
+        &mut self,
+        input: impl std::io::Read,
+        progress: &mut impl FnMut(u64) -> ControlFlow<()>,
+    ) -> Result<Option<std::io::Error>, ClipError> {
+        let batch_size = self.options.batch_size.max(1);
+        let mut batch = Vec::with_capacity(batch_size);
+        let mut report = |run: &Self| match progress(run.summary.samples) {
+            ControlFlow::Continue(()) => Ok(()),
+            ControlFlow::Break(()) => Err(ClipError::Cancelled),
+        };
+        let ended = for_each_sample(input, |sample| {
+            batch.push(sample);
+            if batch.len() == batch_size {
+                self.process(std::mem::take(&mut batch))?;
+                report(self)?;
+            }
+            Ok::<_, ClipError>(())
+        })?;
+        self.process(batch)?;
+        report(self)?;
+        Ok(ended)
     }
 
     /// Removes the partly written shard of a run that stops before the end.
