@@ -152,6 +152,43 @@ macro_rules! store_suite {
             }
 
             #[test]
+            fn complete_and_claim_completes_then_leases_the_next_job() {
+                let f = fx(2);
+                load(&f.store, 4);
+                let a = f.store.register_worker("a", StageId::A, None).unwrap();
+                let other = f.store.register_worker("o", StageId::A, None).unwrap();
+                assert_eq!(f.store.claim(&a.token).unwrap().number, 1);
+                assert_eq!(f.store.claim(&other.token).unwrap().number, 2);
+                // Job 2 is leased by another worker: the next claimable job is 3.
+                let (done, next) = f.store.complete_and_claim(&a.token, "out-1").unwrap();
+                assert_eq!((done.number, done.next_stage), (1, Some(StageId::B)));
+                let next = next.unwrap();
+                assert_eq!((next.number, next.data.as_str(), next.attempts), (3, "job-3", 1));
+                let (done, next) = f.store.complete_and_claim(&a.token, "out-3").unwrap();
+                assert_eq!(done.number, 3);
+                assert_eq!(next.unwrap().number, 4);
+                // The completion stands even when nothing is left to claim.
+                let (done, next) = f.store.complete_and_claim(&a.token, "out-4").unwrap();
+                assert_eq!(done.number, 4);
+                assert!(next.is_none());
+                // Fenced like `complete`: a worker holding nothing changes nothing, claims nothing.
+                f.store.release(&other.token).unwrap();
+                assert!(matches!(f.store.complete_and_claim(&a.token, "stale"), Err(TrackerError::NoJobHeld)));
+                assert_eq!(f.store.claim(&other.token).unwrap().number, 2);
+                let b = f.store.register_worker("b", StageId::B, None).unwrap();
+                let inputs: Vec<String> = (0..3).map(|_| {
+                    let job = f.store.claim(&b.token).unwrap();
+                    f.store.complete(&b.token, "final").unwrap();
+                    job.data
+                }).collect();
+                assert_eq!(inputs, ["out-1", "out-3", "out-4"]);
+                assert_eq!(f.store.leaderboard(0, 10).unwrap().items.iter().find(|e| e.nickname == "a").unwrap().jobs_completed, 3);
+                let a_view = f.store.job(3).unwrap();
+                let kinds: Vec<&str> = a_view.events.iter().map(|e| e.kind.as_str()).collect();
+                assert_eq!(kinds, [event::CLAIM, event::COMPLETE, event::CLAIM, event::COMPLETE]);
+            }
+
+            #[test]
             fn retry_later_hides_the_job_until_due_and_keeps_attempts() {
                 let f = fx(1);
                 load(&f.store, 1);
@@ -235,6 +272,23 @@ macro_rules! store_suite {
                 let workers = f.store.workers(None, 0, 10).unwrap();
                 assert_eq!(workers.total, 1);
                 assert_eq!(workers.items[0].progress, "Completed Job");
+            }
+
+            #[test]
+            fn a_swept_worker_job_reopens_even_before_its_lease_runs_out() {
+                let f = fx(1);
+                load(&f.store, 1);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                // Claimed within the heartbeat granularity: `last_seen` stays at registration, the
+                // lease runs from the claim, a little later.
+                f.clock.advance(Duration::from_millis(500));
+                f.store.claim(&w.token).unwrap();
+                f.clock.advance(Duration::from_millis(600_200));
+                let report = f.store.sweep().unwrap();
+                assert_eq!((report.workers_removed, report.leases_expired), (1, 1));
+                assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
+                let kinds: Vec<String> = f.store.job(1).unwrap().events.into_iter().map(|e| e.kind).collect();
+                assert_eq!(kinds, [event::CLAIM, event::EXPIRE]);
             }
 
             #[test]

@@ -57,6 +57,18 @@ impl ClientError {
     }
 }
 
+/// Keep-alive connections kept open per client (ureq keeps 3 per host by default, so more
+/// threads sharing a client would each open a new TCP connection per request).
+const MAX_IDLE_CONNECTIONS: usize = 256;
+/// Longest wait for a TCP connection to the tracker.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest wait for each of: sending a request, its body, receiving the answer, its body.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Read and write buffer of each connection. Worker API messages are small; ureq's default of
+/// 128 KiB per direction costs more to allocate and clear than the request itself. Longer
+/// bodies stream through the buffer.
+const CONNECTION_BUFFER_BYTES: usize = 16 * 1024;
+
 /// A connection to one tracker (keeps connections alive between requests; cheap to clone).
 #[derive(Debug, Clone)]
 pub struct TrackerClient {
@@ -134,11 +146,23 @@ struct CompleteBody<'a> {
 
 impl TrackerClient {
     /// A client for the tracker at `base_url` (e.g. `http://127.0.0.1:8080`; a trailing `/` is
-    /// ignored). Requests time out after 60 s.
+    /// ignored). A request fails when connecting takes over 10 s or when sending it or its
+    /// answer stalls for 60 s. Clones share one pool of keep-alive connections, large enough for
+    /// 256 threads calling at once.
     pub fn new(base_url: &str) -> Self {
+        // Per-phase timeouts, no overall one: with an overall timeout ureq resolves the host
+        // name of every request on a thread of its own, even for a pooled connection.
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .timeout_send_request(Some(TRANSFER_TIMEOUT))
+            .timeout_send_body(Some(TRANSFER_TIMEOUT))
+            .timeout_recv_response(Some(TRANSFER_TIMEOUT))
+            .timeout_recv_body(Some(TRANSFER_TIMEOUT))
+            .max_idle_connections(MAX_IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(MAX_IDLE_CONNECTIONS)
+            .input_buffer_size(CONNECTION_BUFFER_BYTES)
+            .output_buffer_size(CONNECTION_BUFFER_BYTES)
             .build()
             .into();
         Self { base: base_url.trim_end_matches('/').to_owned(), agent }

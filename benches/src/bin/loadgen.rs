@@ -4,22 +4,35 @@
 //! ```text
 //! loadgen --url http://127.0.0.1:8080 --workers 64 --seconds 10 --stage a
 //! ```
+//!
+//! Every worker is a task with its own keep-alive HTTP/1.1 connection, all on one thread
+//! (hyper's client on a current-thread tokio runtime): a thread per worker would spend more CPU
+//! switching between threads than the tracker spends answering, on the same cores.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cascade_web::{ClientError, TrackerClient};
+use bytes::Bytes;
 use clap::Parser;
 use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::net::TcpStream;
 
 /// Load generator for the worker API.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Tracker URL.
+    /// Tracker URL (`http://host:port`).
     #[arg(long)]
     url: String,
-    /// Concurrent workers (one thread and one keep-alive connection each).
+    /// Concurrent workers (one keep-alive connection each).
     #[arg(long, default_value_t = 8)]
     workers: usize,
     /// How long to run.
@@ -33,82 +46,177 @@ struct Args {
     csv: bool,
 }
 
+/// Why a worker stopped early.
+#[derive(Debug, thiserror::Error)]
+enum LoadError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("HTTP error: {0}")]
+    Http(#[from] hyper::Error),
+    #[error("{uri} answered {status}: {body}")]
+    Status { uri: String, status: StatusCode, body: String },
+    #[error("cannot decode the answer of {uri}: {error}")]
+    Decode { uri: &'static str, error: serde_json::Error },
+    #[error("{0}")]
+    Request(#[from] hyper::http::Error),
+}
+
+/// `GET /api/new` answer (the fields the load needs).
+#[derive(Deserialize)]
+struct Registered {
+    token: String,
+}
+
+/// `POST /api/newJob` answer.
+#[derive(Deserialize)]
+struct NewJob {
+    data: String,
+}
+
+/// One worker's connection to the tracker.
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    authority: String,
+}
+
+impl Connection {
+    async fn open(authority: &str) -> Result<Self, LoadError> {
+        let stream = TcpStream::connect(authority).await.map_err(|e| LoadError::Connect(authority.to_owned(), e))?;
+        stream.set_nodelay(true).map_err(|e| LoadError::Connect(authority.to_owned(), e))?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::task::spawn_local(async move {
+            if let Err(error) = connection.await {
+                eprintln!("connection error: {error}");
+            }
+        });
+        Ok(Self { sender, authority: authority.to_owned() })
+    }
+
+    /// Sends one request and returns the status and body of the answer.
+    async fn call(&mut self, method: Method, uri: &str, body: Option<String>) -> Result<(StatusCode, Bytes), LoadError> {
+        let mut request = Request::builder().method(method).uri(uri).header(hyper::header::HOST, &self.authority);
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// Sends a request that must succeed.
+    async fn expect_ok(&mut self, method: Method, uri: &str, body: Option<String>) -> Result<Bytes, LoadError> {
+        let (status, answer) = self.call(method, uri, body).await?;
+        if status != StatusCode::OK {
+            return Err(refused(uri, status, &answer));
+        }
+        Ok(answer)
+    }
+}
+
+fn refused(uri: &str, status: StatusCode, answer: &[u8]) -> LoadError {
+    LoadError::Status { uri: uri.to_owned(), status, body: String::from_utf8_lossy(answer).into_owned() }
+}
+
 /// What one worker measured.
 struct WorkerResult {
     cycles: u64,
-    latencies: Histogram<u64>,
     ran_dry: bool,
 }
 
-fn timed<T>(histogram: &mut Histogram<u64>, call: impl FnOnce() -> T) -> T {
-    let start = Instant::now();
-    let result = call();
-    let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-    histogram.saturating_record(micros.max(1));
-    result
+fn record(histogram: &RefCell<Histogram<u64>>, started: Instant) {
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    histogram.borrow_mut().saturating_record(micros.max(1));
 }
 
-fn run_worker(client: &TrackerClient, stage: &str, stop: &AtomicBool) -> Result<WorkerResult, ClientError> {
-    let session = client.register("loadgen", stage)?;
-    // unwrap: these bounds are valid constants.
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut cycles = 0;
-    let mut ran_dry = false;
+async fn run_worker(
+    authority: String,
+    stage: String,
+    stop: Arc<AtomicBool>,
+    latencies: Rc<RefCell<Histogram<u64>>>,
+) -> Result<WorkerResult, LoadError> {
+    let mut conn = Connection::open(&authority).await?;
+    let registered = conn.expect_ok(Method::GET, &format!("/api/new?nickname=loadgen&stage={stage}"), None).await?;
+    let token = serde_json::from_slice::<Registered>(&registered)
+        .map_err(|error| LoadError::Decode { uri: "/api/new", error })?
+        .token;
+    let token_body = json!({ "token": token }).to_string();
+    let progress_body = json!({ "token": token, "progress": "working" }).to_string();
+    let (mut cycles, mut ran_dry) = (0, false);
     while !stop.load(Ordering::Relaxed) {
-        let job = match timed(&mut latencies, || session.new_job()) {
-            Ok(job) => job,
-            Err(ClientError::NoJob(_)) => {
-                ran_dry = true;
-                break;
-            }
-            Err(e) => return Err(e),
-        };
-        timed(&mut latencies, || session.log("working"))?;
-        timed(&mut latencies, || session.complete_job(&job.data))?;
+        let started = Instant::now();
+        let (status, answer) = conn.call(Method::POST, "/api/newJob", Some(token_body.clone())).await?;
+        record(&latencies, started);
+        if status == StatusCode::FORBIDDEN {
+            ran_dry = true;
+            break;
+        }
+        if status != StatusCode::OK {
+            return Err(refused("/api/newJob", status, &answer));
+        }
+        let job: NewJob = serde_json::from_slice(&answer).map_err(|error| LoadError::Decode { uri: "/api/newJob", error })?;
+        let started = Instant::now();
+        conn.expect_ok(Method::POST, "/api/updateProgress", Some(progress_body.clone())).await?;
+        record(&latencies, started);
+        let started = Instant::now();
+        let complete = json!({ "token": token, "data": job.data }).to_string();
+        conn.expect_ok(Method::POST, "/api/completeJob", Some(complete)).await?;
+        record(&latencies, started);
         cycles += 1;
     }
-    session.bye();
-    Ok(WorkerResult { cycles, latencies, ran_dry })
+    conn.expect_ok(Method::POST, "/api/bye", Some(token_body)).await?;
+    Ok(WorkerResult { cycles, ran_dry })
 }
 
 fn main() {
     let args = Args::parse();
-    let client = TrackerClient::new(&args.url);
+    let authority = args.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    // unwrap: a current-thread runtime with I/O and timers always builds.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let local = tokio::task::LocalSet::new();
+    // unwrap: these bounds are valid constants.
+    let latencies = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let threads: Vec<_> = (0..args.workers)
-        .map(|_| {
-            let (client, stop, stage) = (client.clone(), Arc::clone(&stop), args.stage.clone());
-            std::thread::spawn(move || run_worker(&client, &stage, &stop))
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(args.seconds));
-    stop.store(true, Ordering::Relaxed);
-    let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut cycles = 0;
-    let mut ran_dry = false;
-    for thread in threads {
-        match thread.join() {
+    let results = local.block_on(&runtime, async {
+        let workers: Vec<_> = (0..args.workers)
+            .map(|_| {
+                let worker = run_worker(authority.clone(), args.stage.clone(), Arc::clone(&stop), Rc::clone(&latencies));
+                tokio::task::spawn_local(worker)
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut results = Vec::with_capacity(workers.len());
+        for worker in workers {
+            results.push(worker.await);
+        }
+        results
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let (mut cycles, mut ran_dry) = (0, false);
+    for result in results {
+        match result {
             Ok(Ok(result)) => {
                 cycles += result.cycles;
                 ran_dry |= result.ran_dry;
-                // unwrap: histograms with identical bounds always merge.
-                total.add(&result.latencies).unwrap();
             }
             Ok(Err(e)) => {
                 eprintln!("worker failed: {e}");
                 std::process::exit(1);
             }
-            Err(_) => {
-                eprintln!("worker panicked");
+            Err(e) => {
+                eprintln!("worker panicked: {e}");
                 std::process::exit(1);
             }
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
     if ran_dry {
         eprintln!("warning: the stage ran out of jobs; load more jobs for a full-length run");
     }
+    let total = latencies.borrow();
     let rate = cycles as f64 / elapsed;
     let (p50, p99) = (total.value_at_quantile(0.50) as f64 / 1000.0, total.value_at_quantile(0.99) as f64 / 1000.0);
     if args.csv {

@@ -30,7 +30,18 @@ pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
         stage.close(&ctx);
         return;
     };
-    while let Some(job) = next_job(shared, slot, &mut token) {
+    // A job claimed together with the last completion, to run before asking for another.
+    let mut claimed_next: Option<ClaimedJob> = None;
+    loop {
+        let job = match claimed_next.take() {
+            // Leaving: `bye` below gives the job back.
+            Some(_) if shared.stopping.load(Ordering::Relaxed) => break,
+            Some(job) => job,
+            None => match next_job(shared, slot, &mut token) {
+                Some(job) => job,
+                None => break,
+            },
+        };
         slot.set_busy(true);
         if !shared.stopping.load(Ordering::Relaxed) {
             slot.cancellation.reset();
@@ -44,8 +55,8 @@ pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
         }
         ctx.set_job(None);
         let outcome = shared.policy.decide(attempt(&job), shared.stage.previous().is_none(), result);
-        record(shared, &token, &job, outcome);
-        slot.set_busy(false);
+        claimed_next = record(shared, &token, &job, outcome);
+        slot.set_busy(claimed_next.is_some());
         if panicked {
             PoolCounters::bump(&shared.counters.panics);
             tracing::warn!(stage = %shared.stage, worker = index, "Restarting the worker after a panic.");
@@ -156,17 +167,29 @@ fn attempt_claim(shared: &PoolShared, slot: &WorkerSlot, token: &mut String, num
 }
 
 /// Records the outcome in the tracker and, after a completion, hands the job to the next
-/// local stage.
-fn record(shared: &PoolShared, token: &str, job: &ClaimedJob, outcome: Outcome) {
+/// local stage. Where [`may_claim_with_completion`] allows, a completion also claims the
+/// worker's next job in the same transaction and returns it.
+fn record(shared: &PoolShared, token: &str, job: &ClaimedJob, outcome: Outcome) -> Option<ClaimedJob> {
     let store = &shared.store;
     let counters = &shared.counters;
+    let mut claimed_next = None;
     let recorded = match &outcome {
-        Outcome::Complete(output) => store.complete(token, output).map(|completion| {
-            PoolCounters::bump(&counters.completed);
-            if completion.next_stage.is_some() && completion.next_stage == shared.next_local_stage {
-                hand_over(shared, completion.number);
-            }
-        }),
+        Outcome::Complete(output) => {
+            let completed = if may_claim_with_completion(shared) {
+                store.complete_and_claim(token, output).map(|(completion, next)| {
+                    claimed_next = next;
+                    completion
+                })
+            } else {
+                store.complete(token, output)
+            };
+            completed.map(|completion| {
+                PoolCounters::bump(&counters.completed);
+                if completion.next_stage.is_some() && completion.next_stage == shared.next_local_stage {
+                    hand_over(shared, completion.number);
+                }
+            })
+        }
         Outcome::Flag(reason) => {
             PoolCounters::bump(&counters.flagged);
             store.flag_invalid(token, Some(reason)).map(drop)
@@ -187,7 +210,7 @@ fn record(shared: &PoolShared, token: &str, job: &ClaimedJob, outcome: Outcome) 
         }
     };
     match recorded {
-        Ok(()) => {}
+        Ok(()) => return claimed_next,
         Err(TrackerError::LeaseLost { .. } | TrackerError::NoJobHeld | TrackerError::UnknownWorker) => {
             tracing::warn!(stage = %shared.stage, job = job.number, "Lease lost before the outcome was recorded; another worker has the job.");
         }
@@ -196,6 +219,18 @@ fn record(shared: &PoolShared, token: &str, job: &ClaimedJob, outcome: Outcome) 
             tracing::error!(stage = %shared.stage, job = job.number, error = %e, "Could not record the outcome; the job will be redone.");
         }
     }
+    None
+}
+
+/// Whether a completion may claim the worker's next job in the same transaction: only at a
+/// stage fed by the database alone (no local stage before it, whose hand-offs must be taken
+/// in order and counted), while the pool is not stopping, and when the job's hand-off to the
+/// next local stage will not block (a worker about to wait on backpressure claims nothing
+/// until it is free again).
+fn may_claim_with_completion(shared: &PoolShared) -> bool {
+    shared.inbound.is_none()
+        && !shared.stopping.load(Ordering::Relaxed)
+        && shared.outbound.as_ref().is_none_or(|tx| !tx.is_full())
 }
 
 /// Sends job `number` to the next local stage, blocking while its queue is full (this is the

@@ -3,7 +3,8 @@
 //! SQLite has one writer at a time and a commit costs far more than the statements in it, so
 //! under load a writer thread takes every operation waiting in its queue (up to [`MAX_BATCH`]),
 //! runs each inside its own savepoint — an operation that fails is rolled back alone — and
-//! commits them together. Each caller gets its answer only after the commit, so a reported
+//! commits them together. The savepoint statements are prepared once and kept (diesel's nested
+//! transactions would parse them anew for every operation). Each caller gets its answer only after the commit, so a reported
 //! success is durable exactly as with one transaction per operation. The queue is bounded: when
 //! the writer falls behind, callers block instead of piling up work.
 //!
@@ -15,11 +16,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::Connection;
+use diesel::RunQueryDsl;
 
-use super::DbConnection;
+use super::{CachedSql, DbConnection};
 use crate::error::TrackerError;
 
 /// Most operations committed together.
@@ -29,8 +31,9 @@ const QUEUE_CAPACITY: usize = 4096;
 
 /// An operation waiting for the writer, type-erased.
 trait PendingWrite: Send {
-    /// Runs the operation in a savepoint of the open transaction; `Err` means it panicked.
-    fn run(&mut self, conn: &mut DbConnection) -> Result<(), Panicked>;
+    /// Runs the operation in a savepoint of the open transaction; `Err` means the batch must be
+    /// rolled back (the operation panicked, or its savepoint could not be closed).
+    fn run(&mut self, conn: &mut DbConnection) -> Result<(), BatchFailure>;
     /// Runs the operation directly in the open transaction (it is alone in its batch, so the
     /// caller rolls the transaction back if it failed); returns whether it succeeded.
     fn run_alone(&mut self, conn: &mut DbConnection) -> Result<bool, Panicked>;
@@ -41,7 +44,25 @@ trait PendingWrite: Send {
 struct Pending<T, F> {
     operation: Option<F>,
     outcome: Option<Result<T, TrackerError>>,
-    reply: Sender<Result<T, TrackerError>>,
+    reply: Reply<T>,
+}
+
+/// Where the outcome of an operation goes.
+enum Reply<T> {
+    /// A thread blocked in [`GroupCommitWriter::write`].
+    Blocking(Sender<Result<T, TrackerError>>),
+    /// A task awaiting [`GroupCommitWriter::write_async`].
+    Async(oneshot::Sender<Result<T, TrackerError>>),
+}
+
+impl<T> Reply<T> {
+    /// Delivers `outcome`; a caller that gave up waiting is ignored.
+    fn send(self, outcome: Result<T, TrackerError>) {
+        match self {
+            Self::Blocking(reply) => drop(reply.send(outcome)),
+            Self::Async(reply) => drop(reply.send(outcome)),
+        }
+    }
 }
 
 impl<T, F> PendingWrite for Pending<T, F>
@@ -49,9 +70,21 @@ where
     T: Send,
     F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send,
 {
-    fn run(&mut self, conn: &mut DbConnection) -> Result<(), Panicked> {
+    fn run(&mut self, conn: &mut DbConnection) -> Result<(), BatchFailure> {
         let Some(operation) = self.operation.take() else { return Ok(()) };
-        let outcome = catch_unwind(AssertUnwindSafe(|| conn.transaction(operation))).map_err(|_| Panicked)?;
+        if let Err(error) = CachedSql::new("SAVEPOINT cascade_write").execute(conn) {
+            // Nothing ran: only this operation fails.
+            self.outcome = Some(Err(error.into()));
+            return Ok(());
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| operation(conn))).map_err(|_| BatchFailure::Panicked)?;
+        let closed = match &outcome {
+            Ok(_) => CachedSql::new("RELEASE cascade_write").execute(conn),
+            Err(_) => CachedSql::new("ROLLBACK TO cascade_write")
+                .execute(conn)
+                .and_then(|_| CachedSql::new("RELEASE cascade_write").execute(conn)),
+        };
+        closed.map_err(|e| BatchFailure::Failed(format!("cannot close a write's savepoint: {e}")))?;
         self.outcome = Some(outcome);
         Ok(())
     }
@@ -70,8 +103,7 @@ where
             (Some(error), _) => Err(TrackerError::Commit(error.to_owned())),
             (None, None) => Err(TrackerError::Commit("the operation did not run".to_owned())),
         };
-        // The caller may have given up waiting; nothing else to do then.
-        let _ = self.reply.send(outcome);
+        self.reply.send(outcome);
     }
 }
 
@@ -117,7 +149,7 @@ impl GroupCommitWriter {
         F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
     {
         let (reply, answer) = bounded(1);
-        let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply });
+        let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Blocking(reply) });
         if self.queue.is_empty() {
             match self.conn.try_lock() {
                 Ok(mut conn) => return run_here(&mut conn, &*self.connect, pending, &answer),
@@ -132,6 +164,37 @@ impl GroupCommitWriter {
             .map_err(|_| TrackerError::Commit("the writer thread has stopped".to_owned()))?;
         answer
             .recv()
+            .map_err(|_| TrackerError::Commit("the writer thread stopped before answering".to_owned()))?
+    }
+}
+
+impl GroupCommitWriter {
+    /// Like [`write`](Self::write), for async callers: the operation always runs on the writer
+    /// thread and the caller's task is woken with its outcome after the commit, so no thread
+    /// blocks on its behalf. When the queue is full, the wait for room happens on tokio's
+    /// blocking pool, never on the caller's executor thread.
+    pub(crate) async fn write_async<T, F>(&self, operation: F) -> Result<T, TrackerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let pending: Box<dyn PendingWrite> =
+            Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Async(reply) });
+        let stopped = || TrackerError::Commit("the writer thread has stopped".to_owned());
+        match self.queue.try_send(pending) {
+            Ok(()) => {}
+            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+            Err(TrySendError::Full(pending)) => {
+                let queue = self.queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(pending))
+                    .await
+                    .map_err(|e| TrackerError::Commit(format!("could not queue the write: {e}")))?
+                    .map_err(|_| stopped())?;
+            }
+        }
+        answer
+            .await
             .map_err(|_| TrackerError::Commit("the writer thread stopped before answering".to_owned()))?
     }
 }
@@ -208,9 +271,9 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Re
         };
     }
     for op in batch.iter_mut() {
-        if op.run(conn).is_err() {
+        if let Err(failure) = op.run(conn) {
             let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
-            return Err(BatchFailure::Panicked);
+            return Err(failure);
         }
     }
     commit(sqlite(conn)?)
@@ -221,4 +284,62 @@ fn commit(inner: &mut diesel::SqliteConnection) -> Result<(), BatchFailure> {
         let _ = AnsiTransactionManager::rollback_transaction(inner);
         BatchFailure::Failed(e.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::sql_types::BigInt;
+    use diesel::QueryableByName;
+
+    use super::*;
+
+    #[derive(QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = BigInt)]
+        v: i64,
+    }
+
+    /// An operation inserting `v`, then failing when told to.
+    fn insert(v: i64, fail: bool) -> impl FnOnce(&mut DbConnection) -> Result<i64, TrackerError> + Send {
+        move |conn| {
+            CachedSql::new("INSERT INTO t (v) VALUES (?)").big_int(v).execute(conn)?;
+            if fail {
+                Err(TrackerError::NoJobHeld)
+            } else {
+                Ok(v)
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("batch.db").to_string_lossy().into_owned();
+        let connect = move || super::super::connect_sqlite(&path);
+        let mut conn = connect().unwrap();
+        conn.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
+        let mut answers = Vec::new();
+        let mut batch: Vec<Box<dyn PendingWrite>> = Vec::new();
+        for (v, fail) in [(1, false), (2, true), (3, false), (4, true), (5, false)] {
+            let (reply, answer) = bounded(1);
+            batch.push(Box::new(Pending { operation: Some(insert(v, fail)), outcome: None, reply: Reply::Blocking(reply) }));
+            answers.push(answer);
+        }
+        commit_batch(&mut conn, &connect, batch);
+        let outcomes: Vec<Option<i64>> = answers.iter().map(|a| a.try_recv().unwrap().ok()).collect();
+        assert_eq!(outcomes, [Some(1), None, Some(3), None, Some(5)]);
+        let rows: Vec<Value> = CachedSql::new("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
+        assert_eq!(rows.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 3, 5]);
+        // The savepoint statements are reused, and the connection is usable for the next batch.
+        let (reply, answer) = bounded(1);
+        let pending = Box::new(Pending { operation: Some(insert(6, false)), outcome: None, reply: Reply::Blocking(reply) });
+        let (reply2, answer2) = bounded(1);
+        let failing = Box::new(Pending { operation: Some(insert(7, true)), outcome: None, reply: Reply::Blocking(reply2) });
+        commit_batch(&mut conn, &connect, vec![pending, failing]);
+        assert_eq!(answer.try_recv().unwrap().unwrap(), 6);
+        assert!(answer2.try_recv().unwrap().is_err());
+        let rows: Vec<Value> = CachedSql::new("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
+        assert_eq!(rows.len(), 4);
+    }
 }

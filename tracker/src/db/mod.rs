@@ -187,6 +187,28 @@ impl Pools {
             }
         }
     }
+    /// [`write`](Self::write) for async callers: on SQLite the caller's task waits for the
+    /// group commit without holding a thread; on PostgreSQL the transaction runs on tokio's
+    /// blocking pool. Must be awaited inside a tokio runtime.
+    pub(crate) async fn write_async<T, F>(&self, f: F) -> Result<T, TrackerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+    {
+        match &self.writer {
+            Writer::GroupCommit(writer) => writer.write_async(f).await,
+            Writer::Pool(pool) => {
+                let pool = pool.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut conn = pool.get()?;
+                    diesel::Connection::transaction(&mut *conn, f)
+                })
+                .await
+                .map_err(|e| TrackerError::Commit(format!("the write task failed: {e}")))?
+            }
+        }
+    }
+
     /// Runs `f` on a connection from the read pool (outside any explicit transaction).
     pub(crate) fn read<T>(
         &self,

@@ -10,6 +10,7 @@ use super::workers::{touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
 use crate::db::schema::{job_events, jobs};
 use crate::db::{CachedSql, DbConnection};
+use crate::config::StoreConfig;
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -182,6 +183,91 @@ fn worker_stage(worker: &WorkerLease) -> Result<StageId, TrackerError> {
     worker.stage.parse()
 }
 
+/// Leases a claimable job of the worker's stage to it (job `only_job`, or the lowest numbered
+/// one): an open job that is due, else one whose lease expired. `None` when there is none. The
+/// worker must hold nothing (`reopen_held` or a completion came first).
+fn claim_in(
+    conn: &mut DbConnection,
+    token: &str,
+    worker: &WorkerLease,
+    now: i64,
+    only_job: Option<i64>,
+) -> Result<Option<ClaimedJob>, TrackerError> {
+    let stage = worker_stage(worker)?;
+    let expires = now.saturating_add(worker.lease_ttl_ms);
+    let mut claimed = None;
+    for expired in [false, true] {
+        let query = CachedSql::new(claim_sql(conn, stage, expired, only_job.is_some()))
+            .text(token)
+            .big_int(expires)
+            .big_int(now)
+            .text(stage.letter())
+            .big_int(now);
+        let rows: Vec<ClaimedRow> = match only_job {
+            Some(number) => query.big_int(number).load(conn)?,
+            None => query.load(conn)?,
+        };
+        if let Some(row) = rows.into_iter().next() {
+            if expired {
+                record(conn, row.id, stage.letter(), event::EXPIRE, None, now, None)?;
+            }
+            claimed = Some(row);
+            break;
+        }
+    }
+    let Some(row) = claimed else { return Ok(None) };
+    CachedSql::new("UPDATE workers SET job_id = ?, lease_token = ?, progress = 'Received new job' WHERE token = ?")
+        .big_int(row.id)
+        .big_int(row.lease_token)
+        .text(token)
+        .execute(conn)?;
+    record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
+    Ok(Some(ClaimedJob {
+        number: row.id,
+        stage,
+        // A job reaches a stage only together with its input, so this is never empty in
+        // practice; an empty string is still better than `null` for the client.
+        data: row.data.unwrap_or_default(),
+        lease_token: row.lease_token,
+        attempts: row.attempts,
+    }))
+}
+
+/// Completes the job `worker` holds (fenced by its lease) with `output` and credits the worker
+/// and its nickname.
+fn complete_in(
+    conn: &mut DbConnection,
+    token: &str,
+    worker: &WorkerLease,
+    output: &str,
+    config: &StoreConfig,
+    now: i64,
+) -> Result<Completion, TrackerError> {
+    let (job, lease) = held_lease(worker)?;
+    let stage = worker_stage(worker)?;
+    let next_stage = config.next_enabled(stage);
+    let statement = CachedSql::new(complete_sql(next_stage)).text(output).big_int(now);
+    let statement = if next_stage.is_none() { statement.big_int(now) } else { statement };
+    let updated = statement.big_int(job).big_int(lease).execute(conn)?;
+    if updated != 1 {
+        return Err(TrackerError::LeaseLost { job });
+    }
+    CachedSql::new(
+        "UPDATE workers SET job_id = NULL, lease_token = NULL, progress = 'Completed Job', \
+         jobs_completed = jobs_completed + 1 WHERE token = ?",
+    )
+    .text(token)
+    .execute(conn)?;
+    CachedSql::new(
+        "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, 1) ON CONFLICT (nickname) \
+         DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1",
+    )
+    .text(&worker.nickname)
+    .execute(conn)?;
+    record(conn, job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None)?;
+    Ok(Completion { number: job, next_stage })
+}
+
 impl JobStore {
     /// Claims one job of the worker's stage. A job the worker still holds is given back first
     /// (asking for a new job abandons the old one, as distcompute workers expect).
@@ -203,52 +289,32 @@ impl JobStore {
         self.claim_matching(token, Some(number))
     }
 
+    /// [`claim`](Self::claim) for async callers: awaits the database without holding a thread.
+    /// Must be awaited inside a tokio runtime (the HTTP server's).
+    ///
+    /// # Errors
+    /// As [`claim`](Self::claim).
+    pub async fn claim_async(&self, token: &str) -> Result<ClaimedJob, TrackerError> {
+        self.pools.write_async(self.claim_op(token, None)).await
+    }
+
     fn claim_matching(&self, token: &str, only_job: Option<i64>) -> Result<ClaimedJob, TrackerError> {
+        self.pools.write(self.claim_op(token, only_job))
+    }
+
+    /// The transaction of a claim.
+    fn claim_op(
+        &self,
+        token: &str,
+        only_job: Option<i64>,
+    ) -> impl FnOnce(&mut DbConnection) -> Result<ClaimedJob, TrackerError> + Send + 'static {
         let now = self.now_ms();
         let token = token.to_owned();
-        self.pools.write(move |conn| {
-            let token = token.as_str();
-            let worker = touch(conn, token, now)?;
-            reopen_held(conn, token, &worker, now)?;
-            let stage = worker_stage(&worker)?;
-            let expires = now.saturating_add(worker.lease_ttl_ms);
-            let mut claimed = None;
-            for expired in [false, true] {
-                let query = CachedSql::new(claim_sql(conn, stage, expired, only_job.is_some()))
-                    .text(token)
-                    .big_int(expires)
-                    .big_int(now)
-                    .text(stage.letter())
-                    .big_int(now);
-                let rows: Vec<ClaimedRow> = match only_job {
-                    Some(number) => query.big_int(number).load(conn)?,
-                    None => query.load(conn)?,
-                };
-                if let Some(row) = rows.into_iter().next() {
-                    if expired {
-                        record(conn, row.id, stage.letter(), event::EXPIRE, None, now, None)?;
-                    }
-                    claimed = Some(row);
-                    break;
-                }
-            }
-            let row = claimed.ok_or(TrackerError::NoJobAvailable)?;
-            CachedSql::new("UPDATE workers SET job_id = ?, lease_token = ?, progress = 'Received new job' WHERE token = ?")
-                .big_int(row.id)
-                .big_int(row.lease_token)
-                .text(token)
-                .execute(conn)?;
-            record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
-            Ok(ClaimedJob {
-                number: row.id,
-                stage,
-                // A job reaches a stage only together with its input, so this is never empty
-                // in practice; an empty string is still better than `null` for the client.
-                data: row.data.unwrap_or_default(),
-                lease_token: row.lease_token,
-                attempts: row.attempts,
-            })
-        })
+        move |conn| {
+            let worker = touch(conn, &token, now)?;
+            reopen_held(conn, &token, &worker, now)?;
+            claim_in(conn, &token, &worker, now, only_job)?.ok_or(TrackerError::NoJobAvailable)
+        }
     }
 
     /// Completes the worker's job with `output`: the output becomes the input of the next
@@ -259,36 +325,52 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
     /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
     pub fn complete(&self, token: &str, output: &str) -> Result<Completion, TrackerError> {
+        self.pools.write(self.complete_op(token, output))
+    }
+
+    /// [`complete`](Self::complete) for async callers: awaits the database without holding a
+    /// thread. Must be awaited inside a tokio runtime (the HTTP server's).
+    ///
+    /// # Errors
+    /// As [`complete`](Self::complete).
+    pub async fn complete_async(&self, token: &str, output: &str) -> Result<Completion, TrackerError> {
+        self.pools.write_async(self.complete_op(token, output)).await
+    }
+
+    /// The transaction of a completion.
+    fn complete_op(
+        &self,
+        token: &str,
+        output: &str,
+    ) -> impl FnOnce(&mut DbConnection) -> Result<Completion, TrackerError> + Send + 'static {
         let now = self.now_ms();
         let (token, output, config) = (token.to_owned(), output.to_owned(), Arc::clone(&self.config));
-        let completion = self.pools.write(move |conn| {
-            let (token, output) = (token.as_str(), output.as_str());
-            let worker = touch(conn, token, now)?;
-            let (job, lease) = held_lease(&worker)?;
-            let stage = worker_stage(&worker)?;
-            let next_stage = config.next_enabled(stage);
-            let statement = CachedSql::new(complete_sql(next_stage)).text(output).big_int(now);
-            let statement = if next_stage.is_none() { statement.big_int(now) } else { statement };
-            let updated = statement.big_int(job).big_int(lease).execute(conn)?;
-            if updated != 1 {
-                return Err(TrackerError::LeaseLost { job });
-            }
-            CachedSql::new(
-                "UPDATE workers SET job_id = NULL, lease_token = NULL, progress = 'Completed Job', \
-                 jobs_completed = jobs_completed + 1 WHERE token = ?",
-            )
-            .text(token)
-            .execute(conn)?;
-            CachedSql::new(
-                "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, 1) ON CONFLICT (nickname) \
-                 DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1",
-            )
-            .text(&worker.nickname)
-            .execute(conn)?;
-            record(conn, job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None)?;
-            Ok(Completion { number: job, next_stage })
-        })?;
-        Ok(completion)
+        move |conn| {
+            let worker = touch(conn, &token, now)?;
+            complete_in(conn, &token, &worker, &output, &config, now)
+        }
+    }
+
+    /// [`complete`](Self::complete), then, in the same transaction, [`claim`](Self::claim) for
+    /// the now free worker: a worker that goes straight on to its next job costs one write
+    /// instead of two. `None` in place of the next job when nothing is claimable (the
+    /// completion stands).
+    ///
+    /// # Errors
+    /// As [`complete`](Self::complete); when it fails, nothing is claimed either.
+    pub fn complete_and_claim(
+        &self,
+        token: &str,
+        output: &str,
+    ) -> Result<(Completion, Option<ClaimedJob>), TrackerError> {
+        let now = self.now_ms();
+        let (token, output, config) = (token.to_owned(), output.to_owned(), Arc::clone(&self.config));
+        self.pools.write(move |conn| {
+            let worker = touch(conn, &token, now)?;
+            let completion = complete_in(conn, &token, &worker, &output, &config, now)?;
+            let next = claim_in(conn, &token, &worker, now, None)?;
+            Ok((completion, next))
+        })
     }
 
     /// Reports the worker's input as invalid and gives the job up. Below the flag threshold the

@@ -31,8 +31,11 @@ pub use workers::{Registration, SweepReport};
 /// The tracker's store: a handle to the database plus the pipeline settings. Cheap to clone;
 /// clones share the connection pools.
 ///
-/// All methods block on the database: call them from a blocking context (`spawn_blocking`,
-/// `web::block`, a worker thread), never directly on an async executor thread.
+/// Methods block on the database: call them from a blocking context (`spawn_blocking`,
+/// `web::block`, a worker thread), never directly on an async executor thread. The hot calls
+/// of the worker API also come as `_async` methods ([`claim_async`](Self::claim_async),
+/// [`update_progress_async`](Self::update_progress_async),
+/// [`complete_async`](Self::complete_async)) that await the database without holding a thread.
 #[derive(Clone)]
 pub struct JobStore {
     pools: Pools,

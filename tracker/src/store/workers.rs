@@ -213,17 +213,35 @@ impl JobStore {
     /// # Errors
     /// [`TrackerError::UnknownWorker`]; database errors.
     pub fn update_progress(&self, token: &str, progress: &str) -> Result<(), TrackerError> {
+        self.pools.write(self.progress_op(token, progress))
+    }
+
+    /// [`update_progress`](Self::update_progress) for async callers: awaits the database
+    /// without holding a thread. Must be awaited inside a tokio runtime (the HTTP server's).
+    ///
+    /// # Errors
+    /// As [`update_progress`](Self::update_progress).
+    pub async fn update_progress_async(&self, token: &str, progress: &str) -> Result<(), TrackerError> {
+        self.pools.write_async(self.progress_op(token, progress)).await
+    }
+
+    /// The transaction of a progress report.
+    fn progress_op(
+        &self,
+        token: &str,
+        progress: &str,
+    ) -> impl FnOnce(&mut DbConnection) -> Result<(), TrackerError> + Send + 'static {
         let now = self.now_ms();
         let progress = truncate(progress, MAX_PROGRESS_CHARS).to_owned();
         let token = token.to_owned();
-        self.pools.write(move |conn| {
+        move |conn| {
             touch(conn, &token, now)?;
             CachedSql::new("UPDATE workers SET progress = ? WHERE token = ?")
                 .text(&progress)
                 .text(&token)
                 .execute(conn)?;
             Ok(())
-        })
+        }
     }
 
     /// Removes the worker; the job it holds is re-opened at its stage at once.
@@ -244,7 +262,7 @@ impl JobStore {
     }
 
     /// Re-opens every job whose lease has expired and removes every worker silent for longer
-    /// than the idle timeout.
+    /// than the idle timeout, re-opening the job it held.
     ///
     /// Safe with several tracker processes on one PostgreSQL database: a transaction-scoped
     /// advisory lock lets one of them sweep at a time and the others skip; on SQLite the
@@ -269,7 +287,7 @@ impl JobStore {
                     return Ok(SweepReport::default());
                 }
             }
-            let expired: Vec<ExpiredLease> = diesel::sql_query(
+            let mut expired: Vec<ExpiredLease> = diesel::sql_query(
                 "UPDATE jobs SET state = 'open', lease_owner = NULL, lease_expires_at = NULL, \
                  updated_at = $1 WHERE state = 'leased' AND lease_expires_at <= $2 \
                  RETURNING id, stage",
@@ -277,6 +295,19 @@ impl JobStore {
             .bind::<BigInt, _>(now)
             .bind::<BigInt, _>(now)
             .load(conn)?;
+            // A worker removed below can no longer extend or finish its lease: its job re-opens
+            // now rather than when the lease runs out.
+            expired.extend(
+                diesel::sql_query(
+                    "UPDATE jobs SET state = 'open', lease_owner = NULL, lease_expires_at = NULL, \
+                     updated_at = $1 FROM workers WHERE workers.last_seen <= $2 \
+                     AND workers.job_id = jobs.id AND workers.lease_token = jobs.lease_token \
+                     AND jobs.state = 'leased' RETURNING jobs.id AS id, jobs.stage AS stage",
+                )
+                .bind::<BigInt, _>(now)
+                .bind::<BigInt, _>(cutoff)
+                .load::<ExpiredLease>(conn)?,
+            );
             for lease in &expired {
                 diesel::insert_into(job_events::table)
                     .values((

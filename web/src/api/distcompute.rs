@@ -109,7 +109,7 @@ async fn validate_worker(store: web::Data<JobStore>, body: web::Json<TokenBody>)
 
 /// `POST /api/newJob {token}`: claims a job; `{"data", "number"}`.
 async fn new_job(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
-    let job = blocking(&store, move |s| s.claim(&body.token)).await?;
+    let job = store.claim_async(&body.token).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "data": job.data, "number": job.number })))
 }
 
@@ -122,13 +122,13 @@ async fn job_count(store: web::Data<JobStore>, query: web::Query<StageQuery>) ->
 
 /// `POST /api/updateProgress {token, progress}`.
 async fn update_progress(store: web::Data<JobStore>, body: web::Json<ProgressBody>) -> Result<HttpResponse, ApiError> {
-    blocking(&store, move |s| s.update_progress(&body.token, &body.progress)).await?;
+    store.update_progress_async(&body.token, &body.progress).await?;
     Ok(ok_text())
 }
 
 /// `POST /api/completeJob {token, data}`.
 async fn complete_job(store: web::Data<JobStore>, body: web::Json<CompleteBody>) -> Result<HttpResponse, ApiError> {
-    blocking(&store, move |s| s.complete(&body.token, &body.data)).await?;
+    store.complete_async(&body.token, &body.data).await?;
     Ok(ok_text())
 }
 
