@@ -231,3 +231,75 @@ fn gunzip_lossy(data: &[u8]) -> Vec<u8> {
     let _ = flate2::bufread::MultiGzDecoder::new(data).read_to_end(&mut out);
     out
 }
+
+/// A metadata record with one image link and an ignored field of `filler` characters, as one
+/// gzip member.
+fn big_member(filler: &str, alt: &str) -> Vec<u8> {
+    metadata_member(&format!(
+        concat!(
+            r#"{{"Container":{{"Filename":"big.warc.gz"}},"Envelope":{{"WARC-Header-Metadata":"#,
+            r#"{{"WARC-Target-URI":"http://example.com/"}},"Payload-Metadata":{{"HTTP-Response-Metadata":"#,
+            r#"{{"HTML-Metadata":{{"Links":[{{"path":"A@/href","url":"/x","text":"{}"}},"#,
+            r#"{{"path":"IMG@/src","url":"/big.png","alt":"{}"}}]}}}}}}}}}}"#
+        ),
+        filler, alt
+    ))
+}
+
+#[test]
+fn members_bigger_than_the_input_buffer_or_the_one_call_cap_are_streamed() {
+    let (_, members) = ia();
+    // ~1.5 MB of incompressible text: a member larger than the 1 MiB input buffer.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let noise: String = (0..1_500_000)
+        .map(|_| {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"[(state >> 58) as usize])
+        })
+        .collect();
+    let wide = big_member(&noise, "wide");
+    assert!(wide.len() > 1 << 20);
+    // 5 MB that compress to a few KiB: more output than one call inflates.
+    let tall = big_member(&" ".repeat(5_000_000), "tall");
+    assert!(tall.len() < 64 * 1024);
+    let (k, m) = (index_with_pairs(&members, 100), index_with_pairs(&members, 400));
+    let mut input = members[..k].concat();
+    input.extend(&wide);
+    input.extend(members[k..m].concat());
+    input.extend(&tall);
+    input.extend(members[m..].concat());
+    // The same records uncompressed take no gzip path at all.
+    let (want, _) = run(&gunzip(&input), &opts(), 0).unwrap();
+    assert_eq!(want.len(), expected(IA).len() + 2);
+    for threads in [0, 2] {
+        let (got, s) = run(&input, &opts(), threads).unwrap();
+        assert_pairs(&got, &want, "big members");
+        assert_eq!((s.gzip_members, s.bad_gzip_members, s.garbage_bytes), (825, 0, 0));
+    }
+    // A bad CRC in a big member is still found, and every other member is kept. (The big
+    // record itself may already have been handed over when the trailer is read.)
+    let others = |pairs: &[Pair]| pairs.iter().filter(|p| p.alt != "wide" && p.alt != "tall").cloned().collect::<Vec<_>>();
+    for member in [&wide, &tall] {
+        let start = input.windows(member.len()).position(|w| w == &member[..]).unwrap();
+        let mut bad = input.clone();
+        bad[start + member.len() - 6] ^= 0xff;
+        let (got, s) = run(&bad, &opts(), 2).unwrap();
+        assert_pairs(&others(&got), &others(&want), "bad CRC in a big member");
+        assert_eq!((s.gzip_members, s.bad_gzip_members), (824, 1));
+    }
+}
+
+#[test]
+fn a_repeated_trailer_after_a_member_is_garbage() {
+    let (_, members) = ia();
+    let k = index_with_pairs(&members, 100);
+    let mut input = members[..=k].concat();
+    let trailer = members[k][members[k].len() - 8..].to_vec();
+    input.extend(&trailer);
+    input.extend(members[k + 1..].concat());
+    for threads in [0, 2] {
+        let (got, s) = run(&input, &opts(), threads).unwrap();
+        assert_pairs(&got, &expected(IA), "repeated trailer");
+        assert_eq!((s.gzip_members, s.bad_gzip_members, s.garbage_bytes), (823, 0, 8));
+    }
+}

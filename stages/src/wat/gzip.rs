@@ -1,16 +1,21 @@
 //! A damage-tolerant multi-member gzip decoder.
 //!
 //! Common Crawl writes one gzip member per WARC record. `flate2::MultiGzDecoder` gives up at
-//! the first bad byte; this decoder parses member headers and trailers itself, inflates each
-//! member's raw deflate stream with `flate2::Decompress` (zlib-rs backend), checks CRC-32 and
-//! size, and on damage resynchronises at the next `1f 8b 08` member header, counting what it
-//! skipped. A member cut short by the end of input is reported as a truncation.
+//! the first bad byte; this decoder parses member headers and trailers itself and on damage
+//! resynchronises at the next `1f 8b 08` member header, counting what it skipped. A member cut
+//! short by the end of input is reported as a truncation.
+//!
+//! A member that lies whole in the input buffer is inflated by libdeflate in one call
+//! ([`WholeMember`], which takes it only when that is provably the same decision as streaming);
+//! every other member (large, damaged, or followed by garbage) is streamed through
+//! `flate2::Decompress` (zlib-rs backend), which checks CRC-32 and size itself.
 
 use std::io::{self, Read};
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use super::input::InputBuf;
+use super::member::{self, WholeMember};
 
 /// Largest gzip header accepted (FEXTRA, FNAME and FCOMMENT included).
 const MAX_HEADER: usize = 64 * 1024;
@@ -61,6 +66,7 @@ enum Header {
 pub(crate) struct GzipDecoder<R> {
     input: InputBuf<R>,
     inflate: Decompress,
+    whole: WholeMember,
     member: Option<Member>,
     stats: GzipStats,
     done: bool,
@@ -69,7 +75,14 @@ pub(crate) struct GzipDecoder<R> {
 impl<R: Read> GzipDecoder<R> {
     /// Decodes from `input`, whose read position is at the first member header.
     pub(crate) fn new(input: InputBuf<R>) -> Self {
-        Self { input, inflate: Decompress::new(false), member: None, stats: GzipStats::default(), done: false }
+        Self {
+            input,
+            inflate: Decompress::new(false),
+            whole: WholeMember::new(),
+            member: None,
+            stats: GzipStats::default(),
+            done: false,
+        }
     }
 
     /// Counters so far.
@@ -110,6 +123,9 @@ impl<R: Read> GzipDecoder<R> {
                         return Ok(Fill::Break);
                     }
                     Header::Found { len, .. } => {
+                        if self.inflate_whole(out, len)? {
+                            continue;
+                        }
                         let start = self.input.offset();
                         self.input.consume(len);
                         self.inflate.reset(false);
@@ -154,6 +170,35 @@ impl<R: Read> GzipDecoder<R> {
                 }
             }
         }
+    }
+
+    /// Inflates the member whose `header_len`-byte header is at the read position in one call
+    /// when it lies whole in the input buffer (reading more input to find its end). Returns
+    /// whether it did; the member is then consumed and counted.
+    fn inflate_whole(&mut self, out: &mut Vec<u8>, header_len: usize) -> io::Result<bool> {
+        let mut from = header_len;
+        let end = loop {
+            let avail = self.input.available();
+            if let Some(end) = member::next_header_at(avail, from) {
+                break end;
+            }
+            if self.input.at_eof() {
+                break avail.len();
+            }
+            if avail.len() >= member::MAX_INPUT {
+                return Ok(false);
+            }
+            // A header cut by the end of the buffer is found again after the refill.
+            from = avail.len().saturating_sub(3).max(header_len);
+            let have = avail.len();
+            self.input.want(have + 1, None)?;
+        };
+        if !self.whole.inflate(&self.input.available()[..end], header_len, out) {
+            return Ok(false);
+        }
+        self.input.consume(end);
+        self.stats.members += 1;
+        Ok(true)
     }
 
     /// Reads and checks the trailer of the member whose deflate stream just ended. Returns
@@ -293,14 +338,15 @@ fn parse_header(b: &[u8]) -> HeaderParse {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write;
 
     use flate2::{write::GzEncoder, Compression};
 
     use super::*;
 
-    fn gz(data: &[u8]) -> Vec<u8> {
+    /// `data` as one gzip member.
+    pub(crate) fn gz(data: &[u8]) -> Vec<u8> {
         let mut enc = GzEncoder::new(Vec::new(), Compression::fast());
         enc.write_all(data).unwrap();
         enc.finish().unwrap()

@@ -13,7 +13,7 @@
 //! - `pipeline`: [`extract_pairs`], the ordered parallel pipeline over any `Read`;
 //! - `split`, `warc`: batching the decompressed stream into whole WARC records;
 //! - `source`: a local path or an `http(s)://` URL, streamed;
-//! - `gzip`, `input`: the damage-tolerant multi-member gzip decoder;
+//! - `gzip`, `member`, `input`: the damage-tolerant multi-member gzip decoder;
 //! - `record`: [`parse_metadata_record`], one record's JSON to pairs (the fuzz target);
 //! - `urljoin`: Python's `urljoin`, ported for byte-identical URLs;
 //! - `options`, `summary`, `error`, `parquet_out`: settings, counters, errors, output;
@@ -36,6 +36,7 @@ mod error;
 mod extract;
 mod gzip;
 mod input;
+mod member;
 mod options;
 mod parquet_out;
 mod pipeline;

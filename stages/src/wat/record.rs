@@ -2,9 +2,13 @@
 //!
 //! Only the path `Envelope > Payload-Metadata > HTTP-Response-Metadata > HTML-Metadata >
 //! {Head.Base, Links}` plus `Container.Filename` and `Envelope.WARC-Header-Metadata.
-//! WARC-Target-URI` is materialised; everything else is skipped by serde without allocation,
-//! and strings are borrowed from the record unless they contain escapes. Of the `Links` array
-//! only `IMG@/src` entries are kept.
+//! WARC-Target-URI` is materialised; everything else is skipped without allocation, and
+//! strings are borrowed from the record unless they contain escapes. Of the `Links` array only
+//! `IMG@/src` entries are kept.
+//!
+//! Records are read by a single-pass reader (`fast`) that fills the serde model below; where it
+//! cannot vouch for serde_json's answer (and for every bad record) the record is parsed by
+//! serde_json into the same model, which decides and classifies the error.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,6 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::options::WatFilters;
 use super::summary::WatSummary;
 use super::urljoin::{hostname, urljoin};
+
+mod fast;
 
 /// One image URL with its alt text, as written to parquet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -65,10 +71,13 @@ pub fn parse_metadata_record(
     stats: &mut WatSummary,
 ) -> Result<(), RecordError> {
     let text = std::str::from_utf8(body).map_err(|_| RecordError::InvalidUtf8)?;
-    let root: Root<'_> = serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => RecordError::UnexpectedSchema,
-        _ => RecordError::InvalidJson,
-    })?;
+    let root = match fast::parse(text) {
+        Some(root) => root,
+        None => serde_json::from_str::<Root<'_>>(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => RecordError::UnexpectedSchema,
+            _ => RecordError::InvalidJson,
+        })?,
+    };
     let envelope = root.envelope.ok_or(RecordError::MissingField("Envelope"))?;
     let payload = envelope.payload.ok_or(RecordError::MissingField("Payload-Metadata"))?;
     let Some(html) = payload.http.and_then(|h| h.html) else { return Ok(()) };
@@ -189,6 +198,7 @@ fn keep(url: &str, alt: &str, f: &WatFilters, stats: &mut WatSummary) -> bool {
 // ---- serde model of the JSON path -------------------------------------------------------
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Root<'a> {
     #[serde(rename = "Container", borrow)]
     container: Option<Container<'a>>,
@@ -197,12 +207,14 @@ struct Root<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Container<'a> {
     #[serde(rename = "Filename", borrow, default)]
     filename: JsonStr<'a>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Envelope<'a> {
     #[serde(rename = "WARC-Header-Metadata", borrow)]
     header: Option<WarcHeader<'a>>,
@@ -211,24 +223,28 @@ struct Envelope<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct WarcHeader<'a> {
     #[serde(rename = "WARC-Target-URI", borrow, default)]
     target_uri: JsonStr<'a>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Payload<'a> {
     #[serde(rename = "HTTP-Response-Metadata", borrow)]
     http: Option<HttpResponse<'a>>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct HttpResponse<'a> {
     #[serde(rename = "HTML-Metadata", borrow)]
     html: Option<HtmlMetadata<'a>>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct HtmlMetadata<'a> {
     #[serde(rename = "Head", borrow)]
     head: Option<Head<'a>>,
@@ -237,6 +253,7 @@ struct HtmlMetadata<'a> {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Head<'a> {
     #[serde(rename = "Base", borrow, default)]
     base: JsonStr<'a>,
@@ -244,6 +261,7 @@ struct Head<'a> {
 
 /// A JSON value where a string is expected: the string, or what stood there instead.
 #[derive(Debug, Default)]
+#[cfg_attr(test, derive(PartialEq))]
 enum JsonStr<'a> {
     /// The key was absent.
     #[default]
@@ -303,11 +321,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for JsonStr<'a> {
 }
 
 /// The `Links` array, reduced to its `IMG@/src` entries (and entries that are not objects).
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Links<'a> {
     total: u64,
     img: Vec<Link<'a>>,
 }
 
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Link<'a> {
     Img { url: JsonStr<'a>, alt: JsonStr<'a> },
     NotObject,

@@ -1,0 +1,156 @@
+//! Inflating one whole gzip member in a single libdeflate call.
+//!
+//! Common Crawl writes one gzip member per WARC record, a few KiB each, so a member nearly always
+//! lies whole in the input buffer. libdeflate decompresses such a member with about a third
+//! fewer instructions than the streaming zlib-rs path, but it needs the member's end and its
+//! output size up front, and its bindings do not report how many input bytes a call consumed.
+//! So the caller guesses the end (the next member header, or the end of input) and the output
+//! size is read from the ISIZE field of the trailer just before that end.
+//!
+//! A member is taken only when the guess is provably the member's real extent, so that what is
+//! decoded and counted is exactly what the streaming decoder would decode and count:
+//!
+//! - libdeflate's gzip call succeeds: the deflate stream is valid, ends at some `p` no later than
+//!   8 bytes before the guessed end, and the 8 bytes at `p` hold the CRC-32 and the size of the
+//!   output (ISIZE);
+//! - the output size equals the ISIZE of the last 8 bytes;
+//! - those 4 size bytes occur nowhere earlier in the member, so no earlier `p` can hold them:
+//!   the trailer is the last 8 bytes and nothing is left over between the member and the guessed
+//!   end.
+//!
+//! Anything else (damage, a wrong guess, garbage after the member, a size over the cap) leaves
+//! the output untouched and the caller streams the member instead, which then decides exactly as
+//! before.
+
+use libdeflater::Decompressor;
+
+/// Largest output inflated in one call; larger members are streamed in batch-sized pieces.
+pub(crate) const MAX_OUTPUT: usize = 4 << 20;
+
+/// Largest member (compressed) looked at whole; it must stay under half the input buffer,
+/// which is what the buffer keeps when it refills.
+pub(crate) const MAX_INPUT: usize = 256 << 10;
+
+/// Deflate's largest expansion is 1032:1; a claimed size beyond that is damage.
+const MAX_RATIO: usize = 1032;
+
+/// The gzip magic and compression method.
+const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// A libdeflate decompressor, reused across members.
+pub(crate) struct WholeMember {
+    decompressor: Decompressor,
+}
+
+impl WholeMember {
+    /// A decompressor for whole members.
+    pub(crate) fn new() -> Self {
+        Self { decompressor: Decompressor::new() }
+    }
+
+    /// Inflates `member` (a gzip member with a `header_len`-byte header, ending exactly where
+    /// the caller guessed) and appends its output to `out`. Returns `false`, with `out`
+    /// unchanged, unless the member verifiably spans all of `member` (see the module doc).
+    pub(crate) fn inflate(&mut self, member: &[u8], header_len: usize, out: &mut Vec<u8>) -> bool {
+        let Some(body_len) = member.len().checked_sub(header_len + 8) else { return false };
+        let size_bytes = &member[member.len() - 4..];
+        let size = u32::from_le_bytes([size_bytes[0], size_bytes[1], size_bytes[2], size_bytes[3]]) as usize;
+        if size > MAX_OUTPUT || size > body_len.saturating_mul(MAX_RATIO) {
+            return false;
+        }
+        let start = out.len();
+        out.resize(start + size, 0);
+        let whole = matches!(self.decompressor.gzip_decompress(member, &mut out[start..]), Ok(n) if n == size)
+            && memchr::memmem::find(&member[header_len..member.len() - 1], size_bytes).is_none();
+        if !whole {
+            out.truncate(start);
+        }
+        whole
+    }
+}
+
+/// Offset of the first plausible gzip member header (magic, method and valid flags) in `b` at or
+/// after `from`.
+pub(crate) fn next_header_at(b: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(i) = memchr::memmem::find(b.get(at..)?, &MAGIC) {
+        let i = at + i;
+        match b.get(i + 3) {
+            Some(flags) if flags & 0xe0 == 0 => return Some(i),
+            Some(_) => at = i + 1,
+            None => return None,
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gzip::tests::gz;
+    use super::*;
+
+    #[test]
+    fn a_whole_member_is_inflated() {
+        let member = gz(b"hello whole member");
+        let mut out = b"kept ".to_vec();
+        assert!(WholeMember::new().inflate(&member, 10, &mut out));
+        assert_eq!(out, b"kept hello whole member");
+    }
+
+    #[test]
+    fn bytes_after_the_trailer_are_refused() {
+        let mut member = gz(b"payload");
+        member.extend_from_slice(b"junk");
+        let mut out = Vec::new();
+        assert!(!WholeMember::new().inflate(&member, 10, &mut out));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_repeated_trailer_after_the_member_is_refused() {
+        // The last 8 bytes are a valid trailer, but the real one came earlier: the streaming
+        // decoder would count the repeat as garbage, so the whole-member path must not take it.
+        let mut member = gz(b"payload");
+        let trailer = member[member.len() - 8..].to_vec();
+        member.extend_from_slice(&trailer);
+        let mut out = Vec::new();
+        assert!(!WholeMember::new().inflate(&member, 10, &mut out));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_cut_member_is_refused() {
+        let member = gz(&[7u8; 10_000].repeat(3));
+        let mut out = Vec::new();
+        assert!(!WholeMember::new().inflate(&member[..member.len() / 2], 10, &mut out));
+        assert!(!WholeMember::new().inflate(&member[..12], 10, &mut out));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_bad_crc_or_size_is_refused() {
+        let good = gz(b"checked");
+        for at in [good.len() - 8, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            let mut out = Vec::new();
+            assert!(!WholeMember::new().inflate(&bad, 10, &mut out), "byte {at}");
+        }
+    }
+
+    #[test]
+    fn a_size_over_the_cap_is_refused() {
+        let member = gz(&vec![0u8; MAX_OUTPUT + 1]);
+        let mut out = Vec::new();
+        assert!(!WholeMember::new().inflate(&member, 10, &mut out));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn header_search_checks_the_flags() {
+        let b = [0u8, 0x1f, 0x8b, 0x08, 0xff, 0x1f, 0x8b, 0x08, 0x00, 0x1f, 0x8b, 0x08];
+        assert_eq!(next_header_at(&b, 0), Some(5));
+        assert_eq!(next_header_at(&b, 6), None);
+        assert_eq!(next_header_at(&b, 40), None);
+    }
+}
