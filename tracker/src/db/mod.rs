@@ -114,9 +114,13 @@ enum Writer {
 
 /// Pragmas applied to every SQLite connection: WAL lets readers run beside the writer;
 /// `synchronous = NORMAL` is durable against process crashes (a power loss may lose the last
-/// commits, never corrupt the file); the busy timeout lets other processes wait their turn.
+/// commits, never corrupt the file); the busy timeout lets other processes wait their turn;
+/// `temp_store = MEMORY` keeps the savepoint journal of group commit (the pages each operation
+/// changes, kept until it ends, at most one batch's worth) in memory instead of writing it to a
+/// temporary file.
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+                              PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                              PRAGMA temp_store = MEMORY;";
 
 /// Applies [`SQLITE_PRAGMAS`] to pooled connections.
 #[derive(Debug)]
