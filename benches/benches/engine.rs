@@ -2,6 +2,7 @@
 //! remote `cascade worker` threads over HTTP, all on SQLite, beside the named reference "the
 //! bare store cycle": one thread calling `claim` + `complete` on the same kind of database with
 //! no engine around it. Throughput is in jobs (per stage passed).
+#![allow(missing_docs)] // criterion_group! generates an undocumented public function
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

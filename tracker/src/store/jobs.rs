@@ -42,6 +42,9 @@ impl SummaryRow {
     }
 }
 
+/// A `job_events` row as a job's history reads it: kind, stage, worker, time, detail.
+type EventRow = (String, String, Option<String>, i64, Option<String>);
+
 impl JobStore {
     /// Loads `items` as jobs `1..=N` open at stage `a`. Refuses when jobs exist already, unless
     /// `reset` is set, in which case every job, worker, leaderboard row and event is deleted
@@ -178,7 +181,7 @@ impl JobStore {
                     .optional()?,
                 _ => None,
             };
-            let events: Vec<(String, String, Option<String>, i64, Option<String>)> = job_events::table
+            let events: Vec<EventRow> = job_events::table
                 .filter(job_events::job_id.eq(number))
                 .order(job_events::id)
                 .select((job_events::kind, job_events::stage, job_events::worker, job_events::at, job_events::detail))

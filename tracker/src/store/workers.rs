@@ -18,7 +18,7 @@ const MAX_NICKNAME_CHARS: usize = 128;
 /// Longest progress text kept (longer ones are cut).
 const MAX_PROGRESS_CHARS: usize = 1024;
 /// Key of the PostgreSQL advisory lock that makes one tracker process sweep at a time.
-const SWEEP_LOCK_KEY: i64 = 0x6361_7363_6164_65; // "cascade"
+const SWEEP_LOCK_KEY: i64 = 0x0063_6173_6361_6465; // "cascade"
 
 /// What a new worker is told.
 #[derive(Debug, Clone, Serialize)]
