@@ -4,8 +4,9 @@
 //! under load a writer thread takes every operation waiting in its queue (up to [`MAX_BATCH`]),
 //! runs each inside its own savepoint — an operation that fails is rolled back alone — and
 //! commits them together. The savepoint statements are prepared once and kept (diesel's nested
-//! transactions would parse them anew for every operation). Each caller gets its answer only after the commit, so a reported
-//! success is durable exactly as with one transaction per operation. The queue is bounded: when
+//! transactions would parse them anew for every operation). Each caller gets its answer only
+//! after the commit, so a reported success is durable exactly as with one transaction per
+//! operation. The queue is bounded: when
 //! the writer falls behind, callers block instead of piling up work.
 //!
 //! A caller that finds the queue empty and the connection free runs its operation on the
@@ -17,9 +18,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use tokio::sync::oneshot;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::RunQueryDsl;
+use tokio::sync::oneshot;
 
 use super::{CachedSql, DbConnection};
 use crate::error::TrackerError;
@@ -166,9 +167,7 @@ impl GroupCommitWriter {
             .recv()
             .map_err(|_| TrackerError::Commit("the writer thread stopped before answering".to_owned()))?
     }
-}
 
-impl GroupCommitWriter {
     /// Like [`write`](Self::write), for async callers: the operation always runs on the writer
     /// thread and the caller's task is woken with its outcome after the commit, so no thread
     /// blocks on its behalf. When the queue is full, the wait for room happens on tokio's

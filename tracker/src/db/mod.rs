@@ -191,6 +191,7 @@ impl Pools {
             }
         }
     }
+
     /// [`write`](Self::write) for async callers: on SQLite the caller's task waits for the
     /// group commit without holding a thread; on PostgreSQL the transaction runs on tokio's
     /// blocking pool. Must be awaited inside a tokio runtime.

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use super::workers::{touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
+use crate::config::StoreConfig;
 use crate::db::schema::{job_events, jobs};
 use crate::db::{CachedSql, DbConnection};
-use crate::config::StoreConfig;
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
