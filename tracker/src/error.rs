@@ -59,3 +59,14 @@ pub enum TrackerError {
     #[error("job {0} does not exist")]
     NoSuchJob(i64),
 }
+
+impl TrackerError {
+    /// Whether this is the store refusing the request (unknown worker, no job, lost lease, …)
+    /// rather than the database or the connection failing.
+    pub(crate) fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            Self::Db(_) | Self::Pool(_) | Self::Connect(_) | Self::Commit(_) | Self::Migration(_)
+        )
+    }
+}

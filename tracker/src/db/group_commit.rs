@@ -3,7 +3,10 @@
 //! SQLite has one writer at a time and a commit costs far more than the statements in it, so
 //! under load a writer thread takes every operation waiting in its queue (up to [`MAX_BATCH`]),
 //! runs each inside its own savepoint — an operation that fails is rolled back alone — and
-//! commits them together. The savepoint statements are prepared once and kept (diesel's nested
+//! commits them together. An operation gets its own savepoint only when it asks for one (see
+//! [`WriteTx`]: most lease operations check everything before their first write and need none),
+//! and the history events and leaderboard credits of the whole batch are written together just
+//! before the commit. The savepoint statements are prepared once and kept (diesel's nested
 //! transactions would parse them anew for every operation). Each caller gets its answer only
 //! after the commit, so a reported success is durable exactly as with one transaction per
 //! operation. The queue is bounded: when
@@ -19,9 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
-use diesel::RunQueryDsl;
 use tokio::sync::oneshot;
 
+use super::write_tx::{keep, Appends, Undo, WriteTx};
 use super::{CachedSql, DbConnection};
 use crate::error::TrackerError;
 
@@ -32,12 +35,14 @@ const QUEUE_CAPACITY: usize = 4096;
 
 /// An operation waiting for the writer, type-erased.
 trait PendingWrite: Send {
-    /// Runs the operation in a savepoint of the open transaction; `Err` means the batch must be
-    /// rolled back (the operation panicked, or its savepoint could not be closed).
-    fn run(&mut self, conn: &mut DbConnection) -> Result<(), BatchFailure>;
+    /// Runs the operation inside the open transaction, shared with other operations, adding its
+    /// appends to `appends` when it succeeds; `Err` means the batch must be rolled back (the
+    /// operation panicked, failed part-way without a savepoint, or its savepoint could not be
+    /// closed).
+    fn run(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure>;
     /// Runs the operation directly in the open transaction (it is alone in its batch, so the
     /// caller rolls the transaction back if it failed); returns whether it succeeded.
-    fn run_alone(&mut self, conn: &mut DbConnection) -> Result<bool, Panicked>;
+    fn run_alone(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<bool, Panicked>;
     /// Delivers the outcome once the batch is committed (or failed with `batch_error`).
     fn finish(self: Box<Self>, batch_error: Option<&str>);
 }
@@ -69,31 +74,41 @@ impl<T> Reply<T> {
 impl<T, F> PendingWrite for Pending<T, F>
 where
     T: Send,
-    F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send,
+    F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send,
 {
-    fn run(&mut self, conn: &mut DbConnection) -> Result<(), BatchFailure> {
+    fn run(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure> {
         let Some(operation) = self.operation.take() else { return Ok(()) };
-        if let Err(error) = CachedSql::new("SAVEPOINT cascade_write").execute(conn) {
-            // Nothing ran: only this operation fails.
-            self.outcome = Some(Err(error.into()));
-            return Ok(());
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(|| operation(conn))).map_err(|_| BatchFailure::Panicked)?;
-        let closed = match &outcome {
-            Ok(_) => CachedSql::new("RELEASE cascade_write").execute(conn),
-            Err(_) => CachedSql::new("ROLLBACK TO cascade_write")
+        let mut tx = WriteTx::new(conn, appends, Undo::Savepoint);
+        let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| BatchFailure::Panicked)?;
+        let (protected, own) = tx.finish();
+        let closed = match (&outcome, protected) {
+            (Ok(_), true) => CachedSql::new("RELEASE cascade_write").execute(conn).map(drop),
+            (Err(_), true) => CachedSql::new("ROLLBACK TO cascade_write")
                 .execute(conn)
-                .and_then(|_| CachedSql::new("RELEASE cascade_write").execute(conn)),
+                .and_then(|_| CachedSql::new("RELEASE cascade_write").execute(conn))
+                .map(drop),
+            (Ok(_), false) => Ok(()),
+            // A refusal before any write left nothing behind; anything else may have.
+            (Err(error), false) if error.is_refusal() => Ok(()),
+            (Err(error), false) => return Err(BatchFailure::Failed(format!("a write failed part-way: {error}"))),
         };
         closed.map_err(|e| BatchFailure::Failed(format!("cannot close a write's savepoint: {e}")))?;
+        if outcome.is_ok() {
+            keep(appends, own);
+        }
         self.outcome = Some(outcome);
         Ok(())
     }
 
-    fn run_alone(&mut self, conn: &mut DbConnection) -> Result<bool, Panicked> {
+    fn run_alone(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<bool, Panicked> {
         let Some(operation) = self.operation.take() else { return Ok(true) };
-        let outcome = catch_unwind(AssertUnwindSafe(|| operation(conn))).map_err(|_| Panicked)?;
+        let mut tx = WriteTx::new(conn, appends, Undo::Transaction);
+        let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| Panicked)?;
+        let (_, own) = tx.finish();
         let succeeded = outcome.is_ok();
+        if succeeded {
+            keep(appends, own);
+        }
         self.outcome = Some(outcome);
         Ok(succeeded)
     }
@@ -147,7 +162,7 @@ impl GroupCommitWriter {
     pub(crate) fn write<T, F>(&self, operation: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         let (reply, answer) = bounded(1);
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Blocking(reply) });
@@ -175,7 +190,7 @@ impl GroupCommitWriter {
     pub(crate) async fn write_async<T, F>(&self, operation: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let pending: Box<dyn PendingWrite> =
@@ -257,10 +272,11 @@ fn sqlite(conn: &mut DbConnection) -> Result<&mut diesel::SqliteConnection, Batc
 fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
     AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")
         .map_err(|e| BatchFailure::Failed(e.to_string()))?;
+    let mut appends = Appends::default();
     // A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
     if let [op] = batch {
-        return match op.run_alone(conn) {
-            Ok(true) => commit(sqlite(conn)?),
+        return match op.run_alone(conn, &mut appends) {
+            Ok(true) => write_appends_and_commit(conn, &mut appends),
             Ok(false) => AnsiTransactionManager::rollback_transaction(sqlite(conn)?)
                 .map_err(|e| BatchFailure::Failed(e.to_string())),
             Err(Panicked) => {
@@ -270,10 +286,19 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Re
         };
     }
     for op in batch.iter_mut() {
-        if let Err(failure) = op.run(conn) {
+        if let Err(failure) = op.run(conn, &mut appends) {
             let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
             return Err(failure);
         }
+    }
+    write_appends_and_commit(conn, &mut appends)
+}
+
+/// Writes the batch's history events and leaderboard credits, then commits.
+fn write_appends_and_commit(conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure> {
+    if let Err(error) = appends.write(conn) {
+        let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+        return Err(BatchFailure::Failed(format!("cannot write the batch's history: {error}")));
     }
     commit(sqlite(conn)?)
 }
@@ -299,10 +324,18 @@ mod tests {
         v: i64,
     }
 
+    /// A connector to a new database file in a directory deleted when the guard is dropped.
+    fn scratch_database() -> (tempfile::TempDir, impl Fn() -> Result<DbConnection, TrackerError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scratch.db").to_string_lossy().into_owned();
+        (dir, move || super::super::connect_sqlite(&path))
+    }
+
     /// An operation inserting `v`, then failing when told to.
-    fn insert(v: i64, fail: bool) -> impl FnOnce(&mut DbConnection) -> Result<i64, TrackerError> + Send {
-        move |conn| {
-            CachedSql::new("INSERT INTO t (v) VALUES (?)").big_int(v).execute(conn)?;
+    fn insert(v: i64, fail: bool) -> impl FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send {
+        move |tx| {
+            tx.protect()?;
+            CachedSql::new("INSERT INTO t (v) VALUES (?)").big_int(v).execute(&mut **tx)?;
             if fail {
                 Err(TrackerError::NoJobHeld)
             } else {
@@ -313,9 +346,7 @@ mod tests {
 
     #[test]
     fn a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("batch.db").to_string_lossy().into_owned();
-        let connect = move || super::super::connect_sqlite(&path);
+        let (_dir, connect) = scratch_database();
         let mut conn = connect().unwrap();
         conn.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
         let mut answers = Vec::new();
@@ -340,5 +371,110 @@ mod tests {
         assert!(answer2.try_recv().unwrap().is_err());
         let rows: Vec<Value> = CachedSql::new("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
         assert_eq!(rows.len(), 4);
+    }
+
+    /// A batch that exercises the lazy savepoints and the appends: returns the answers.
+    fn run_ops(
+        conn: &mut DbConnection,
+        connect: &Connect,
+        ops: Vec<Box<dyn FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send>>,
+    ) -> Vec<Result<i64, TrackerError>> {
+        let mut answers = Vec::new();
+        let mut batch: Vec<Box<dyn PendingWrite>> = Vec::new();
+        for op in ops {
+            let (reply, answer) = bounded(1);
+            batch.push(Box::new(Pending { operation: Some(op), outcome: None, reply: Reply::Blocking(reply) }));
+            answers.push(answer);
+        }
+        commit_batch(conn, connect, batch);
+        answers.iter().map(|a| a.try_recv().unwrap()).collect()
+    }
+
+    #[derive(QueryableByName)]
+    struct EventRow {
+        #[diesel(sql_type = BigInt)]
+        job_id: i64,
+    }
+
+    #[test]
+    fn appends_of_refused_or_failed_operations_are_dropped_and_the_rest_keep_their_order() {
+        let (_dir, connect) = scratch_database();
+        let mut conn = connect().unwrap();
+        conn.batch_execute(
+            "CREATE TABLE t (v BIGINT NOT NULL); \
+             CREATE TABLE job_events (id INTEGER PRIMARY KEY, job_id BIGINT NOT NULL, stage TEXT NOT NULL, \
+             kind TEXT NOT NULL, worker TEXT, at BIGINT NOT NULL, detail TEXT); \
+             CREATE TABLE leaderboard (nickname TEXT PRIMARY KEY NOT NULL, jobs_completed BIGINT NOT NULL);",
+        )
+        .unwrap();
+        let event = |job: i64| move |tx: &mut WriteTx<'_>| tx.record(job, "a", "claim", Some("w"), 0, None);
+        let answers = run_ops(
+            &mut conn,
+            &connect,
+            vec![
+                Box::new(move |tx| {
+                    event(1)(tx);
+                    tx.credit("x");
+                    Ok(1)
+                }),
+                // Refused before writing, unprotected: nothing of it is kept.
+                Box::new(move |tx| {
+                    event(2)(tx);
+                    Err(TrackerError::NoJobHeld)
+                }),
+                // Failed after writing, protected: rolled back to its savepoint.
+                Box::new(move |tx| {
+                    tx.protect()?;
+                    CachedSql::new("INSERT INTO t (v) VALUES (3)").execute(&mut **tx)?;
+                    event(3)(tx);
+                    Err(TrackerError::LeaseLost { job: 3 })
+                }),
+                Box::new(move |tx| {
+                    event(4)(tx);
+                    tx.credit("x");
+                    Ok(4)
+                }),
+                // Reading the history after a flush sees the earlier operations' events.
+                Box::new(move |tx| {
+                    tx.flush()?;
+                    let rows: Vec<EventRow> = CachedSql::new("SELECT job_id FROM job_events").load(&mut **tx)?;
+                    event(5)(tx);
+                    Ok(i64::try_from(rows.len()).unwrap())
+                }),
+            ],
+        );
+        let answers: Vec<Option<i64>> = answers.into_iter().map(Result::ok).collect();
+        assert_eq!(answers, [Some(1), None, None, Some(4), Some(2)]);
+        let rows: Vec<EventRow> = CachedSql::new("SELECT job_id FROM job_events ORDER BY id").load(&mut conn).unwrap();
+        assert_eq!(rows.iter().map(|r| r.job_id).collect::<Vec<_>>(), [1, 4, 5]);
+        let credits: Vec<Value> = CachedSql::new("SELECT jobs_completed AS v FROM leaderboard").load(&mut conn).unwrap();
+        assert_eq!(credits.iter().map(|r| r.v).collect::<Vec<_>>(), [2]);
+        let kept: Vec<Value> = CachedSql::new("SELECT v FROM t").load(&mut conn).unwrap();
+        assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn a_database_error_after_an_unprotected_write_fails_the_whole_batch() {
+        let (_dir, connect) = scratch_database();
+        let mut conn = connect().unwrap();
+        conn.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
+        let answers = run_ops(
+            &mut conn,
+            &connect,
+            vec![
+                Box::new(|tx| {
+                    CachedSql::new("INSERT INTO t (v) VALUES (1)").execute(&mut **tx)?;
+                    Ok(1)
+                }),
+                Box::new(|tx| {
+                    CachedSql::new("INSERT INTO t (v) VALUES (2)").execute(&mut **tx)?;
+                    CachedSql::new("INSERT INTO no_such_table (v) VALUES (2)").execute(&mut **tx)?;
+                    Ok(2)
+                }),
+            ],
+        );
+        assert!(answers.iter().all(|a| matches!(a, Err(TrackerError::Commit(_)))), "{answers:?}");
+        let kept: Vec<Value> = CachedSql::new("SELECT v FROM t").load(&mut conn).unwrap();
+        assert!(kept.is_empty(), "a failed batch left rows behind");
     }
 }

@@ -5,10 +5,13 @@
 //! Queries are written once against [`DbConnection`], diesel's multi-backend connection; the
 //! few statements whose SQL differs (the lease claim, the sweep lock) branch on the variant.
 
+mod checkpoint;
 mod group_commit;
 pub(crate) mod schema;
 mod statement;
+mod write_tx;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
@@ -17,8 +20,11 @@ use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnectio
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
+use self::checkpoint::Checkpointer;
 use self::group_commit::GroupCommitWriter;
 pub(crate) use self::statement::CachedSql;
+pub(crate) use self::write_tx::WriteTx;
+use self::write_tx::{keep, Appends, Undo};
 use crate::error::TrackerError;
 
 /// A connection to either supported database.
@@ -101,6 +107,8 @@ pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
 pub(crate) struct Pools {
     writer: Writer,
     reader: Pool<ConnectionManager<DbConnection>>,
+    /// SQLite's background checkpoints, running while any clone of the pools lives.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// Where write transactions run.
@@ -117,10 +125,11 @@ enum Writer {
 /// commits, never corrupt the file); the busy timeout lets other processes wait their turn;
 /// `temp_store = MEMORY` keeps the savepoint journal of group commit (the pages each operation
 /// changes, kept until it ends, at most one batch's worth) in memory instead of writing it to a
-/// temporary file.
+/// temporary file; `wal_autocheckpoint = 10000` leaves most of the copying of the log to the
+/// background [`Checkpointer`].
 const SQLITE_PRAGMAS: &str = "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                               PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                              PRAGMA temp_store = MEMORY;";
+                              PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;";
 
 /// Applies [`SQLITE_PRAGMAS`] to pooled connections.
 #[derive(Debug)]
@@ -152,9 +161,10 @@ impl Pools {
                     .connection_timeout(Duration::from_secs(30))
                     .connection_customizer(Box::new(SqlitePragmas))
                     .build(ConnectionManager::<DbConnection>::new(path.clone()))?;
+                let checkpointer = Some(Arc::new(Checkpointer::start(path)?));
                 let path = path.clone();
                 let writer = GroupCommitWriter::start(move || connect_sqlite(&path))?;
-                Self { writer: Writer::GroupCommit(writer), reader }
+                Self { writer: Writer::GroupCommit(writer), reader, _checkpointer: checkpointer }
             }
             DatabaseUrl::Postgres(url) => {
                 let pool = Pool::builder()
@@ -164,7 +174,7 @@ impl Pools {
                     .connection_timeout(Duration::from_secs(30))
                     .build(ConnectionManager::<DbConnection>::new(url.clone()))?;
                 migrate(&mut *pool.get()?)?;
-                Self { writer: Writer::Pool(pool.clone()), reader: pool }
+                Self { writer: Writer::Pool(pool.clone()), reader: pool, _checkpointer: None }
             }
         };
         Ok(pools)
@@ -175,20 +185,17 @@ impl Pools {
         matches!(self.writer, Writer::GroupCommit(_))
     }
 
-    /// Runs `f` as one write transaction: on SQLite in the next group commit (in its own
-    /// savepoint), on PostgreSQL in a transaction of its own. The result is returned after the
-    /// commit.
+    /// Runs `f` as one write transaction: on SQLite in the next group commit (see [`WriteTx`]
+    /// for what an operation must do before writing), on PostgreSQL in a transaction of its
+    /// own. The result is returned after the commit.
     pub(crate) fn write<T, F>(&self, f: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         match &self.writer {
             Writer::GroupCommit(writer) => writer.write(f),
-            Writer::Pool(pool) => {
-                let mut conn = pool.get()?;
-                diesel::Connection::transaction(&mut *conn, f)
-            }
+            Writer::Pool(pool) => own_transaction(&mut *pool.get()?, f),
         }
     }
 
@@ -198,18 +205,15 @@ impl Pools {
     pub(crate) async fn write_async<T, F>(&self, f: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut DbConnection) -> Result<T, TrackerError> + Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         match &self.writer {
             Writer::GroupCommit(writer) => writer.write_async(f).await,
             Writer::Pool(pool) => {
                 let pool = pool.clone();
-                tokio::task::spawn_blocking(move || {
-                    let mut conn = pool.get()?;
-                    diesel::Connection::transaction(&mut *conn, f)
-                })
-                .await
-                .map_err(|e| TrackerError::Commit(format!("the write task failed: {e}")))?
+                tokio::task::spawn_blocking(move || own_transaction(&mut *pool.get()?, f))
+                    .await
+                    .map_err(|e| TrackerError::Commit(format!("the write task failed: {e}")))?
             }
         }
     }
@@ -231,6 +235,22 @@ impl Pools {
         let mut conn: Conn = self.reader.get()?;
         diesel::Connection::transaction(&mut *conn, f)
     }
+}
+
+/// Runs `f` in a transaction of its own on `conn`, its appends written before the commit.
+fn own_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError>,
+) -> Result<T, TrackerError> {
+    diesel::Connection::transaction(conn, |conn| {
+        let mut appends = Appends::default();
+        let mut tx = WriteTx::new(conn, &mut appends, Undo::Transaction);
+        let value = f(&mut tx)?;
+        let (_, own) = tx.finish();
+        keep(&mut appends, own);
+        appends.write(conn)?;
+        Ok(value)
+    })
 }
 
 /// Applies pending migrations.

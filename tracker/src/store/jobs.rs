@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::views::{JobDetail, JobEvent, JobState, JobSummary, Page};
 use super::{state, JobStore};
 use crate::db::schema::{job_events, jobs, leaderboard, workers};
-use crate::db::per_backend;
+use crate::db::{per_backend, DbConnection};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -56,7 +56,9 @@ impl JobStore {
         let now = self.now_ms();
         let items = items.to_vec();
         let loaded = items.len();
-        self.pools.write(move |conn| {
+        self.pools.write(move |tx| {
+            tx.protect()?;
+            let conn: &mut DbConnection = tx;
             let existing: i64 = jobs::table.count().get_result(conn)?;
             if existing > 0 && !reset {
                 return Err(TrackerError::NotEmpty { existing });

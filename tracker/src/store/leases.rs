@@ -6,11 +6,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use serde::Serialize;
 
-use super::workers::{touch, truncate, WorkerLease};
+use super::workers::{heartbeat_due, load_worker, touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
 use crate::config::StoreConfig;
 use crate::db::schema::{job_events, jobs};
-use crate::db::{CachedSql, DbConnection};
+use crate::db::{CachedSql, DbConnection, WriteTx};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -69,29 +69,93 @@ struct FlaggedRow {
     flags: i32,
 }
 
-/// The claim statement: one open job of a stage whose retry time has come (or, with `expired`,
-/// one whose lease expired), lowest number first, optionally only one given job, leased in a
-/// single evaluation. PostgreSQL skips rows other transactions are claiming; SQLite runs it
-/// inside an immediate transaction. Binds: owner, expiry, now, stage, now, and the job number
-/// with `only_job`.
-fn claim_sql(conn: &DbConnection, stage: StageId, expired: bool, only_job: bool) -> String {
-    let candidates = if expired {
+/// Which jobs a claim may take: open and due, or (`expired`) leased with an expired lease.
+/// Binds: now.
+fn claimable(expired: bool) -> &'static str {
+    if expired {
         "state = 'leased' AND lease_expires_at <= ?"
     } else {
         "state = 'open' AND (retry_at IS NULL OR retry_at <= ?)"
-    };
+    }
+}
+
+/// The claim statement for PostgreSQL: one claimable job of a stage, lowest number first,
+/// optionally only one given job, leased in a single evaluation that skips rows other
+/// transactions are claiming. Binds: owner, expiry, now, stage, now, and the job number with
+/// `only_job`.
+fn claim_returning_sql(stage: StageId, expired: bool, only_job: bool) -> String {
     let only = if only_job { " AND id = ?" } else { "" };
-    let lock = match conn {
-        DbConnection::Pg(_) => " FOR UPDATE SKIP LOCKED",
-        DbConnection::Sqlite(_) => "",
-    };
     format!(
         "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = lease_token + 1, \
          lease_expires_at = ?, attempts = attempts + 1, retry_at = NULL, updated_at = ? \
-         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND {candidates}{only} \
-         ORDER BY id LIMIT 1{lock}) \
-         RETURNING id, lease_token, attempts, data_{stage} AS data"
+         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND {}{only} \
+         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, lease_token, attempts, data_{stage} AS data",
+        claimable(expired)
     )
+}
+
+/// The first half of a claim on SQLite: the claimable job, lowest number first. Binds: stage,
+/// now, and the job number with `only_job`.
+fn find_claimable_sql(stage: StageId, expired: bool, only_job: bool) -> String {
+    let only = if only_job { " AND id = ?" } else { "" };
+    format!(
+        "SELECT id, lease_token, attempts, data_{stage} AS data FROM jobs \
+         WHERE stage = ? AND {}{only} ORDER BY id LIMIT 1",
+        claimable(expired)
+    )
+}
+
+/// The second half of a claim on SQLite: leases the job found. Binds: owner, lease token,
+/// expiry, attempts, now, job.
+const LEASE_FOUND_SQL: &str = "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = ?, \
+                               lease_expires_at = ?, attempts = ?, retry_at = NULL, updated_at = ? WHERE id = ?";
+
+/// Leases one claimable job of `stage` to `token` (see [`claimable`]), or finds none (and
+/// writes nothing). SQLite's writer holds the database's write lock for the whole transaction,
+/// so there the job is found and then leased by its number: two plain statements cost less than
+/// one `UPDATE … RETURNING`, which builds a result table and a statement journal on every call.
+fn lease_one(
+    conn: &mut DbConnection,
+    token: &str,
+    stage: StageId,
+    expired: bool,
+    only_job: Option<i64>,
+    expires: i64,
+    now: i64,
+) -> Result<Option<ClaimedRow>, TrackerError> {
+    if let DbConnection::Pg(_) = conn {
+        let query = CachedSql::new(claim_returning_sql(stage, expired, only_job.is_some()))
+            .text(token)
+            .big_int(expires)
+            .big_int(now)
+            .text(stage.letter())
+            .big_int(now);
+        let query = match only_job {
+            Some(number) => query.big_int(number),
+            None => query,
+        };
+        return Ok(query.load::<ClaimedRow>(conn)?.pop());
+    }
+    let query = CachedSql::new(find_claimable_sql(stage, expired, only_job.is_some()))
+        .text(stage.letter())
+        .big_int(now);
+    let query = match only_job {
+        Some(number) => query.big_int(number),
+        None => query,
+    };
+    let Some(mut row) = query.load::<ClaimedRow>(conn)?.pop() else { return Ok(None) };
+    row.lease_token += 1;
+    row.attempts += 1;
+    CachedSql::new(LEASE_FOUND_SQL)
+        .text(token)
+        .big_int(row.lease_token)
+        .big_int(expires)
+        .big_int(i64::from(row.attempts))
+        .big_int(now)
+        .big_int(row.id)
+        .execute(conn)?;
+    Ok(Some(row))
 }
 
 /// The completion statement, fenced by the lease: the output becomes the input of `next`, or
@@ -111,9 +175,9 @@ fn complete_sql(next: Option<StageId>) -> String {
 }
 
 /// Re-opens the job `worker` holds, if its lease is still the worker's, and clears the
-/// worker's reference to it.
+/// worker's reference to it. Writes: the caller must have protected the operation.
 pub(crate) fn reopen_held(
-    conn: &mut DbConnection,
+    tx: &mut WriteTx<'_>,
     token: &str,
     worker: &WorkerLease,
     now: i64,
@@ -133,11 +197,11 @@ pub(crate) fn reopen_held(
         jobs::lease_expires_at.eq(None::<i64>),
         jobs::updated_at.eq(now),
     ))
-    .execute(conn)?;
+    .execute(&mut **tx)?;
     if reopened == 1 {
-        record(conn, job, &worker.stage, event::RELEASE, Some(&worker.display_name), now, None)?;
+        tx.record(job, &worker.stage, event::RELEASE, Some(&worker.display_name), now, None);
     }
-    clear_held(conn, token)
+    clear_held(tx, token)
 }
 
 /// Clears the worker's reference to the job it held.
@@ -148,28 +212,44 @@ fn clear_held(conn: &mut DbConnection, token: &str) -> Result<(), TrackerError> 
     Ok(())
 }
 
-/// Appends a row to the job's history.
-fn record(
+/// Points the worker at the lease it holds now (`held`: job and lease token, or none) with a
+/// progress text; `completed` credits it one job, `seen` records a heartbeat.
+fn set_held(
     conn: &mut DbConnection,
-    job: i64,
-    stage: &str,
-    kind: &str,
-    worker: Option<&str>,
-    at: i64,
-    detail: Option<&str>,
+    token: &str,
+    held: Option<&ClaimedJob>,
+    progress: &str,
+    completed: bool,
+    seen: Option<i64>,
 ) -> Result<(), TrackerError> {
-    diesel::insert_into(job_events::table)
-        .values((
-            job_events::job_id.eq(job),
-            job_events::stage.eq(stage),
-            job_events::kind.eq(kind),
-            job_events::worker.eq(worker),
-            job_events::at.eq(at),
-            job_events::detail.eq(detail),
-        ))
-        .execute(conn)?;
+    let sql = match (completed, seen.is_some()) {
+        (false, false) => "UPDATE workers SET job_id = ?, lease_token = ?, progress = ? WHERE token = ?",
+        (false, true) => "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, last_seen = ? WHERE token = ?",
+        (true, false) => {
+            "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, \
+             jobs_completed = jobs_completed + 1 WHERE token = ?"
+        }
+        (true, true) => {
+            "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, \
+             jobs_completed = jobs_completed + 1, last_seen = ? WHERE token = ?"
+        }
+    };
+    let statement = CachedSql::new(sql)
+        .optional_big_int(held.map(|job| job.number))
+        .optional_big_int(held.map(|job| job.lease_token))
+        .text(progress);
+    let statement = match seen {
+        Some(at) => statement.big_int(at),
+        None => statement,
+    };
+    statement.text(token).execute(conn)?;
     Ok(())
 }
+
+/// The progress text of a worker that has just been handed a job.
+const PROGRESS_CLAIMED: &str = "Received new job";
+/// The progress text of a worker that has just completed its job.
+const PROGRESS_COMPLETED: &str = "Completed Job";
 
 /// The worker's held lease, or the error the protocol expects when it has none.
 fn held_lease(worker: &WorkerLease) -> Result<(i64, i64), TrackerError> {
@@ -184,10 +264,11 @@ fn worker_stage(worker: &WorkerLease) -> Result<StageId, TrackerError> {
 }
 
 /// Leases a claimable job of the worker's stage to it (job `only_job`, or the lowest numbered
-/// one): an open job that is due, else one whose lease expired. `None` when there is none. The
-/// worker must hold nothing (`reopen_held` or a completion came first).
+/// one): an open job that is due, else one whose lease expired. `None` when there is none, and
+/// then nothing was written. The worker must hold nothing (`reopen_held` or a completion came
+/// first); the caller points the worker at the job ([`set_held`]).
 fn claim_in(
-    conn: &mut DbConnection,
+    tx: &mut WriteTx<'_>,
     token: &str,
     worker: &WorkerLease,
     now: i64,
@@ -197,31 +278,16 @@ fn claim_in(
     let expires = now.saturating_add(worker.lease_ttl_ms);
     let mut claimed = None;
     for expired in [false, true] {
-        let query = CachedSql::new(claim_sql(conn, stage, expired, only_job.is_some()))
-            .text(token)
-            .big_int(expires)
-            .big_int(now)
-            .text(stage.letter())
-            .big_int(now);
-        let rows: Vec<ClaimedRow> = match only_job {
-            Some(number) => query.big_int(number).load(conn)?,
-            None => query.load(conn)?,
-        };
-        if let Some(row) = rows.into_iter().next() {
+        if let Some(row) = lease_one(tx, token, stage, expired, only_job, expires, now)? {
             if expired {
-                record(conn, row.id, stage.letter(), event::EXPIRE, None, now, None)?;
+                tx.record(row.id, stage.letter(), event::EXPIRE, None, now, None);
             }
             claimed = Some(row);
             break;
         }
     }
     let Some(row) = claimed else { return Ok(None) };
-    CachedSql::new("UPDATE workers SET job_id = ?, lease_token = ?, progress = 'Received new job' WHERE token = ?")
-        .big_int(row.id)
-        .big_int(row.lease_token)
-        .text(token)
-        .execute(conn)?;
-    record(conn, row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None)?;
+    tx.record(row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now, None);
     Ok(Some(ClaimedJob {
         number: row.id,
         stage,
@@ -233,11 +299,11 @@ fn claim_in(
     }))
 }
 
-/// Completes the job `worker` holds (fenced by its lease) with `output` and credits the worker
-/// and its nickname.
+/// Completes the job `worker` holds (fenced by its lease) with `output` and credits its
+/// nickname. Refuses before writing anything when the worker holds no job or lost its lease;
+/// the caller updates the worker row ([`set_held`]).
 fn complete_in(
-    conn: &mut DbConnection,
-    token: &str,
+    tx: &mut WriteTx<'_>,
     worker: &WorkerLease,
     output: &str,
     config: &StoreConfig,
@@ -248,24 +314,18 @@ fn complete_in(
     let next_stage = config.next_enabled(stage);
     let statement = CachedSql::new(complete_sql(next_stage)).text(output).big_int(now);
     let statement = if next_stage.is_none() { statement.big_int(now) } else { statement };
-    let updated = statement.big_int(job).big_int(lease).execute(conn)?;
+    let updated = statement.big_int(job).big_int(lease).execute(&mut **tx)?;
     if updated != 1 {
         return Err(TrackerError::LeaseLost { job });
     }
-    CachedSql::new(
-        "UPDATE workers SET job_id = NULL, lease_token = NULL, progress = 'Completed Job', \
-         jobs_completed = jobs_completed + 1 WHERE token = ?",
-    )
-    .text(token)
-    .execute(conn)?;
-    CachedSql::new(
-        "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, 1) ON CONFLICT (nickname) \
-         DO UPDATE SET jobs_completed = leaderboard.jobs_completed + 1",
-    )
-    .text(&worker.nickname)
-    .execute(conn)?;
-    record(conn, job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None)?;
+    tx.credit(&worker.nickname);
+    tx.record(job, stage.letter(), event::COMPLETE, Some(&worker.display_name), now, None);
     Ok(Completion { number: job, next_stage })
+}
+
+/// When the worker's heartbeat is due, the time to record as its `last_seen`.
+fn seen(worker: &WorkerLease, now: i64) -> Option<i64> {
+    heartbeat_due(worker, now).then_some(now)
 }
 
 impl JobStore {
@@ -302,18 +362,24 @@ impl JobStore {
         self.pools.write(self.claim_op(token, only_job))
     }
 
-    /// The transaction of a claim.
+    /// The transaction of a claim. Writes nothing when there is nothing to claim, unless the
+    /// worker held a job (then it is protected, and a refusal keeps that job held).
     fn claim_op(
         &self,
         token: &str,
         only_job: Option<i64>,
-    ) -> impl FnOnce(&mut DbConnection) -> Result<ClaimedJob, TrackerError> + Send + 'static {
+    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<ClaimedJob, TrackerError> + Send + 'static {
         let now = self.now_ms();
         let token = token.to_owned();
-        move |conn| {
-            let worker = touch(conn, &token, now)?;
-            reopen_held(conn, &token, &worker, now)?;
-            claim_in(conn, &token, &worker, now, only_job)?.ok_or(TrackerError::NoJobAvailable)
+        move |tx| {
+            let worker = load_worker(tx, &token)?;
+            if worker.job_id.is_some() {
+                tx.protect()?;
+                reopen_held(tx, &token, &worker, now)?;
+            }
+            let job = claim_in(tx, &token, &worker, now, only_job)?.ok_or(TrackerError::NoJobAvailable)?;
+            set_held(tx, &token, Some(&job), PROGRESS_CLAIMED, false, seen(&worker, now))?;
+            Ok(job)
         }
     }
 
@@ -337,17 +403,19 @@ impl JobStore {
         self.pools.write_async(self.complete_op(token, output)).await
     }
 
-    /// The transaction of a completion.
+    /// The transaction of a completion: refuses before writing anything.
     fn complete_op(
         &self,
         token: &str,
         output: &str,
-    ) -> impl FnOnce(&mut DbConnection) -> Result<Completion, TrackerError> + Send + 'static {
+    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<Completion, TrackerError> + Send + 'static {
         let now = self.now_ms();
         let (token, output, config) = (token.to_owned(), output.to_owned(), Arc::clone(&self.config));
-        move |conn| {
-            let worker = touch(conn, &token, now)?;
-            complete_in(conn, &token, &worker, &output, &config, now)
+        move |tx| {
+            let worker = load_worker(tx, &token)?;
+            let completion = complete_in(tx, &worker, &output, &config, now)?;
+            set_held(tx, &token, None, PROGRESS_COMPLETED, true, seen(&worker, now))?;
+            Ok(completion)
         }
     }
 
@@ -365,10 +433,12 @@ impl JobStore {
     ) -> Result<(Completion, Option<ClaimedJob>), TrackerError> {
         let now = self.now_ms();
         let (token, output, config) = (token.to_owned(), output.to_owned(), Arc::clone(&self.config));
-        self.pools.write(move |conn| {
-            let worker = touch(conn, &token, now)?;
-            let completion = complete_in(conn, &token, &worker, &output, &config, now)?;
-            let next = claim_in(conn, &token, &worker, now, None)?;
+        self.pools.write(move |tx| {
+            let worker = load_worker(tx, &token)?;
+            let completion = complete_in(tx, &worker, &output, &config, now)?;
+            let next = claim_in(tx, &token, &worker, now, None)?;
+            let progress = if next.is_some() { PROGRESS_CLAIMED } else { PROGRESS_COMPLETED };
+            set_held(tx, &token, next.as_ref(), progress, true, seen(&worker, now))?;
             Ok((completion, next))
         })
     }
@@ -386,9 +456,10 @@ impl JobStore {
         let now = self.now_ms();
         let threshold = i32::try_from(self.config.flag_threshold).unwrap_or(i32::MAX).max(1);
         let (token, reason) = (token.to_owned(), reason.map(str::to_owned));
-        self.pools.write(move |conn| {
+        self.pools.write(move |tx| {
+            tx.protect()?;
             let (token, reason) = (token.as_str(), reason.as_deref());
-            let worker = touch(conn, token, now)?;
+            let worker = touch(tx, token, now)?;
             let (job, lease) = held_lease(&worker)?;
             let stage = worker_stage(&worker)?;
             let flagged: Vec<FlaggedRow> = CachedSql::new(
@@ -399,18 +470,19 @@ impl JobStore {
             .big_int(now)
             .big_int(job)
             .big_int(lease)
-            .load(conn)?;
+            .load(&mut **tx)?;
             let reports = flagged.first().ok_or(TrackerError::LeaseLost { job })?.flags;
-            clear_held(conn, token)?;
-            record(conn, job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason)?;
+            clear_held(tx, token)?;
+            tx.record(job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason);
             let mut sent_back_to = stage.previous().filter(|_| reports >= threshold);
             let mut failed = false;
             if let Some(previous) = sent_back_to {
+                tx.flush()?;
                 let sent_back_before: i64 = job_events::table
                     .filter(job_events::job_id.eq(job))
                     .filter(job_events::kind.eq(event::SENT_BACK))
                     .count()
-                    .get_result(conn)?;
+                    .get_result(&mut **tx)?;
                 if sent_back_before >= i64::from(threshold) {
                     // Redoing the previous stage keeps producing input this stage rejects:
                     // stop the loop and leave the job visible as failed.
@@ -420,15 +492,15 @@ impl JobStore {
                     );
                     diesel::update(jobs::table.find(job))
                         .set((jobs::state.eq(state::FAILED), jobs::error.eq(&error)))
-                        .execute(conn)?;
-                    record(conn, job, stage.letter(), event::FAIL, None, now, Some(&error))?;
+                        .execute(&mut **tx)?;
+                    tx.record(job, stage.letter(), event::FAIL, None, now, Some(&error));
                     sent_back_to = None;
                     failed = true;
                 } else {
                     diesel::update(jobs::table.find(job))
                         .set((jobs::stage.eq(previous.letter()), jobs::flags.eq(0), jobs::attempts.eq(0)))
-                        .execute(conn)?;
-                    record(conn, job, stage.letter(), event::SENT_BACK, None, now, Some(previous.letter()))?;
+                        .execute(&mut **tx)?;
+                    tx.record(job, stage.letter(), event::SENT_BACK, None, now, Some(previous.letter()));
                 }
             }
             Ok(FlagOutcome { number: job, reports, sent_back_to, failed })
@@ -442,10 +514,11 @@ impl JobStore {
     pub fn release(&self, token: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
         let token = token.to_owned();
-        self.pools.write(move |conn| {
-            let worker = touch(conn, &token, now)?;
+        self.pools.write(move |tx| {
+            tx.protect()?;
+            let worker = touch(tx, &token, now)?;
             held_lease(&worker)?;
-            reopen_held(conn, &token, &worker, now)
+            reopen_held(tx, &token, &worker, now)
         })
     }
 
@@ -472,8 +545,9 @@ impl JobStore {
     fn finish_held(&self, token: &str, finish: Finish, detail: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
         let (token, detail) = (token.to_owned(), truncate(detail, MAX_DETAIL_CHARS).to_owned());
-        self.pools.write(move |conn| {
-            let worker = touch(conn, &token, now)?;
+        self.pools.write(move |tx| {
+            tx.protect()?;
+            let worker = touch(tx, &token, now)?;
             let (job, lease) = held_lease(&worker)?;
             let fenced = jobs::table
                 .find(job)
@@ -484,21 +558,21 @@ impl JobStore {
                 Finish::Retry { at } => (
                     diesel::update(fenced)
                         .set((cleared, jobs::state.eq(state::OPEN), jobs::retry_at.eq(at)))
-                        .execute(conn)?,
+                        .execute(&mut **tx)?,
                     event::RETRY,
                 ),
                 Finish::Fail => (
                     diesel::update(fenced)
                         .set((cleared, jobs::state.eq(state::FAILED), jobs::error.eq(&detail)))
-                        .execute(conn)?,
+                        .execute(&mut **tx)?,
                     event::FAIL,
                 ),
             };
             if updated != 1 {
                 return Err(TrackerError::LeaseLost { job });
             }
-            clear_held(conn, &token)?;
-            record(conn, job, &worker.stage, kind, Some(&worker.display_name), now, Some(&detail))?;
+            clear_held(tx, &token)?;
+            tx.record(job, &worker.stage, kind, Some(&worker.display_name), now, Some(&detail));
             Ok(())
         })
     }

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::{BigInt, Nullable, Text};
 use rand::RngExt;
 use serde::Serialize;
 
 use super::{event, JobStore};
-use crate::db::schema::{job_events, workers};
-use crate::db::{CachedSql, DbConnection};
+use crate::db::schema::workers;
+use crate::db::{CachedSql, DbConnection, WriteTx};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -49,14 +49,21 @@ pub struct SweepReport {
 const HEARTBEAT_GRANULARITY_MS: i64 = 1000;
 
 /// The columns of a worker that lease operations need.
-#[derive(Debug, Clone, Queryable)]
+#[derive(Debug, Clone, QueryableByName)]
 pub(crate) struct WorkerLease {
+    #[diesel(sql_type = BigInt)]
     pub(crate) last_seen: i64,
+    #[diesel(sql_type = Text)]
     pub(crate) stage: String,
+    #[diesel(sql_type = Text)]
     pub(crate) nickname: String,
+    #[diesel(sql_type = Text)]
     pub(crate) display_name: String,
+    #[diesel(sql_type = BigInt)]
     pub(crate) lease_ttl_ms: i64,
+    #[diesel(sql_type = Nullable<BigInt>)]
     pub(crate) job_id: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
     pub(crate) lease_token: Option<i64>,
 }
 
@@ -82,32 +89,31 @@ fn random_display_name() -> String {
     format!("{words}-{}", rand::rng().random_range(0..1000))
 }
 
-/// Loads the lease columns of the worker with `token`, refreshing its `last_seen` and
-/// extending the lease of the job it holds: every authenticated call is a heartbeat. Writes
-/// are skipped when the last recorded heartbeat is younger than a twentieth of the lease (at
-/// most [`HEARTBEAT_GRANULARITY_MS`]).
-pub(crate) fn touch(
-    conn: &mut DbConnection,
-    token: &str,
-    now: i64,
-) -> Result<WorkerLease, TrackerError> {
-    let worker: WorkerLease = workers::table
-        .find(token)
-        .select((
-            workers::last_seen,
-            workers::stage,
-            workers::nickname,
-            workers::display_name,
-            workers::lease_ttl_ms,
-            workers::job_id,
-            workers::lease_token,
-        ))
-        // Not `first`: its bound `LIMIT` makes SQLite re-prepare the statement on every call.
-        .get_result(conn)
-        .optional()?
-        .ok_or(TrackerError::UnknownWorker)?;
+/// Loads the lease columns of the worker with `token`, without writing anything.
+pub(crate) fn load_worker(conn: &mut DbConnection, token: &str) -> Result<WorkerLease, TrackerError> {
+    CachedSql::new(
+        "SELECT last_seen, stage, nickname, display_name, lease_ttl_ms, job_id, lease_token \
+         FROM workers WHERE token = ?",
+    )
+    .text(token)
+    .load(conn)?
+    .pop()
+    .ok_or(TrackerError::UnknownWorker)
+}
+
+/// Whether the worker's heartbeat should be written now: the last recorded one is at least a
+/// twentieth of its lease old (at most [`HEARTBEAT_GRANULARITY_MS`]).
+pub(crate) fn heartbeat_due(worker: &WorkerLease, now: i64) -> bool {
     let granularity = HEARTBEAT_GRANULARITY_MS.min(worker.lease_ttl_ms / 20);
-    if now - worker.last_seen < granularity {
+    now - worker.last_seen >= granularity
+}
+
+/// Loads the lease columns of the worker with `token`, refreshing its `last_seen` and
+/// extending the lease of the job it holds when its heartbeat is due: every authenticated call
+/// is a heartbeat. Refuses (unknown worker) before writing.
+pub(crate) fn touch(conn: &mut DbConnection, token: &str, now: i64) -> Result<WorkerLease, TrackerError> {
+    let worker = load_worker(conn, token)?;
+    if !heartbeat_due(&worker, now) {
         return Ok(worker);
     }
     CachedSql::new("UPDATE workers SET last_seen = ? WHERE token = ?")
@@ -153,7 +159,9 @@ impl JobStore {
         let now = self.now_ms();
         let stage_letter = stage.letter();
         let (insert_token, insert_nickname) = (token.clone(), nickname.clone());
-        let display_name = self.pools.write(move |conn| {
+        let display_name = self.pools.write(move |tx| {
+            tx.protect()?;
+            let conn: &mut DbConnection = tx;
             let mut name = random_display_name();
             for _ in 0..8 {
                 let taken: i64 = workers::table
@@ -191,7 +199,7 @@ impl JobStore {
     pub fn validate_worker(&self, token: &str) -> Result<bool, TrackerError> {
         let now = self.now_ms();
         let token = token.to_owned();
-        match self.pools.write(move |conn| touch(conn, &token, now)) {
+        match self.pools.write(move |tx| touch(tx, &token, now)) {
             Ok(_) => Ok(true),
             Err(TrackerError::UnknownWorker) => Ok(false),
             Err(e) => Err(e),
@@ -205,7 +213,7 @@ impl JobStore {
     pub fn heartbeat(&self, token: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
         let token = token.to_owned();
-        self.pools.write(move |conn| touch(conn, &token, now).map(drop))
+        self.pools.write(move |tx| touch(tx, &token, now).map(drop))
     }
 
     /// Records the worker's progress text (a heartbeat too).
@@ -230,16 +238,17 @@ impl JobStore {
         &self,
         token: &str,
         progress: &str,
-    ) -> impl FnOnce(&mut DbConnection) -> Result<(), TrackerError> + Send + 'static {
+    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<(), TrackerError> + Send + 'static {
         let now = self.now_ms();
         let progress = truncate(progress, MAX_PROGRESS_CHARS).to_owned();
         let token = token.to_owned();
-        move |conn| {
-            touch(conn, &token, now)?;
+        // Refuses (unknown worker) before writing: needs no savepoint.
+        move |tx| {
+            touch(tx, &token, now)?;
             CachedSql::new("UPDATE workers SET progress = ? WHERE token = ?")
                 .text(&progress)
                 .text(&token)
-                .execute(conn)?;
+                .execute(&mut **tx)?;
             Ok(())
         }
     }
@@ -251,10 +260,11 @@ impl JobStore {
     pub fn bye(&self, token: &str) -> Result<(), TrackerError> {
         let now = self.now_ms();
         let token = token.to_owned();
-        self.pools.write(move |conn| {
-            let worker = touch(conn, &token, now)?;
-            super::leases::reopen_held(conn, &token, &worker, now)?;
-            diesel::delete(workers::table.find(&token)).execute(conn)?;
+        self.pools.write(move |tx| {
+            tx.protect()?;
+            let worker = touch(tx, &token, now)?;
+            super::leases::reopen_held(tx, &token, &worker, now)?;
+            diesel::delete(workers::table.find(&token)).execute(&mut **tx)?;
             Ok(())
         })?;
         tracing::debug!("Worker left.");
@@ -273,8 +283,9 @@ impl JobStore {
     pub fn sweep(&self) -> Result<SweepReport, TrackerError> {
         let now = self.now_ms();
         let cutoff = now - self.config.idle_timeout_ms();
-        let report = self.pools.write(move |conn| {
-            if let DbConnection::Pg(_) = conn {
+        let report = self.pools.write(move |tx| {
+            tx.protect()?;
+            if let DbConnection::Pg(_) = **tx {
                 #[derive(QueryableByName)]
                 struct Locked {
                     #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -282,7 +293,7 @@ impl JobStore {
                 }
                 let lock: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
                     .bind::<BigInt, _>(SWEEP_LOCK_KEY)
-                    .get_result(conn)?;
+                    .get_result(&mut **tx)?;
                 if !lock.locked {
                     return Ok(SweepReport::default());
                 }
@@ -294,7 +305,7 @@ impl JobStore {
             )
             .bind::<BigInt, _>(now)
             .bind::<BigInt, _>(now)
-            .load(conn)?;
+            .load(&mut **tx)?;
             // A worker removed below can no longer extend or finish its lease: its job re-opens
             // now rather than when the lease runs out.
             expired.extend(
@@ -306,20 +317,13 @@ impl JobStore {
                 )
                 .bind::<BigInt, _>(now)
                 .bind::<BigInt, _>(cutoff)
-                .load::<ExpiredLease>(conn)?,
+                .load::<ExpiredLease>(&mut **tx)?,
             );
             for lease in &expired {
-                diesel::insert_into(job_events::table)
-                    .values((
-                        job_events::job_id.eq(lease.id),
-                        job_events::stage.eq(&lease.stage),
-                        job_events::kind.eq(event::EXPIRE),
-                        job_events::at.eq(now),
-                    ))
-                    .execute(conn)?;
+                tx.record(lease.id, &lease.stage, event::EXPIRE, None, now, None);
             }
             let workers_removed =
-                diesel::delete(workers::table.filter(workers::last_seen.le(cutoff))).execute(conn)?;
+                diesel::delete(workers::table.filter(workers::last_seen.le(cutoff))).execute(&mut **tx)?;
             Ok(SweepReport { ran: true, workers_removed, leases_expired: expired.len() })
         })?;
         if report.workers_removed > 0 || report.leases_expired > 0 {

@@ -1,0 +1,65 @@
+-- Back to the original keys: `BIGINT PRIMARY KEY` jobs, rowid tables for workers and the leaderboard.
+CREATE TABLE jobs_rowid (
+    id               BIGINT  PRIMARY KEY NOT NULL,
+    stage            TEXT    NOT NULL,
+    state            TEXT    NOT NULL,
+    data_a           TEXT,
+    data_b           TEXT,
+    data_c           TEXT,
+    data_d           TEXT,
+    data_e           TEXT,
+    result           TEXT,
+    lease_owner      TEXT,
+    lease_token      BIGINT  NOT NULL DEFAULT 0,
+    lease_expires_at BIGINT,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    flags            INTEGER NOT NULL DEFAULT 0,
+    error            TEXT,
+    created_at       BIGINT  NOT NULL,
+    updated_at       BIGINT  NOT NULL,
+    completed_at     BIGINT,
+    retry_at         BIGINT
+);
+INSERT INTO jobs_rowid (id, stage, state, data_a, data_b, data_c, data_d, data_e, result, lease_owner,
+                        lease_token, lease_expires_at, attempts, flags, error, created_at, updated_at,
+                        completed_at, retry_at)
+    SELECT id, stage, state, data_a, data_b, data_c, data_d, data_e, result, lease_owner, lease_token,
+           lease_expires_at, attempts, flags, error, created_at, updated_at, completed_at, retry_at
+    FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_rowid RENAME TO jobs;
+CREATE INDEX jobs_by_stage_state ON jobs (stage, state, id);
+CREATE INDEX jobs_by_lease_expiry ON jobs (lease_expires_at) WHERE state = 'leased';
+CREATE INDEX jobs_by_completion ON jobs (completed_at) WHERE completed_at IS NOT NULL;
+
+CREATE TABLE workers_by_token (
+    token          TEXT    PRIMARY KEY NOT NULL,
+    display_name   TEXT    NOT NULL,
+    stage          TEXT    NOT NULL,
+    nickname       TEXT    NOT NULL,
+    progress       TEXT    NOT NULL,
+    jobs_completed BIGINT  NOT NULL DEFAULT 0,
+    first_seen     BIGINT  NOT NULL,
+    last_seen      BIGINT  NOT NULL,
+    lease_ttl_ms   BIGINT  NOT NULL,
+    job_id         BIGINT,
+    lease_token    BIGINT
+);
+INSERT INTO workers_by_token (token, display_name, stage, nickname, progress, jobs_completed, first_seen,
+                              last_seen, lease_ttl_ms, job_id, lease_token)
+    SELECT token, display_name, stage, nickname, progress, jobs_completed, first_seen, last_seen,
+           lease_ttl_ms, job_id, lease_token
+    FROM workers;
+DROP TABLE workers;
+ALTER TABLE workers_by_token RENAME TO workers;
+CREATE INDEX workers_by_last_seen ON workers (last_seen);
+CREATE INDEX workers_by_stage ON workers (stage, first_seen);
+CREATE INDEX workers_by_display_name ON workers (display_name);
+
+CREATE TABLE leaderboard_by_nickname (
+    nickname       TEXT   PRIMARY KEY NOT NULL,
+    jobs_completed BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO leaderboard_by_nickname (nickname, jobs_completed) SELECT nickname, jobs_completed FROM leaderboard;
+DROP TABLE leaderboard;
+ALTER TABLE leaderboard_by_nickname RENAME TO leaderboard;
