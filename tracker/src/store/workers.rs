@@ -116,10 +116,8 @@ pub(crate) fn touch(conn: &mut DbConnection, token: &str, now: i64) -> Result<Wo
     if !heartbeat_due(&worker, now) {
         return Ok(worker);
     }
-    CachedSql::new("UPDATE workers SET last_seen = ? WHERE token = ?")
-        .big_int(now)
-        .text(token)
-        .execute(conn)?;
+    // The job before the worker, as in every lease operation: on PostgreSQL two transactions
+    // that lock the same rows in opposite orders deadlock.
     if let (Some(job), Some(token_held)) = (worker.job_id, worker.lease_token) {
         CachedSql::new("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'leased'")
             .big_int(now + worker.lease_ttl_ms)
@@ -127,6 +125,10 @@ pub(crate) fn touch(conn: &mut DbConnection, token: &str, now: i64) -> Result<Wo
             .big_int(token_held)
             .execute(conn)?;
     }
+    CachedSql::new("UPDATE workers SET last_seen = ? WHERE token = ?")
+        .big_int(now)
+        .text(token)
+        .execute(conn)?;
     Ok(worker)
 }
 
