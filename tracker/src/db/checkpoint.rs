@@ -34,7 +34,7 @@ impl Checkpointer {
         let mut conn = connect_sqlite(path)?;
         let (stop, stopped) = bounded::<()>(0);
         std::thread::Builder::new()
-            .name("cascade-sqlite-checkpoint".to_owned())
+            .name("cascade-wal-checkpoint".to_owned())
             .spawn(move || loop {
                 match stopped.recv_timeout(CHECKPOINT_EVERY) {
                     Err(RecvTimeoutError::Timeout) => {}

@@ -63,3 +63,8 @@ CREATE TABLE leaderboard_by_nickname (
 INSERT INTO leaderboard_by_nickname (nickname, jobs_completed) SELECT nickname, jobs_completed FROM leaderboard;
 DROP TABLE leaderboard;
 ALTER TABLE leaderboard_by_nickname RENAME TO leaderboard;
+
+DROP INDEX job_events_completed_at;
+CREATE INDEX job_events_by_kind_at ON job_events (kind, at);
+DROP INDEX job_events_by_job;
+CREATE INDEX job_events_by_job ON job_events (job_id, id);
