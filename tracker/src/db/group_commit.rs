@@ -335,7 +335,7 @@ mod tests {
     fn insert(v: i64, fail: bool) -> impl FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send {
         move |tx| {
             tx.protect()?;
-            CachedSql::new("INSERT INTO t (v) VALUES (?)").big_int(v).execute(&mut **tx)?;
+            CachedSql::new("INSERT INTO t (v) VALUES (?)").big_int(v).execute(tx)?;
             if fail {
                 Err(TrackerError::NoJobHeld)
             } else {
@@ -373,11 +373,14 @@ mod tests {
         assert_eq!(rows.len(), 4);
     }
 
+    /// An operation of a test batch.
+    type TestOp = Box<dyn FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send>;
+
     /// A batch that exercises the lazy savepoints and the appends: returns the answers.
     fn run_ops(
         conn: &mut DbConnection,
         connect: &Connect,
-        ops: Vec<Box<dyn FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send>>,
+        ops: Vec<TestOp>,
     ) -> Vec<Result<i64, TrackerError>> {
         let mut answers = Vec::new();
         let mut batch: Vec<Box<dyn PendingWrite>> = Vec::new();
@@ -425,7 +428,7 @@ mod tests {
                 // Failed after writing, protected: rolled back to its savepoint.
                 Box::new(move |tx| {
                     tx.protect()?;
-                    CachedSql::new("INSERT INTO t (v) VALUES (3)").execute(&mut **tx)?;
+                    CachedSql::new("INSERT INTO t (v) VALUES (3)").execute(tx)?;
                     event(3)(tx);
                     Err(TrackerError::LeaseLost { job: 3 })
                 }),
@@ -437,7 +440,7 @@ mod tests {
                 // Reading the history after a flush sees the earlier operations' events.
                 Box::new(move |tx| {
                     tx.flush()?;
-                    let rows: Vec<EventRow> = CachedSql::new("SELECT job_id FROM job_events").load(&mut **tx)?;
+                    let rows: Vec<EventRow> = CachedSql::new("SELECT job_id FROM job_events").load(tx)?;
                     event(5)(tx);
                     Ok(i64::try_from(rows.len()).unwrap())
                 }),
@@ -463,12 +466,12 @@ mod tests {
             &connect,
             vec![
                 Box::new(|tx| {
-                    CachedSql::new("INSERT INTO t (v) VALUES (1)").execute(&mut **tx)?;
+                    CachedSql::new("INSERT INTO t (v) VALUES (1)").execute(tx)?;
                     Ok(1)
                 }),
                 Box::new(|tx| {
-                    CachedSql::new("INSERT INTO t (v) VALUES (2)").execute(&mut **tx)?;
-                    CachedSql::new("INSERT INTO no_such_table (v) VALUES (2)").execute(&mut **tx)?;
+                    CachedSql::new("INSERT INTO t (v) VALUES (2)").execute(tx)?;
+                    CachedSql::new("INSERT INTO no_such_table (v) VALUES (2)").execute(tx)?;
                     Ok(2)
                 }),
             ],

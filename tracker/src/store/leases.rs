@@ -314,7 +314,7 @@ fn complete_in(
     let next_stage = config.next_enabled(stage);
     let statement = CachedSql::new(complete_sql(next_stage)).text(output).big_int(now);
     let statement = if next_stage.is_none() { statement.big_int(now) } else { statement };
-    let updated = statement.big_int(job).big_int(lease).execute(&mut **tx)?;
+    let updated = statement.big_int(job).big_int(lease).execute(tx)?;
     if updated != 1 {
         return Err(TrackerError::LeaseLost { job });
     }
@@ -470,7 +470,7 @@ impl JobStore {
             .big_int(now)
             .big_int(job)
             .big_int(lease)
-            .load(&mut **tx)?;
+            .load(tx)?;
             let reports = flagged.first().ok_or(TrackerError::LeaseLost { job })?.flags;
             clear_held(tx, token)?;
             tx.record(job, stage.letter(), event::FLAG, Some(&worker.display_name), now, reason);

@@ -250,7 +250,7 @@ impl JobStore {
             CachedSql::new("UPDATE workers SET progress = ? WHERE token = ?")
                 .text(&progress)
                 .text(&token)
-                .execute(&mut **tx)?;
+                .execute(tx)?;
             Ok(())
         }
     }
