@@ -25,7 +25,7 @@ use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::oneshot;
 
 use super::write_tx::{keep, Appends, Undo, WriteTx};
-use super::{CachedSql, DbConnection};
+use super::{cached_sql, DbConnection};
 use crate::error::TrackerError;
 
 /// Most operations committed together.
@@ -82,10 +82,10 @@ where
         let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| BatchFailure::Panicked)?;
         let (protected, own) = tx.finish();
         let closed = match (&outcome, protected) {
-            (Ok(_), true) => CachedSql::new("RELEASE cascade_write").execute(conn).map(drop),
-            (Err(_), true) => CachedSql::new("ROLLBACK TO cascade_write")
+            (Ok(_), true) => cached_sql!("RELEASE cascade_write").execute(conn).map(drop),
+            (Err(_), true) => cached_sql!("ROLLBACK TO cascade_write")
                 .execute(conn)
-                .and_then(|_| CachedSql::new("RELEASE cascade_write").execute(conn))
+                .and_then(|_| cached_sql!("RELEASE cascade_write").execute(conn))
                 .map(drop),
             (Ok(_), false) => Ok(()),
             // A refusal before any write left nothing behind; anything else may have.
@@ -335,7 +335,7 @@ mod tests {
     fn insert(v: i64, fail: bool) -> impl FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send {
         move |tx| {
             tx.protect()?;
-            CachedSql::new("INSERT INTO t (v) VALUES (?)").big_int(v).execute(tx)?;
+            cached_sql!("INSERT INTO t (v) VALUES (?)").big_int(v).execute(tx)?;
             if fail {
                 Err(TrackerError::NoJobHeld)
             } else {
@@ -359,7 +359,7 @@ mod tests {
         commit_batch(&mut conn, &connect, batch);
         let outcomes: Vec<Option<i64>> = answers.iter().map(|a| a.try_recv().unwrap().ok()).collect();
         assert_eq!(outcomes, [Some(1), None, Some(3), None, Some(5)]);
-        let rows: Vec<Value> = CachedSql::new("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
+        let rows: Vec<Value> = cached_sql!("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
         assert_eq!(rows.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 3, 5]);
         // The savepoint statements are reused, and the connection is usable for the next batch.
         let (reply, answer) = bounded(1);
@@ -369,7 +369,7 @@ mod tests {
         commit_batch(&mut conn, &connect, vec![pending, failing]);
         assert_eq!(answer.try_recv().unwrap().unwrap(), 6);
         assert!(answer2.try_recv().unwrap().is_err());
-        let rows: Vec<Value> = CachedSql::new("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
+        let rows: Vec<Value> = cached_sql!("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
         assert_eq!(rows.len(), 4);
     }
 
@@ -428,7 +428,7 @@ mod tests {
                 // Failed after writing, protected: rolled back to its savepoint.
                 Box::new(move |tx| {
                     tx.protect()?;
-                    CachedSql::new("INSERT INTO t (v) VALUES (3)").execute(tx)?;
+                    cached_sql!("INSERT INTO t (v) VALUES (3)").execute(tx)?;
                     event(3)(tx);
                     Err(TrackerError::LeaseLost { job: 3 })
                 }),
@@ -440,7 +440,7 @@ mod tests {
                 // Reading the history after a flush sees the earlier operations' events.
                 Box::new(move |tx| {
                     tx.flush()?;
-                    let rows: Vec<EventRow> = CachedSql::new("SELECT job_id FROM job_events").load(tx)?;
+                    let rows: Vec<EventRow> = cached_sql!("SELECT job_id FROM job_events").load(tx)?;
                     event(5)(tx);
                     Ok(i64::try_from(rows.len()).unwrap())
                 }),
@@ -448,11 +448,11 @@ mod tests {
         );
         let answers: Vec<Option<i64>> = answers.into_iter().map(Result::ok).collect();
         assert_eq!(answers, [Some(1), None, None, Some(4), Some(2)]);
-        let rows: Vec<EventRow> = CachedSql::new("SELECT job_id FROM job_events ORDER BY id").load(&mut conn).unwrap();
+        let rows: Vec<EventRow> = cached_sql!("SELECT job_id FROM job_events ORDER BY id").load(&mut conn).unwrap();
         assert_eq!(rows.iter().map(|r| r.job_id).collect::<Vec<_>>(), [1, 4, 5]);
-        let credits: Vec<Value> = CachedSql::new("SELECT jobs_completed AS v FROM leaderboard").load(&mut conn).unwrap();
+        let credits: Vec<Value> = cached_sql!("SELECT jobs_completed AS v FROM leaderboard").load(&mut conn).unwrap();
         assert_eq!(credits.iter().map(|r| r.v).collect::<Vec<_>>(), [2]);
-        let kept: Vec<Value> = CachedSql::new("SELECT v FROM t").load(&mut conn).unwrap();
+        let kept: Vec<Value> = cached_sql!("SELECT v FROM t").load(&mut conn).unwrap();
         assert!(kept.is_empty());
     }
 
@@ -466,18 +466,18 @@ mod tests {
             &connect,
             vec![
                 Box::new(|tx| {
-                    CachedSql::new("INSERT INTO t (v) VALUES (1)").execute(tx)?;
+                    cached_sql!("INSERT INTO t (v) VALUES (1)").execute(tx)?;
                     Ok(1)
                 }),
                 Box::new(|tx| {
-                    CachedSql::new("INSERT INTO t (v) VALUES (2)").execute(tx)?;
-                    CachedSql::new("INSERT INTO no_such_table (v) VALUES (2)").execute(tx)?;
+                    cached_sql!("INSERT INTO t (v) VALUES (2)").execute(tx)?;
+                    cached_sql!("INSERT INTO no_such_table (v) VALUES (2)").execute(tx)?;
                     Ok(2)
                 }),
             ],
         );
         assert!(answers.iter().all(|a| matches!(a, Err(TrackerError::Commit(_)))), "{answers:?}");
-        let kept: Vec<Value> = CachedSql::new("SELECT v FROM t").load(&mut conn).unwrap();
+        let kept: Vec<Value> = cached_sql!("SELECT v FROM t").load(&mut conn).unwrap();
         assert!(kept.is_empty(), "a failed batch left rows behind");
     }
 }

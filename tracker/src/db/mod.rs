@@ -8,7 +8,7 @@
 mod checkpoint;
 mod group_commit;
 pub(crate) mod schema;
-mod statement;
+pub(crate) mod statement;
 mod write_tx;
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::checkpoint::Checkpointer;
 use self::group_commit::GroupCommitWriter;
-pub(crate) use self::statement::CachedSql;
+pub(crate) use self::statement::{cached_sql, CachedSql};
 pub(crate) use self::write_tx::WriteTx;
 use self::write_tx::{keep, Appends, Undo};
 use crate::error::TrackerError;

@@ -1,21 +1,23 @@
-//! Raw SQL that diesel keeps prepared.
+//! Raw SQL that diesel keeps prepared, found in its cache without rebuilding the SQL text.
 //!
 //! `diesel::sql_query` marks its statements unsafe to cache, and so does diesel's `UPDATE`
 //! (every `diesel::update(..).set(..)`) and its upserts: each call parses and plans its SQL
-//! again, which was most of the cost of a claim or a completion. A
-//! [`CachedSql`] is raw SQL too, but lets diesel's statement cache key the prepared statement
-//! by its text and bind types. Use it only for texts drawn from a small fixed set (each
-//! distinct text is kept for the process's lifetime, split at its `?` markers once, and the
-//! cache keeps its prepared statement for the connection's lifetime), never for SQL that
-//! embeds values.
+//! again, which was most of the cost of a claim or a completion. A [`CachedSql`] is raw SQL
+//! too, but diesel keeps its prepared statement for the connection's lifetime.
+//!
+//! Diesel finds a prepared statement either by the SQL text (which it then writes out and
+//! hashes on every run, a tenth of the writer's time under load) or by a type that stands for
+//! the text. [`cached_sql!`] takes a compile-time constant text and gives its call site a type
+//! of its own, so the lookup is a type comparison. One call site therefore always means one
+//! text: statements whose text depends on a value (a stage's column, a number of rows) pick
+//! among call sites, one per text.
 //!
 //! A statement runs on the concrete backend connection inside a [`DbConnection`], not through
 //! diesel's multi-backend layer, which would build and translate the query once more on every
 //! execution.
 
-use std::borrow::Cow;
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use diesel::backend::Backend;
 use diesel::pg::Pg;
@@ -27,6 +29,20 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 
 use super::DbConnection;
 
+/// A statement of fixed text with the SQL and a type for it, for the current call site:
+/// `cached_sql!("UPDATE workers SET last_seen = ? WHERE token = ?").big_int(now).text(token)`.
+/// The text must be a constant (a literal, a `const`, or `concat!` of them).
+macro_rules! cached_sql {
+    ($text:expr $(,)?) => {{
+        /// Stands for this call site's SQL text in diesel's statement cache.
+        enum CallSite {}
+        const TEXT: &str = $text;
+        static PIECES: $crate::db::statement::SqlPieces = $crate::db::statement::SqlPieces::new(TEXT);
+        $crate::db::statement::CachedSql::<CallSite>::new(&PIECES)
+    }};
+}
+pub(crate) use cached_sql;
+
 /// One bound value of a [`CachedSql`].
 #[derive(Debug, Clone, Copy)]
 enum Bind<'a> {
@@ -36,39 +52,39 @@ enum Bind<'a> {
     OptionalBigInt(Option<i64>),
 }
 
-/// A statement text split at its `?` markers: the SQL around the bound values.
+/// A statement text, split at its `?` markers (the SQL around the bound values) on first use.
 #[derive(Debug)]
-struct SqlPieces(Box<[&'static str]>);
-
-/// The pieces of `sql`, split once per distinct text and kept.
-fn pieces(sql: Cow<'static, str>) -> &'static SqlPieces {
-    static TEXTS: OnceLock<Mutex<HashMap<Cow<'static, str>, &'static SqlPieces>>> = OnceLock::new();
-    let mut texts = TEXTS.get_or_init(Mutex::default).lock().unwrap_or_else(PoisonError::into_inner);
-    if let Some(pieces) = texts.get(&sql) {
-        return pieces;
-    }
-    let text: &'static str = match &sql {
-        Cow::Borrowed(text) => text,
-        Cow::Owned(text) => Box::leak(text.clone().into_boxed_str()),
-    };
-    let pieces: &'static SqlPieces = Box::leak(Box::new(SqlPieces(text.split('?').collect())));
-    texts.insert(sql, pieces);
-    pieces
+pub(crate) struct SqlPieces {
+    text: &'static str,
+    split: OnceLock<Box<[&'static str]>>,
 }
 
-/// A raw SQL statement whose prepared statement diesel caches. Each `?` in the text marks
-/// where the next bound value goes (bind a value again to use it twice); diesel writes the
-/// backend's own placeholder there. The texts must not contain `?` anywhere else.
-#[derive(Debug, Clone)]
-pub(crate) struct CachedSql<'a> {
+impl SqlPieces {
+    /// The text `text`, not split yet.
+    pub(crate) const fn new(text: &'static str) -> Self {
+        Self { text, split: OnceLock::new() }
+    }
+
+    fn pieces(&self) -> &[&'static str] {
+        self.split.get_or_init(|| self.text.split('?').collect())
+    }
+}
+
+/// A raw SQL statement whose prepared statement diesel caches under the type `K`, which
+/// stands for its text (made by [`cached_sql!`]). Each `?` in the text marks where the next
+/// bound value goes (bind a value again to use it twice); diesel writes the backend's own
+/// placeholder there. The texts must not contain `?` anywhere else.
+pub(crate) struct CachedSql<'a, K> {
     sql: &'static SqlPieces,
     binds: Vec<Bind<'a>>,
+    key: PhantomData<fn() -> K>,
 }
 
-impl<'a> CachedSql<'a> {
-    /// A statement with the SQL text `sql` (with a `?` per bound value) and no binds yet.
-    pub(crate) fn new(sql: impl Into<Cow<'static, str>>) -> Self {
-        Self { sql: pieces(sql.into()), binds: Vec::with_capacity(6) }
+impl<'a, K: 'static> CachedSql<'a, K> {
+    /// A statement with the SQL `sql`, for which `K` stands, and no binds yet; see
+    /// [`cached_sql!`].
+    pub(crate) fn new(sql: &'static SqlPieces) -> Self {
+        Self { sql, binds: Vec::with_capacity(6), key: PhantomData }
     }
 
     /// Binds the next parameter to a text.
@@ -115,7 +131,7 @@ impl<'a> CachedSql<'a> {
     }
 }
 
-impl<DB> QueryFragment<DB> for CachedSql<'_>
+impl<DB, K> QueryFragment<DB> for CachedSql<'_, K>
 where
     DB: Backend + HasSqlType<Text> + HasSqlType<BigInt>,
     str: ToSql<Text, DB>,
@@ -124,7 +140,7 @@ where
     Option<i64>: ToSql<Nullable<BigInt>, DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        let Some((first, rest)) = self.sql.0.split_first() else { return Ok(()) };
+        let Some((first, rest)) = self.sql.pieces().split_first() else { return Ok(()) };
         let mut binds = self.binds.iter();
         out.push_sql(first);
         for piece in rest {
@@ -142,19 +158,24 @@ where
             None => Ok(()),
         }
     }
+
+    /// Always: the text is fixed (diesel would otherwise walk the statement to find out).
+    fn is_safe_to_cache_prepared(&self, _: &DB) -> QueryResult<bool> {
+        Ok(true)
+    }
 }
 
 fn bind_count_mismatch() -> diesel::result::Error {
     diesel::result::Error::QueryBuilderError("bound values do not match the `?` markers".into())
 }
 
-impl QueryId for CachedSql<'_> {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+impl<K: 'static> QueryId for CachedSql<'_, K> {
+    type QueryId = K;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl Query for CachedSql<'_> {
+impl<K> Query for CachedSql<'_, K> {
     type SqlType = Untyped;
 }
 
-impl<Conn> RunQueryDsl<Conn> for CachedSql<'_> {}
+impl<Conn, K> RunQueryDsl<Conn> for CachedSql<'_, K> {}

@@ -16,15 +16,44 @@
 
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::OnceLock;
 
 
-use super::{CachedSql, DbConnection};
+use super::{cached_sql, CachedSql, DbConnection};
 use crate::error::TrackerError;
 
 /// Most event rows written by one `INSERT`; smaller remainders use the halves of it, so at most
 /// a handful of distinct statement texts exist.
 const EVENT_ROWS_PER_INSERT: usize = 32;
+
+/// The placeholders of `n` history rows, for `n` a power of two up to
+/// [`EVENT_ROWS_PER_INSERT`].
+macro_rules! event_rows {
+    (1) => {
+        "(?, ?, ?, ?, ?, ?)"
+    };
+    (2) => {
+        concat!(event_rows!(1), ", ", event_rows!(1))
+    };
+    (4) => {
+        concat!(event_rows!(2), ", ", event_rows!(2))
+    };
+    (8) => {
+        concat!(event_rows!(4), ", ", event_rows!(4))
+    };
+    (16) => {
+        concat!(event_rows!(8), ", ", event_rows!(8))
+    };
+    (32) => {
+        concat!(event_rows!(16), ", ", event_rows!(16))
+    };
+}
+
+/// The `INSERT` of `n` history rows.
+macro_rules! insert_events_sql {
+    ($n:tt) => {
+        concat!("INSERT INTO job_events (job_id, stage, kind, worker, at, detail) VALUES ", event_rows!($n))
+    };
+}
 
 /// One row of a job's history, waiting to be written.
 #[derive(Debug, Clone)]
@@ -64,20 +93,17 @@ impl Appends {
             let remaining = rest.len();
             let rows = [EVENT_ROWS_PER_INSERT, 16, 8, 4, 2, 1].into_iter().find(|&n| n <= remaining).unwrap_or(1);
             let chunk: Vec<Event> = rest.by_ref().take(rows).collect();
-            let mut statement = CachedSql::new(insert_events_sql(rows));
-            for event in &chunk {
-                statement = statement
-                    .big_int(event.job)
-                    .text(&event.stage)
-                    .text(event.kind)
-                    .optional_text(event.worker.as_deref())
-                    .big_int(event.at)
-                    .optional_text(event.detail.as_deref());
-            }
-            statement.execute(conn)?;
+            match rows {
+                32 => insert_events(cached_sql!(insert_events_sql!(32)), &chunk, conn),
+                16 => insert_events(cached_sql!(insert_events_sql!(16)), &chunk, conn),
+                8 => insert_events(cached_sql!(insert_events_sql!(8)), &chunk, conn),
+                4 => insert_events(cached_sql!(insert_events_sql!(4)), &chunk, conn),
+                2 => insert_events(cached_sql!(insert_events_sql!(2)), &chunk, conn),
+                _ => insert_events(cached_sql!(insert_events_sql!(1)), &chunk, conn),
+            }?;
         }
         for (nickname, count) in std::mem::take(&mut self.credits) {
-            CachedSql::new(
+            cached_sql!(
                 "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, ?) ON CONFLICT (nickname) \
                  DO UPDATE SET jobs_completed = leaderboard.jobs_completed + excluded.jobs_completed",
             )
@@ -89,18 +115,20 @@ impl Appends {
     }
 }
 
-/// The `INSERT` of `rows` history rows (one of a few fixed texts, so its statement is cached).
-fn insert_events_sql(rows: usize) -> &'static str {
-    static TEXTS: OnceLock<Vec<String>> = OnceLock::new();
-    let texts = TEXTS.get_or_init(|| {
-        (0..=EVENT_ROWS_PER_INSERT)
-            .map(|n| {
-                let values = vec!["(?, ?, ?, ?, ?, ?)"; n].join(", ");
-                format!("INSERT INTO job_events (job_id, stage, kind, worker, at, detail) VALUES {values}")
-            })
-            .collect()
-    });
-    &texts[rows.min(EVENT_ROWS_PER_INSERT)]
+/// Runs an [`insert_events_sql!`] statement for exactly as many rows as `events` holds.
+fn insert_events<K: 'static>(statement: CachedSql<'_, K>, events: &[Event], conn: &mut DbConnection) -> Result<(), TrackerError> {
+    let mut statement = statement;
+    for event in events {
+        statement = statement
+            .big_int(event.job)
+            .text(&event.stage)
+            .text(event.kind)
+            .optional_text(event.worker.as_deref())
+            .big_int(event.at)
+            .optional_text(event.detail.as_deref());
+    }
+    statement.execute(conn)?;
+    Ok(())
 }
 
 /// How a refusal of the operation is undone.
@@ -138,7 +166,7 @@ impl<'a> WriteTx<'a> {
         }
         if self.undo == Undo::Savepoint {
             self.batch.write(self.conn)?;
-            CachedSql::new("SAVEPOINT cascade_write").execute(self.conn)?;
+            cached_sql!("SAVEPOINT cascade_write").execute(self.conn)?;
         }
         self.protected = true;
         Ok(())

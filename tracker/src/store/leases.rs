@@ -10,7 +10,7 @@ use super::workers::{heartbeat_due, load_worker, touch, truncate, WorkerLease};
 use super::{event, state, JobStore};
 use crate::config::StoreConfig;
 use crate::db::schema::{job_events, jobs};
-use crate::db::{CachedSql, DbConnection, WriteTx};
+use crate::db::{cached_sql, CachedSql, DbConnection, WriteTx};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -69,41 +69,65 @@ struct FlaggedRow {
     flags: i32,
 }
 
-/// Which jobs a claim may take: open and due, or (`expired`) leased with an expired lease.
-/// Binds: now.
-fn claimable(expired: bool) -> &'static str {
-    if expired {
-        "state = 'leased' AND lease_expires_at <= ?"
-    } else {
+/// The job's input at the stage it is at.
+macro_rules! data_at_stage {
+    () => {
+        "CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b WHEN 'c' THEN data_c \
+         WHEN 'd' THEN data_d ELSE data_e END"
+    };
+}
+
+/// Which jobs a claim may take: `open` and due, or leased with an `expired` lease. Binds: now.
+macro_rules! claimable {
+    (open) => {
         "state = 'open' AND (retry_at IS NULL OR retry_at <= ?)"
-    }
+    };
+    (expired) => {
+        "state = 'leased' AND lease_expires_at <= ?"
+    };
+}
+
+/// With `only`, the claim may take one given job only. Binds: the job number with `only`.
+macro_rules! only_job {
+    () => {
+        ""
+    };
+    (only) => {
+        " AND id = ?"
+    };
 }
 
 /// The claim statement for PostgreSQL: one claimable job of a stage, lowest number first,
-/// optionally only one given job, leased in a single evaluation that skips rows other
-/// transactions are claiming. Binds: owner, expiry, now, stage, now, and the job number with
-/// `only_job`.
-fn claim_returning_sql(stage: StageId, expired: bool, only_job: bool) -> String {
-    let only = if only_job { " AND id = ?" } else { "" };
-    format!(
-        "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = lease_token + 1, \
-         lease_expires_at = ?, attempts = attempts + 1, retry_at = NULL, updated_at = ? \
-         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND {}{only} \
-         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, lease_token, attempts, data_{stage} AS data",
-        claimable(expired)
-    )
+/// leased in a single evaluation that skips rows other transactions are claiming. Binds: owner,
+/// expiry, now, stage, now, and the job number with `only`.
+macro_rules! claim_returning_sql {
+    ($which:ident $($only:ident)?) => {
+        concat!(
+            "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = lease_token + 1, \
+             lease_expires_at = ?, attempts = attempts + 1, retry_at = NULL, updated_at = ? \
+             WHERE id = (SELECT id FROM jobs WHERE stage = ? AND ",
+            claimable!($which),
+            only_job!($($only)?),
+            " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, lease_token, attempts, ",
+            data_at_stage!(),
+            " AS data"
+        )
+    };
 }
 
 /// The first half of a claim on SQLite: the claimable job, lowest number first. Binds: stage,
-/// now, and the job number with `only_job`.
-fn find_claimable_sql(stage: StageId, expired: bool, only_job: bool) -> String {
-    let only = if only_job { " AND id = ?" } else { "" };
-    format!(
-        "SELECT id, lease_token, attempts, data_{stage} AS data FROM jobs \
-         WHERE stage = ? AND {}{only} ORDER BY id LIMIT 1",
-        claimable(expired)
-    )
+/// now, and the job number with `only`.
+macro_rules! find_claimable_sql {
+    ($which:ident $($only:ident)?) => {
+        concat!(
+            "SELECT id, lease_token, attempts, ",
+            data_at_stage!(),
+            " AS data FROM jobs WHERE stage = ? AND ",
+            claimable!($which),
+            only_job!($($only)?),
+            " ORDER BY id LIMIT 1"
+        )
+    };
 }
 
 /// The second half of a claim on SQLite: leases the job found. Binds: owner, lease token,
@@ -111,67 +135,122 @@ fn find_claimable_sql(stage: StageId, expired: bool, only_job: bool) -> String {
 const LEASE_FOUND_SQL: &str = "UPDATE jobs SET state = 'leased', lease_owner = ?, lease_token = ?, \
                                lease_expires_at = ?, attempts = ?, retry_at = NULL, updated_at = ? WHERE id = ?";
 
-/// Leases one claimable job of `stage` to `token` (see [`claimable`]), or finds none (and
-/// writes nothing). SQLite's writer holds the database's write lock for the whole transaction,
-/// so there the job is found and then leased by its number: two plain statements cost less than
-/// one `UPDATE … RETURNING`, which builds a result table and a statement journal on every call.
-fn lease_one(
-    conn: &mut DbConnection,
-    token: &str,
+/// One claim's search: which stage, which jobs, and the lease it would write.
+struct ClaimSearch<'a> {
+    token: &'a str,
     stage: StageId,
-    expired: bool,
     only_job: Option<i64>,
     expires: i64,
     now: i64,
-) -> Result<Option<ClaimedRow>, TrackerError> {
-    if let DbConnection::Pg(_) = conn {
-        let query = CachedSql::new(claim_returning_sql(stage, expired, only_job.is_some()))
-            .text(token)
-            .big_int(expires)
-            .big_int(now)
-            .text(stage.letter())
-            .big_int(now);
-        let query = match only_job {
-            Some(number) => query.big_int(number),
-            None => query,
-        };
-        return Ok(query.load::<ClaimedRow>(conn)?.pop());
+}
+
+impl ClaimSearch<'_> {
+    /// Runs a [`claim_returning_sql!`] statement (PostgreSQL).
+    fn lease_returning<K: 'static>(&self, statement: CachedSql<'_, K>, conn: &mut DbConnection) -> QueryResult<Vec<ClaimedRow>> {
+        let statement = statement
+            .text(self.token)
+            .big_int(self.expires)
+            .big_int(self.now)
+            .text(self.stage.letter())
+            .big_int(self.now);
+        match self.only_job {
+            Some(number) => statement.big_int(number).load(conn),
+            None => statement.load(conn),
+        }
     }
-    let query = CachedSql::new(find_claimable_sql(stage, expired, only_job.is_some()))
-        .text(stage.letter())
-        .big_int(now);
-    let query = match only_job {
-        Some(number) => query.big_int(number),
-        None => query,
+
+    /// Runs a [`find_claimable_sql!`] statement (SQLite).
+    fn find<K: 'static>(&self, statement: CachedSql<'_, K>, conn: &mut DbConnection) -> QueryResult<Vec<ClaimedRow>> {
+        let statement = statement.text(self.stage.letter()).big_int(self.now);
+        match self.only_job {
+            Some(number) => statement.big_int(number).load(conn),
+            None => statement.load(conn),
+        }
+    }
+}
+
+/// Leases one claimable job of `stage` to `token` (see [`claimable!`]), or finds none (and
+/// writes nothing). SQLite's writer holds the database's write lock for the whole transaction,
+/// so there the job is found and then leased by its number: two plain statements cost less than
+/// one `UPDATE … RETURNING`, which builds a result table and a statement journal on every call.
+fn lease_one(conn: &mut DbConnection, search: &ClaimSearch<'_>, expired: bool) -> Result<Option<ClaimedRow>, TrackerError> {
+    let only = search.only_job.is_some();
+    if let DbConnection::Pg(_) = conn {
+        let leased = match (expired, only) {
+            (false, false) => search.lease_returning(cached_sql!(claim_returning_sql!(open)), conn),
+            (false, true) => search.lease_returning(cached_sql!(claim_returning_sql!(open only)), conn),
+            (true, false) => search.lease_returning(cached_sql!(claim_returning_sql!(expired)), conn),
+            (true, true) => search.lease_returning(cached_sql!(claim_returning_sql!(expired only)), conn),
+        };
+        return Ok(leased?.pop());
+    }
+    let found = match (expired, only) {
+        (false, false) => search.find(cached_sql!(find_claimable_sql!(open)), conn),
+        (false, true) => search.find(cached_sql!(find_claimable_sql!(open only)), conn),
+        (true, false) => search.find(cached_sql!(find_claimable_sql!(expired)), conn),
+        (true, true) => search.find(cached_sql!(find_claimable_sql!(expired only)), conn),
     };
-    let Some(mut row) = query.load::<ClaimedRow>(conn)?.pop() else { return Ok(None) };
+    let Some(mut row) = found?.pop() else { return Ok(None) };
     row.lease_token += 1;
     row.attempts += 1;
-    CachedSql::new(LEASE_FOUND_SQL)
-        .text(token)
+    cached_sql!(LEASE_FOUND_SQL)
+        .text(search.token)
         .big_int(row.lease_token)
-        .big_int(expires)
+        .big_int(search.expires)
         .big_int(i64::from(row.attempts))
-        .big_int(now)
+        .big_int(search.now)
         .big_int(row.id)
         .execute(conn)?;
     Ok(Some(row))
 }
 
-/// The completion statement, fenced by the lease: the output becomes the input of `next`, or
-/// the job's result when there is no next stage. Binds: output, now (twice when the job is
-/// done), job, lease token.
-fn complete_sql(next: Option<StageId>) -> String {
-    let moved = match next {
-        Some(next) => format!(
-            "data_{next} = ?, stage = '{next}', state = 'open', attempts = 0, flags = 0, updated_at = ?"
-        ),
-        None => "result = ?, state = 'done', updated_at = ?, completed_at = ?".to_owned(),
+/// The completion statement, fenced by the lease: the output becomes the input of the `next`
+/// stage, or (`done`) the job's result. Binds: output, now (twice when the job is done), job,
+/// lease token.
+macro_rules! complete_sql {
+    (done) => {
+        concat!("UPDATE jobs SET result = ?, state = 'done', updated_at = ?, completed_at = ?", complete_sql!(fenced))
     };
-    format!(
-        "UPDATE jobs SET {moved}, lease_owner = NULL, lease_expires_at = NULL \
-         WHERE id = ? AND lease_token = ? AND state = 'leased'"
-    )
+    (fenced) => {
+        ", lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND lease_token = ? AND state = 'leased'"
+    };
+    ($next:literal) => {
+        concat!(
+            "UPDATE jobs SET data_", $next, " = ?, stage = '", $next,
+            "', state = 'open', attempts = 0, flags = 0, updated_at = ?",
+            complete_sql!(fenced)
+        )
+    };
+}
+
+/// What a completion writes into the job row.
+struct CompletionWrite<'a> {
+    output: &'a str,
+    now: i64,
+    job: i64,
+    lease: i64,
+}
+
+impl CompletionWrite<'_> {
+    /// Runs a [`complete_sql!`] statement; returns the number of jobs it changed.
+    fn run<K: 'static>(&self, statement: CachedSql<'_, K>, done: bool, conn: &mut DbConnection) -> QueryResult<usize> {
+        let statement = statement.text(self.output).big_int(self.now);
+        let statement = if done { statement.big_int(self.now) } else { statement };
+        statement.big_int(self.job).big_int(self.lease).execute(conn)
+    }
+
+    /// Moves the job to `next` (its input there is the output), or closes it with the output as
+    /// its result; returns the number of jobs changed (0: the lease was lost).
+    fn write(&self, next: Option<StageId>, conn: &mut DbConnection) -> QueryResult<usize> {
+        match next {
+            None => self.run(cached_sql!(complete_sql!(done)), true, conn),
+            Some(StageId::A) => self.run(cached_sql!(complete_sql!("a")), false, conn),
+            Some(StageId::B) => self.run(cached_sql!(complete_sql!("b")), false, conn),
+            Some(StageId::C) => self.run(cached_sql!(complete_sql!("c")), false, conn),
+            Some(StageId::D) => self.run(cached_sql!(complete_sql!("d")), false, conn),
+            Some(StageId::E) => self.run(cached_sql!(complete_sql!("e")), false, conn),
+        }
+    }
 }
 
 /// Re-opens the job `worker` holds, if its lease is still the worker's, and clears the
@@ -206,7 +285,7 @@ pub(crate) fn reopen_held(
 
 /// Clears the worker's reference to the job it held.
 fn clear_held(conn: &mut DbConnection, token: &str) -> Result<(), TrackerError> {
-    CachedSql::new("UPDATE workers SET job_id = NULL, lease_token = NULL WHERE token = ?")
+    cached_sql!("UPDATE workers SET job_id = NULL, lease_token = NULL WHERE token = ?")
         .text(token)
         .execute(conn)?;
     Ok(())
@@ -222,27 +301,41 @@ fn set_held(
     completed: bool,
     seen: Option<i64>,
 ) -> Result<(), TrackerError> {
-    let sql = match (completed, seen.is_some()) {
-        (false, false) => "UPDATE workers SET job_id = ?, lease_token = ?, progress = ? WHERE token = ?",
-        (false, true) => "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, last_seen = ? WHERE token = ?",
-        (true, false) => {
+    /// Binds the values of a `set_held` statement in their order and runs it.
+    fn run<K: 'static>(
+        statement: CachedSql<'_, K>,
+        conn: &mut DbConnection,
+        (token, held, progress, seen): (&str, Option<&ClaimedJob>, &str, Option<i64>),
+    ) -> QueryResult<usize> {
+        let statement = statement
+            .optional_big_int(held.map(|job| job.number))
+            .optional_big_int(held.map(|job| job.lease_token))
+            .text(progress);
+        let statement = match seen {
+            Some(at) => statement.big_int(at),
+            None => statement,
+        };
+        statement.text(token).execute(conn)
+    }
+    let values = (token, held, progress, seen);
+    match (completed, seen.is_some()) {
+        (false, false) => run(
+            cached_sql!("UPDATE workers SET job_id = ?, lease_token = ?, progress = ? WHERE token = ?"),
+            conn,
+            values,
+        ),
+        (false, true) => run(cached_sql!(
+            "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, last_seen = ? WHERE token = ?"
+        ), conn, values),
+        (true, false) => run(cached_sql!(
             "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, \
              jobs_completed = jobs_completed + 1 WHERE token = ?"
-        }
-        (true, true) => {
+        ), conn, values),
+        (true, true) => run(cached_sql!(
             "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, \
              jobs_completed = jobs_completed + 1, last_seen = ? WHERE token = ?"
-        }
-    };
-    let statement = CachedSql::new(sql)
-        .optional_big_int(held.map(|job| job.number))
-        .optional_big_int(held.map(|job| job.lease_token))
-        .text(progress);
-    let statement = match seen {
-        Some(at) => statement.big_int(at),
-        None => statement,
-    };
-    statement.text(token).execute(conn)?;
+        ), conn, values),
+    }?;
     Ok(())
 }
 
@@ -275,10 +368,10 @@ fn claim_in(
     only_job: Option<i64>,
 ) -> Result<Option<ClaimedJob>, TrackerError> {
     let stage = worker_stage(worker)?;
-    let expires = now.saturating_add(worker.lease_ttl_ms);
+    let search = ClaimSearch { token, stage, only_job, expires: now.saturating_add(worker.lease_ttl_ms), now };
     let mut claimed = None;
     for expired in [false, true] {
-        if let Some(row) = lease_one(tx, token, stage, expired, only_job, expires, now)? {
+        if let Some(row) = lease_one(tx, &search, expired)? {
             if expired {
                 tx.record(row.id, stage.letter(), event::EXPIRE, None, now, None);
             }
@@ -312,9 +405,7 @@ fn complete_in(
     let (job, lease) = held_lease(worker)?;
     let stage = worker_stage(worker)?;
     let next_stage = config.next_enabled(stage);
-    let statement = CachedSql::new(complete_sql(next_stage)).text(output).big_int(now);
-    let statement = if next_stage.is_none() { statement.big_int(now) } else { statement };
-    let updated = statement.big_int(job).big_int(lease).execute(tx)?;
+    let updated = CompletionWrite { output, now, job, lease }.write(next_stage, tx)?;
     if updated != 1 {
         return Err(TrackerError::LeaseLost { job });
     }
@@ -462,7 +553,7 @@ impl JobStore {
             let worker = touch(tx, token, now)?;
             let (job, lease) = held_lease(&worker)?;
             let stage = worker_stage(&worker)?;
-            let flagged: Vec<FlaggedRow> = CachedSql::new(
+            let flagged: Vec<FlaggedRow> = cached_sql!(
                 "UPDATE jobs SET flags = flags + 1, state = 'open', lease_owner = NULL, \
                  lease_expires_at = NULL, updated_at = ? \
                  WHERE id = ? AND lease_token = ? AND state = 'leased' RETURNING flags",

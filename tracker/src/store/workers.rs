@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{event, JobStore};
 use crate::db::schema::workers;
-use crate::db::{CachedSql, DbConnection, WriteTx};
+use crate::db::{cached_sql, DbConnection, WriteTx};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -91,7 +91,7 @@ fn random_display_name() -> String {
 
 /// Loads the lease columns of the worker with `token`, without writing anything.
 pub(crate) fn load_worker(conn: &mut DbConnection, token: &str) -> Result<WorkerLease, TrackerError> {
-    CachedSql::new(
+    cached_sql!(
         "SELECT last_seen, stage, nickname, display_name, lease_ttl_ms, job_id, lease_token \
          FROM workers WHERE token = ?",
     )
@@ -119,13 +119,13 @@ pub(crate) fn touch(conn: &mut DbConnection, token: &str, now: i64) -> Result<Wo
     // The job before the worker, as in every lease operation: on PostgreSQL two transactions
     // that lock the same rows in opposite orders deadlock.
     if let (Some(job), Some(token_held)) = (worker.job_id, worker.lease_token) {
-        CachedSql::new("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'leased'")
+        cached_sql!("UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND lease_token = ? AND state = 'leased'")
             .big_int(now + worker.lease_ttl_ms)
             .big_int(job)
             .big_int(token_held)
             .execute(conn)?;
     }
-    CachedSql::new("UPDATE workers SET last_seen = ? WHERE token = ?")
+    cached_sql!("UPDATE workers SET last_seen = ? WHERE token = ?")
         .big_int(now)
         .text(token)
         .execute(conn)?;
@@ -247,7 +247,7 @@ impl JobStore {
         // Refuses (unknown worker) before writing: needs no savepoint.
         move |tx| {
             touch(tx, &token, now)?;
-            CachedSql::new("UPDATE workers SET progress = ? WHERE token = ?")
+            cached_sql!("UPDATE workers SET progress = ? WHERE token = ?")
                 .text(&progress)
                 .text(&token)
                 .execute(tx)?;
