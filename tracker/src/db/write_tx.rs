@@ -17,16 +17,12 @@
 use std::collections::BTreeMap;
 use std::ops::{Deref, DerefMut};
 
-
 use super::{cached_sql, CachedSql, DbConnection};
 use crate::error::TrackerError;
 
-/// Most event rows written by one `INSERT`; smaller remainders use the halves of it, so at most
-/// a handful of distinct statement texts exist.
-const EVENT_ROWS_PER_INSERT: usize = 32;
-
-/// The placeholders of `n` history rows, for `n` a power of two up to
-/// [`EVENT_ROWS_PER_INSERT`].
+/// The placeholders of `n` history rows, for `n` a power of two up to 32: history rows are
+/// written 32 per `INSERT`, and a remainder by the halves of that, so a handful of statement
+/// texts cover every count.
 macro_rules! event_rows {
     (1) => {
         "(?, ?, ?, ?, ?, ?)"
@@ -88,19 +84,18 @@ impl Appends {
 
     /// Writes everything buffered and empties the buffer.
     pub(crate) fn write(&mut self, conn: &mut DbConnection) -> Result<(), TrackerError> {
-        let mut rest = std::mem::take(&mut self.events).into_iter().peekable();
-        while rest.peek().is_some() {
-            let remaining = rest.len();
-            let rows = [EVENT_ROWS_PER_INSERT, 16, 8, 4, 2, 1].into_iter().find(|&n| n <= remaining).unwrap_or(1);
-            let chunk: Vec<Event> = rest.by_ref().take(rows).collect();
-            match rows {
-                32 => insert_events(cached_sql!(insert_events_sql!(32)), &chunk, conn),
-                16 => insert_events(cached_sql!(insert_events_sql!(16)), &chunk, conn),
-                8 => insert_events(cached_sql!(insert_events_sql!(8)), &chunk, conn),
-                4 => insert_events(cached_sql!(insert_events_sql!(4)), &chunk, conn),
-                2 => insert_events(cached_sql!(insert_events_sql!(2)), &chunk, conn),
-                _ => insert_events(cached_sql!(insert_events_sql!(1)), &chunk, conn),
+        let events = std::mem::take(&mut self.events);
+        let mut rest = events.as_slice();
+        while !rest.is_empty() {
+            let written = match rest.len() {
+                32.. => insert_events(cached_sql!(insert_events_sql!(32)), &rest[..32], conn),
+                16.. => insert_events(cached_sql!(insert_events_sql!(16)), &rest[..16], conn),
+                8.. => insert_events(cached_sql!(insert_events_sql!(8)), &rest[..8], conn),
+                4.. => insert_events(cached_sql!(insert_events_sql!(4)), &rest[..4], conn),
+                2.. => insert_events(cached_sql!(insert_events_sql!(2)), &rest[..2], conn),
+                _ => insert_events(cached_sql!(insert_events_sql!(1)), &rest[..1], conn),
             }?;
+            rest = &rest[written..];
         }
         for (nickname, count) in std::mem::take(&mut self.credits) {
             cached_sql!(
@@ -115,9 +110,13 @@ impl Appends {
     }
 }
 
-/// Runs an [`insert_events_sql!`] statement for exactly as many rows as `events` holds.
-fn insert_events<K: 'static>(statement: CachedSql<'_, K>, events: &[Event], conn: &mut DbConnection) -> Result<(), TrackerError> {
-    let mut statement = statement;
+/// Runs an [`insert_events_sql!`] statement for exactly as many rows as `events` holds;
+/// returns that number.
+fn insert_events<'a, K: 'static>(
+    mut statement: CachedSql<'a, K>,
+    events: &'a [Event],
+    conn: &mut DbConnection,
+) -> Result<usize, TrackerError> {
     for event in events {
         statement = statement
             .big_int(event.job)
@@ -128,7 +127,7 @@ fn insert_events<K: 'static>(statement: CachedSql<'_, K>, events: &[Event], conn
             .optional_text(event.detail.as_deref());
     }
     statement.execute(conn)?;
-    Ok(())
+    Ok(events.len())
 }
 
 /// How a refusal of the operation is undone.
