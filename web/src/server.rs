@@ -146,7 +146,11 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
 /// When the address cannot be bound.
 pub fn build_server(store: JobStore, config: &ServerConfig) -> std::io::Result<(Server, Vec<SocketAddr>)> {
     let routes = configure(store, config);
-    let mut server = HttpServer::new(move || App::new().configure(routes.clone()))
+    // The factory runs once on each HTTP worker thread as it starts.
+    let mut server = HttpServer::new(move || {
+        crate::scheduling::no_wakeup_preemption();
+        App::new().configure(routes.clone())
+    })
     .shutdown_timeout(5);
     if let Some(workers) = config.http_workers {
         server = server.workers(workers.max(1));

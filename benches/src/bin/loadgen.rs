@@ -44,6 +44,9 @@ struct Args {
     /// Print one machine-readable line instead of a sentence.
     #[arg(long)]
     csv: bool,
+    /// Also print the latency percentiles of each endpoint.
+    #[arg(long)]
+    endpoints: bool,
 }
 
 /// Why a worker stopped early.
@@ -126,16 +129,61 @@ struct WorkerResult {
     ran_dry: bool,
 }
 
-fn record(histogram: &RefCell<Histogram<u64>>, started: Instant) {
+/// The worker requests a cycle makes, in order.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    NewJob,
+    UpdateProgress,
+    CompleteJob,
+}
+
+impl Endpoint {
+    const ALL: [Self; 3] = [Self::NewJob, Self::UpdateProgress, Self::CompleteJob];
+
+    fn path(self) -> &'static str {
+        match self {
+            Self::NewJob => "/api/newJob",
+            Self::UpdateProgress => "/api/updateProgress",
+            Self::CompleteJob => "/api/completeJob",
+        }
+    }
+}
+
+/// Request latencies in microseconds, one histogram per endpoint.
+struct Latencies([Histogram<u64>; 3]);
+
+impl Latencies {
+    fn new() -> Self {
+        // unwrap: these bounds are valid constants.
+        Self(std::array::from_fn(|_| Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()))
+    }
+
+    /// Every request, whatever its endpoint.
+    fn all(&self) -> Histogram<u64> {
+        let mut all = self.0[0].clone();
+        for histogram in &self.0[1..] {
+            // unwrap: histograms with the same bounds always merge.
+            all.add(histogram).unwrap();
+        }
+        all
+    }
+}
+
+fn record(latencies: &RefCell<Latencies>, endpoint: Endpoint, started: Instant) {
     let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    histogram.borrow_mut().saturating_record(micros.max(1));
+    latencies.borrow_mut().0[endpoint as usize].saturating_record(micros.max(1));
+}
+
+/// The median and 99th percentile of `histogram`, in milliseconds.
+fn p50_p99(histogram: &Histogram<u64>) -> (f64, f64) {
+    (histogram.value_at_quantile(0.50) as f64 / 1000.0, histogram.value_at_quantile(0.99) as f64 / 1000.0)
 }
 
 async fn run_worker(
     authority: String,
     stage: String,
     stop: Arc<AtomicBool>,
-    latencies: Rc<RefCell<Histogram<u64>>>,
+    latencies: Rc<RefCell<Latencies>>,
 ) -> Result<WorkerResult, LoadError> {
     let mut conn = Connection::open(&authority).await?;
     let registered = conn.expect_ok(Method::GET, &format!("/api/new?nickname=loadgen&stage={stage}"), None).await?;
@@ -147,8 +195,8 @@ async fn run_worker(
     let (mut cycles, mut ran_dry) = (0, false);
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let (status, answer) = conn.call(Method::POST, "/api/newJob", Some(token_body.clone())).await?;
-        record(&latencies, started);
+        let (status, answer) = conn.call(Method::POST, Endpoint::NewJob.path(), Some(token_body.clone())).await?;
+        record(&latencies, Endpoint::NewJob, started);
         if status == StatusCode::FORBIDDEN {
             ran_dry = true;
             break;
@@ -158,12 +206,12 @@ async fn run_worker(
         }
         let job: NewJob = serde_json::from_slice(&answer).map_err(|error| LoadError::Decode { uri: "/api/newJob", error })?;
         let started = Instant::now();
-        conn.expect_ok(Method::POST, "/api/updateProgress", Some(progress_body.clone())).await?;
-        record(&latencies, started);
+        conn.expect_ok(Method::POST, Endpoint::UpdateProgress.path(), Some(progress_body.clone())).await?;
+        record(&latencies, Endpoint::UpdateProgress, started);
         let started = Instant::now();
         let complete = json!({ "token": token, "data": job.data }).to_string();
-        conn.expect_ok(Method::POST, "/api/completeJob", Some(complete)).await?;
-        record(&latencies, started);
+        conn.expect_ok(Method::POST, Endpoint::CompleteJob.path(), Some(complete)).await?;
+        record(&latencies, Endpoint::CompleteJob, started);
         cycles += 1;
     }
     conn.expect_ok(Method::POST, "/api/bye", Some(token_body)).await?;
@@ -176,8 +224,7 @@ fn main() {
     // unwrap: a current-thread runtime with I/O and timers always builds.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let local = tokio::task::LocalSet::new();
-    // unwrap: these bounds are valid constants.
-    let latencies = Rc::new(RefCell::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap()));
+    let latencies = Rc::new(RefCell::new(Latencies::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let results = local.block_on(&runtime, async {
@@ -216,9 +263,9 @@ fn main() {
     if ran_dry {
         eprintln!("warning: the stage ran out of jobs; load more jobs for a full-length run");
     }
-    let total = latencies.borrow();
+    let latencies = latencies.borrow();
     let rate = cycles as f64 / elapsed;
-    let (p50, p99) = (total.value_at_quantile(0.50) as f64 / 1000.0, total.value_at_quantile(0.99) as f64 / 1000.0);
+    let (p50, p99) = p50_p99(&latencies.all());
     if args.csv {
         println!("{},{cycles},{rate:.0},{p50:.2},{p99:.2}", args.workers);
     } else {
@@ -226,5 +273,11 @@ fn main() {
             "{} workers: {cycles} cycles in {elapsed:.1}s = {rate:.0} cycles/s; request latency p50 {p50:.2} ms, p99 {p99:.2} ms",
             args.workers
         );
+    }
+    if args.endpoints {
+        for endpoint in Endpoint::ALL {
+            let (p50, p99) = p50_p99(&latencies.0[endpoint as usize]);
+            println!("  {}: p50 {p50:.2} ms, p99 {p99:.2} ms", endpoint.path());
+        }
     }
 }

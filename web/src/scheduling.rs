@@ -1,0 +1,66 @@
+//! The HTTP threads' scheduling class.
+//!
+//! On SQLite every worker request waits for one thread: the writer that commits the batch its
+//! operation joined (see `cascade_tracker`'s group commit). When the machine is saturated, an
+//! HTTP thread woken by a new request preempts whatever runs on its core; when that is the
+//! writer, every request in flight stalls until the scheduler's next tick gives it back (4 ms
+//! with the common `HZ=250` kernels), and those stalls were most of the p99 latency under load.
+//! Linux's `SCHED_BATCH` class is the fair scheduler without wakeup preemption: an HTTP thread
+//! in it still runs at once on an idle core and gets its full share of CPU, but no longer
+//! interrupts the writer. Any user may choose it for their own threads; the thread's niceness
+//! is kept. Elsewhere than Linux, threads keep the default class.
+
+/// Puts the calling thread in the `SCHED_BATCH` class (Linux), keeping its niceness. A thread
+/// that cannot change class keeps the default one; the reason is logged at debug level.
+pub(crate) fn no_wakeup_preemption() {
+    #[cfg(target_os = "linux")]
+    if let Err(reason) = linux::batch_current_thread() {
+        tracing::debug!(%reason, "The HTTP thread keeps the default scheduling class.");
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use thread_priority::unix::{
+        set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy,
+    };
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+
+    /// Switches the calling thread to `SCHED_BATCH` at its current niceness.
+    pub(super) fn batch_current_thread() -> Result<(), String> {
+        let nice = rustix::process::getpriority_process(None).map_err(|e| format!("cannot read the niceness: {e}"))?;
+        let batch = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Batch);
+        // The crate sets a niceness along with the class, from a 0–99 scale: pick the value that
+        // maps to the niceness the thread has.
+        let same_niceness = (0..=ThreadPriorityValue::MAX.into())
+            .filter_map(|value: u8| ThreadPriorityValue::try_from(value).ok())
+            .map(ThreadPriority::Crossplatform)
+            .find(|priority| priority.to_posix(batch).ok() == Some(nice))
+            .ok_or_else(|| format!("no priority keeps the niceness {nice}"))?;
+        set_thread_priority_and_policy(thread_native_id(), same_niceness, batch)
+            .map_err(|e| format!("cannot switch to SCHED_BATCH: {e:?}"))
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// The scheduling policy and niceness of the calling thread, from `/proc/thread-self/stat`.
+    fn policy_and_niceness() -> (u32, i32) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after the parenthesised command name: state is field 3, niceness 19, policy 41.
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        (fields[41 - 3].parse().unwrap(), fields[19 - 3].parse().unwrap())
+    }
+
+    #[test]
+    fn the_thread_moves_to_sched_batch_and_keeps_its_niceness() {
+        std::thread::spawn(|| {
+            let (policy, nice) = policy_and_niceness();
+            assert_eq!(policy, 0, "threads start in SCHED_OTHER");
+            super::no_wakeup_preemption();
+            assert_eq!(policy_and_niceness(), (3, nice), "SCHED_BATCH is 3");
+        })
+        .join()
+        .unwrap();
+    }
+}
