@@ -6,7 +6,7 @@
 //! waits were the tracker's longest answers. A [`Checkpointer`] runs a *passive* checkpoint,
 //! which never blocks the writer, on a connection of its own every [`CHECKPOINT_EVERY`], so the
 //! copy stays close behind the log's end. The writer still checkpoints when the log reaches
-//! its limit (`wal_autocheckpoint` in [`super::SQLITE_PRAGMAS`], raised to 10,000 pages so it
+//! its limit (`wal_autocheckpoint` in [`super::SQLITE_PRAGMAS`], raised to 50,000 pages so it
 //! happens rarely): by then nearly everything is copied, and its checkpoint is what lets the
 //! log start again from its beginning while writes never pause (a checkpoint that could do that
 //! from here would have to stop the writer for the whole copy).
