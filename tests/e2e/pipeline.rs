@@ -148,6 +148,40 @@ fn five_stages_run_every_job_to_the_computed_output_on_postgres() {
     five_stages_run_every_job_to_the_computed_output(TestDatabase::postgres());
 }
 
+/// The scheduling policy of each thread of process `pid`, by thread name (Linux).
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut policies = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads") {
+        let task = task.expect("a task entry").path();
+        let (Ok(name), Ok(stat)) = (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat")))
+        else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the parenthesised name start at field 3; the policy is field 41.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("stat has a name") + 2..].split(' ').collect();
+        policies.push((name.trim_end().to_owned(), fields[41 - 3].parse().expect("a policy number")));
+    }
+    policies
+}
+
+/// Stage workers and HTTP threads run as `SCHED_BATCH` (policy 3) so that waking them never
+/// preempts the SQLite writer, which keeps the default class (0).
+fn assert_only_the_writer_preempts(daemon: &Daemon) {
+    let policies = thread_policies(daemon.pid());
+    let of = |named: &dyn Fn(&str) -> bool| -> Vec<u32> {
+        policies.iter().filter(|(name, _)| named(name)).map(|&(_, policy)| policy).collect()
+    };
+    // Stage workers are `cascade-{stage}-{index}` (their rayon threads `cascade-{stage}-rayon…`).
+    let stage_worker = |name: &str| {
+        name.strip_prefix("cascade-").and_then(|rest| rest.split_once('-')).is_some_and(|(_, index)| index.parse::<usize>().is_ok())
+    };
+    let (stage_workers, http, writer) =
+        (of(&stage_worker), of(&|name| name.starts_with("actix-rt|system")), of(&|name| name.starts_with("cascade-sqlite")));
+    assert!(!stage_workers.is_empty() && !http.is_empty(), "threads not found: {policies:?}");
+    assert!(stage_workers.iter().chain(&http).all(|&policy| policy == 3), "{policies:?}");
+    assert_eq!(writer, [0], "{policies:?}");
+}
+
 #[test]
 fn a_slow_stage_holds_back_the_stages_before_it() {
     const JOBS: i64 = 150;
@@ -180,6 +214,7 @@ fn a_slow_stage_holds_back_the_stages_before_it() {
     });
     assert!(samples > 10, "too few samples to say anything");
     assert!(a_waited, "stage a never had to wait for stage c");
+    assert_only_the_writer_preempts(&daemon);
     assert!(max_seen.2 >= bound_c as i64 - 2, "stage c's queue never filled: {max_seen:?}");
 }
 

@@ -143,6 +143,11 @@ impl Daemon {
         Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), url }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port the daemon listens on.
     pub fn port(&self) -> u16 {
         self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("url has a port")

@@ -14,6 +14,7 @@
 //! - [`Clock`]: injectable time, so tests move time instead of sleeping.
 //! - [`load`]: job lists from JSON, text lines or brace patterns.
 //! - [`StageId`]: the stage letters `a`..`e`.
+//! - [`scheduling`]: the scheduling class of the threads that feed the SQLite writer.
 //! - `testing` (feature `test-util`): throw-away SQLite and PostgreSQL databases for tests.
 
 mod clock;
@@ -21,6 +22,7 @@ mod config;
 mod db;
 mod error;
 pub mod load;
+pub mod scheduling;
 mod stage;
 mod store;
 #[cfg(feature = "test-util")]

@@ -13,7 +13,8 @@
 //! - [`pools`]: the registry through which the engine shows its local stage pools.
 //! - [`ApiError`]: how store errors and malformed requests become statuses and texts.
 //! - [`server`]: building the actix-web server with body limits and the routes above; its
-//!   threads run without wakeup preemption (`scheduling`) so they never stall the SQLite writer.
+//!   threads run without wakeup preemption ([`cascade_tracker::scheduling`]) so they never stall
+//!   the SQLite writer.
 //! - [`client`]: a typed, blocking client for the worker API, used by `cascade worker`, the
 //!   benchmarks and the tests.
 //!
@@ -26,7 +27,6 @@ mod dashboard;
 mod error;
 pub mod metrics;
 pub mod pools;
-mod scheduling;
 pub mod server;
 
 pub use client::{ClientError, Job, TrackerClient, WorkerSession};

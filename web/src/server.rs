@@ -148,7 +148,7 @@ pub fn build_server(store: JobStore, config: &ServerConfig) -> std::io::Result<(
     let routes = configure(store, config);
     // The factory runs once on each HTTP worker thread as it starts.
     let mut server = HttpServer::new(move || {
-        crate::scheduling::no_wakeup_preemption();
+        cascade_tracker::scheduling::no_wakeup_preemption();
         App::new().configure(routes.clone())
     })
     .shutdown_timeout(5);

@@ -101,7 +101,10 @@ impl StagePool {
     fn spawn_worker(&self, index: usize) -> Option<JoinHandle<()>> {
         let (shared, slot) = (Arc::clone(&self.shared), Arc::clone(&self.slots[index]));
         let name = format!("cascade-{}-{index}", self.shared.stage);
-        match std::thread::Builder::new().name(name).spawn(move || worker::run(&shared, &slot, index)) {
+        match std::thread::Builder::new().name(name).spawn(move || {
+            cascade_tracker::scheduling::no_wakeup_preemption();
+            worker::run(&shared, &slot, index)
+        }) {
             Ok(handle) => Some(handle),
             Err(e) => {
                 tracing::error!(stage = %self.shared.stage, error = %e, "Cannot start a worker thread.");

@@ -1,21 +1,24 @@
-//! The HTTP threads' scheduling class.
+//! Scheduling class for the threads that feed the SQLite writer.
 //!
-//! On SQLite every worker request waits for one thread: the writer that commits the batch its
-//! operation joined (see `cascade_tracker`'s group commit). When the machine is saturated, an
-//! HTTP thread woken by a new request preempts whatever runs on its core; when that is the
-//! writer, every request in flight stalls until the scheduler's next tick gives it back (4 ms
-//! with the common `HZ=250` kernels), and those stalls were most of the p99 latency under load.
-//! Linux's `SCHED_BATCH` class is the fair scheduler without wakeup preemption: an HTTP thread
-//! in it still runs at once on an idle core and gets its full share of CPU, but no longer
-//! interrupts the writer. Any user may choose it for their own threads; the thread's niceness
-//! is kept. Elsewhere than Linux, threads keep the default class.
+//! On SQLite every write waits for one thread: the writer that commits the batch it joined
+//! (group commit). When the machine is saturated, a thread woken with new work (an HTTP thread
+//! with a request, a stage worker with a reply) preempts whatever runs on its core; when that is
+//! the writer, every write in flight stalls until the scheduler's next tick gives it back (4 ms
+//! with the common `HZ=250` kernels). Those stalls were most of the HTTP p99 latency under load.
+//! Linux's `SCHED_BATCH` class is the fair scheduler without wakeup preemption: a thread in it
+//! still runs at once on an idle core and gets its full share of CPU, but no longer interrupts
+//! the writer. Any user may choose it for their own threads, and the thread's niceness is kept.
+//! The HTTP server's threads and the engine's stage workers call
+//! [`no_wakeup_preemption`] as they start; the writer keeps the default class. Elsewhere than
+//! Linux, threads keep the default class.
 
-/// Puts the calling thread in the `SCHED_BATCH` class (Linux), keeping its niceness. A thread
-/// that cannot change class keeps the default one; the reason is logged at debug level.
-pub(crate) fn no_wakeup_preemption() {
+/// Puts the calling thread in the `SCHED_BATCH` class (Linux), keeping its niceness, so that
+/// waking it never preempts the SQLite writer. A thread that cannot change class keeps the
+/// default one; the reason is logged at debug level.
+pub fn no_wakeup_preemption() {
     #[cfg(target_os = "linux")]
     if let Err(reason) = linux::batch_current_thread() {
-        tracing::debug!(%reason, "The HTTP thread keeps the default scheduling class.");
+        tracing::debug!(%reason, "The thread keeps the default scheduling class.");
     }
 }
 
