@@ -18,8 +18,10 @@
 //! - [`client`]: a typed, blocking client for the worker API, used by `cascade worker`, the
 //!   benchmarks and the tests.
 //!
-//! Every store call runs on actix's blocking thread pool (`web::block`), never on the async
-//! threads that serve connections.
+//! No store call runs on the async threads that serve connections: the worker API's writes
+//! (`newJob`, `updateProgress`, `completeJob`) are handed to the SQLite writer thread, or to
+//! tokio's blocking pool on PostgreSQL, and awaited; every other call runs on actix's blocking
+//! thread pool (`web::block`).
 
 pub mod api;
 pub mod client;
