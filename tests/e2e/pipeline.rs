@@ -164,8 +164,8 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
     policies
 }
 
-/// Stage workers and HTTP threads run as `SCHED_BATCH` (policy 3) so that waking them never
-/// preempts the SQLite writer, which keeps the default class (0).
+/// Stage workers, HTTP threads and the background checkpoint run as `SCHED_BATCH` (policy 3) so
+/// that waking them never preempts the SQLite writer, which keeps the default class (0).
 fn assert_only_the_writer_preempts(daemon: &Daemon) {
     let policies = thread_policies(daemon.pid());
     let of = |named: &dyn Fn(&str) -> bool| -> Vec<u32> {
@@ -175,10 +175,14 @@ fn assert_only_the_writer_preempts(daemon: &Daemon) {
     let stage_worker = |name: &str| {
         name.strip_prefix("cascade-").and_then(|rest| rest.split_once('-')).is_some_and(|(_, index)| index.parse::<usize>().is_ok())
     };
-    let (stage_workers, http, writer) =
-        (of(&stage_worker), of(&|name| name.starts_with("actix-rt|system")), of(&|name| name.starts_with("cascade-sqlite")));
-    assert!(!stage_workers.is_empty() && !http.is_empty(), "threads not found: {policies:?}");
-    assert!(stage_workers.iter().chain(&http).all(|&policy| policy == 3), "{policies:?}");
+    let (stage_workers, http, checkpoint, writer) = (
+        of(&stage_worker),
+        of(&|name| name.starts_with("actix-rt|system")),
+        of(&|name| name.starts_with("cascade-wal")),
+        of(&|name| name.starts_with("cascade-sqlite")),
+    );
+    assert!(!stage_workers.is_empty() && !http.is_empty() && !checkpoint.is_empty(), "threads not found: {policies:?}");
+    assert!(stage_workers.iter().chain(&http).chain(&checkpoint).all(|&policy| policy == 3), "{policies:?}");
     assert_eq!(writer, [0], "{policies:?}");
 }
 

@@ -8,8 +8,8 @@
 //! Linux's `SCHED_BATCH` class is the fair scheduler without wakeup preemption: a thread in it
 //! still runs at once on an idle core and gets its full share of CPU, but no longer interrupts
 //! the writer. Any user may choose it for their own threads, and the thread's niceness is kept.
-//! The HTTP server's threads and the engine's stage workers call
-//! [`no_wakeup_preemption`] as they start; the writer keeps the default class. Elsewhere than
+//! The HTTP server's threads, the engine's stage workers and the background WAL checkpoint
+//! call [`no_wakeup_preemption`] as they start; the writer keeps the default class. Elsewhere than
 //! Linux, threads keep the default class.
 
 /// Puts the calling thread in the `SCHED_BATCH` class (Linux), keeping its niceness, so that

@@ -35,13 +35,17 @@ impl Checkpointer {
         let (stop, stopped) = bounded::<()>(0);
         std::thread::Builder::new()
             .name("cascade-wal-checkpoint".to_owned())
-            .spawn(move || loop {
-                match stopped.recv_timeout(CHECKPOINT_EVERY) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-                }
-                if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
-                    tracing::debug!(%error, "Background checkpoint failed; the writer's own checkpoint covers it.");
+            .spawn(move || {
+                // Its timer must not take the core from the writer either.
+                crate::scheduling::no_wakeup_preemption();
+                loop {
+                    match stopped.recv_timeout(CHECKPOINT_EVERY) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if let Err(error) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::debug!(%error, "Background checkpoint failed; the writer's own checkpoint covers it.");
+                    }
                 }
             })
             .map_err(|e| TrackerError::Commit(format!("cannot start the checkpoint thread: {e}")))?;
