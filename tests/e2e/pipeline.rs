@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_tests::{wait_until, Daemon};
-use cascade_tracker::testing::TestDatabase;
+use cascade_tracker::testing::{threads_scheduling, TestDatabase};
 use cascade_tracker::{JobState, JobStore, StageId, StoreConfig, SystemClock};
 use serde_json::Value;
 
@@ -148,28 +148,12 @@ fn five_stages_run_every_job_to_the_computed_output_on_postgres() {
     five_stages_run_every_job_to_the_computed_output(TestDatabase::postgres());
 }
 
-/// The scheduling policy of each thread of process `pid`, by thread name (Linux).
-fn thread_policies(pid: u32) -> Vec<(String, u32)> {
-    let mut policies = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads") {
-        let task = task.expect("a task entry").path();
-        let (Ok(name), Ok(stat)) = (std::fs::read_to_string(task.join("comm")), std::fs::read_to_string(task.join("stat")))
-        else {
-            continue; // the thread ended meanwhile
-        };
-        // Fields after the parenthesised name start at field 3; the policy is field 41.
-        let fields: Vec<&str> = stat[stat.rfind(')').expect("stat has a name") + 2..].split(' ').collect();
-        policies.push((name.trim_end().to_owned(), fields[41 - 3].parse().expect("a policy number")));
-    }
-    policies
-}
-
 /// Stage workers, HTTP threads and the background checkpoint run as `SCHED_BATCH` (policy 3) so
 /// that waking them never preempts the SQLite writer, which keeps the default class (0).
 fn assert_only_the_writer_preempts(daemon: &Daemon) {
-    let policies = thread_policies(daemon.pid());
+    let threads = threads_scheduling(daemon.pid());
     let of = |named: &dyn Fn(&str) -> bool| -> Vec<u32> {
-        policies.iter().filter(|(name, _)| named(name)).map(|&(_, policy)| policy).collect()
+        threads.iter().filter(|thread| named(&thread.name)).map(|thread| thread.policy).collect()
     };
     // Stage workers are `cascade-{stage}-{index}` (their rayon threads `cascade-{stage}-rayon…`).
     let stage_worker = |name: &str| {
@@ -181,9 +165,9 @@ fn assert_only_the_writer_preempts(daemon: &Daemon) {
         of(&|name| name.starts_with("cascade-wal")),
         of(&|name| name.starts_with("cascade-sqlite")),
     );
-    assert!(!stage_workers.is_empty() && !http.is_empty() && !checkpoint.is_empty(), "threads not found: {policies:?}");
-    assert!(stage_workers.iter().chain(&http).chain(&checkpoint).all(|&policy| policy == 3), "{policies:?}");
-    assert_eq!(writer, [0], "{policies:?}");
+    assert!(!stage_workers.is_empty() && !http.is_empty() && !checkpoint.is_empty(), "threads not found: {threads:?}");
+    assert!(stage_workers.iter().chain(&http).chain(&checkpoint).all(|&policy| policy == 3), "{threads:?}");
+    assert_eq!(writer, [0], "{threads:?}");
 }
 
 #[test]

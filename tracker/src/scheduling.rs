@@ -47,21 +47,22 @@ mod linux {
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    /// The scheduling policy and niceness of the calling thread, from `/proc/thread-self/stat`.
-    fn policy_and_niceness() -> (u32, i32) {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after the parenthesised command name: state is field 3, niceness 19, policy 41.
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        (fields[41 - 3].parse().unwrap(), fields[19 - 3].parse().unwrap())
+    use std::path::Path;
+
+    use crate::testing::{thread_scheduling, ThreadScheduling};
+
+    fn this_thread() -> ThreadScheduling {
+        thread_scheduling(Path::new("/proc/thread-self")).expect("this thread is alive")
     }
 
     #[test]
     fn the_thread_moves_to_sched_batch_and_keeps_its_niceness() {
         std::thread::spawn(|| {
-            let (policy, nice) = policy_and_niceness();
-            assert_eq!(policy, 0, "threads start in SCHED_OTHER");
+            let before = this_thread();
+            assert_eq!(before.policy, 0, "threads start in SCHED_OTHER");
             super::no_wakeup_preemption();
-            assert_eq!(policy_and_niceness(), (3, nice), "SCHED_BATCH is 3");
+            let after = this_thread();
+            assert_eq!((after.policy, after.nice), (3, before.nice), "SCHED_BATCH is 3");
         })
         .join()
         .unwrap();
