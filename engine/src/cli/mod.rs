@@ -18,11 +18,13 @@
 
 #[cfg(feature = "clip")]
 mod clip;
+mod download;
 mod init;
 mod progress;
 mod run;
 mod serve;
 mod status;
+mod summary;
 mod wat;
 mod worker;
 
@@ -65,6 +67,8 @@ enum Command {
     Status,
     /// Extract image URL / alt-text pairs from Common Crawl WAT files into parquet shards.
     Wat(wat::WatArgs),
+    /// Download the images of pair shards into webdataset shards (img2dataset's layout).
+    Download(download::DownloadArgs),
     /// Keep the image/caption pairs of webdataset shards whose CLIP similarity passes a threshold.
     #[cfg(feature = "clip")]
     Clip(clip::ClipArgs),
@@ -167,6 +171,7 @@ fn run(cli: Cli, registry: &StageRegistry) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(&cli, args, registry),
         Command::Status => status::run(&cli),
         Command::Wat(args) => wat::run(args),
+        Command::Download(args) => download::run(args),
         #[cfg(feature = "clip")]
         Command::Clip(args) => clip::run(args),
     }

@@ -1,18 +1,20 @@
 //! `cascade run`: the daemon — tracker, HTTP API and the local stage pools in one process.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::rt::System;
 use anyhow::Context;
 use cascade_stages::stage::StageRegistry;
-use cascade_tracker::JobStore;
+use cascade_tracker::{JobStore, StageId};
 use clap::Args;
 
 use super::init::JobSource;
 use super::progress::PipelineProgress;
 use super::serve::sweep_forever;
-use super::{open_store, Cli, PipelineArgs, ServerArgs};
+use super::{open_store, summary, Cli, PipelineArgs, ServerArgs};
 use crate::runtime::{Drain, GetStatus, StagePlan, Supervisor};
 
 /// How often the progress view and the `--until-done` check look at the counts.
@@ -69,10 +71,14 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow
             "Pipeline started."
         );
         actix_web::rt::spawn(sweep_forever(store.clone(), config.sweep_interval));
-        let reason = wait_for_stop(store.clone(), args.until_done, !args.no_progress).await;
+        let reason = wait_for_stop(store.clone(), &supervisor, args.until_done, !args.no_progress).await;
         tracing::info!(reason, grace = ?config.engine.shutdown_grace, "Stopping: draining the stage pools.");
+        let unavailable = unavailable_stages(&supervisor).await;
         supervisor.send(Drain { grace: config.engine.shutdown_grace }).await.context("draining the pools")?;
         report(&supervisor).await;
+        if args.until_done {
+            print_summary(&store, &plans, &config.engine.artifacts, &unavailable).await;
+        }
         server_handle.stop(true).await;
         let _ = server_task.await;
         tracing::info!("Pipeline stopped.");
@@ -82,8 +88,8 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow
 
 /// Waits for SIGINT/SIGTERM or, with `until_done`, for the pipeline to run dry, while keeping
 /// the progress view current. Returns why it stopped.
-async fn wait_for_stop(store: JobStore, until_done: bool, bars: bool) -> &'static str {
-    let watcher = watch(store, until_done, bars);
+async fn wait_for_stop(store: JobStore, supervisor: &Addr<Supervisor>, until_done: bool, bars: bool) -> &'static str {
+    let watcher = watch(store, supervisor, until_done, bars);
     tokio::select! {
         () = shutdown_signal() => "signal",
         () = watcher => "all jobs finished",
@@ -113,8 +119,9 @@ pub(crate) async fn shutdown_signal() {
     }
 }
 
-/// Updates the progress view; with `until_done`, resolves when no job is open or leased.
-async fn watch(store: JobStore, until_done: bool, bars: bool) {
+/// Updates the progress view; with `until_done`, resolves when no job is open or leased, save
+/// open jobs at stages that cannot start here (they wait for a later run or a remote worker).
+async fn watch(store: JobStore, supervisor: &Addr<Supervisor>, until_done: bool, bars: bool) {
     let mut progress = PipelineProgress::new(bars);
     let mut ticks = actix_web::rt::time::interval(WATCH_EVERY);
     loop {
@@ -129,10 +136,45 @@ async fn watch(store: JobStore, until_done: bool, bars: bool) {
             Err(_) => continue,
         };
         progress.update(&counts);
-        let unfinished: i64 = counts.iter().map(|c| c.open + c.leased).sum();
+        let blocked = if until_done { unavailable_stages(supervisor).await } else { BTreeMap::new() };
+        let unfinished: i64 =
+            counts.iter().map(|c| c.leased + if blocked.contains_key(&c.stage) { 0 } else { c.open }).sum();
         if until_done && unfinished == 0 {
             progress.finish();
             return;
+        }
+    }
+}
+
+/// The stages whose pools cannot run, with why.
+async fn unavailable_stages(supervisor: &Addr<Supervisor>) -> BTreeMap<StageId, String> {
+    let pools = supervisor.send(GetStatus).await.unwrap_or_default();
+    pools.into_iter().filter_map(|pool| Some((pool.stage, pool.unavailable?))).collect()
+}
+
+/// Prints what each local stage made and where its files are, and the stages that could not
+/// start with the jobs waiting there.
+async fn print_summary(store: &JobStore, plans: &[StagePlan], artifacts: &Path, unavailable: &BTreeMap<StageId, String>) {
+    let (reader, owned_plans) = (store.clone(), plans.to_vec());
+    let totals = match actix_web::web::block(move || summary::stage_totals(&reader, &owned_plans)).await {
+        Ok(Ok(totals)) => totals,
+        Ok(Err(e)) => return tracing::warn!(error = %e, "Could not read the jobs for the summary."),
+        Err(_) => return,
+    };
+    let reader = store.clone();
+    let counts = actix_web::web::block(move || reader.stage_counts()).await.ok().and_then(Result::ok).unwrap_or_default();
+    println!("Summary:");
+    for plan in plans {
+        let stage_totals = totals.get(&plan.stage).map(|t| t.describe(&plan.kind)).unwrap_or_default();
+        println!(
+            "  {} {:<10} {stage_totals}\n    files: {}",
+            plan.stage,
+            plan.kind,
+            summary::output_folder(plan, artifacts).display()
+        );
+        if let Some(reason) = unavailable.get(&plan.stage) {
+            let waiting = counts.iter().find(|c| c.stage == plan.stage).map_or(0, |c| c.open);
+            println!("    could not start: {reason}\n    {waiting} jobs wait at stage {}; fix this and run again to finish them.", plan.stage);
         }
     }
 }

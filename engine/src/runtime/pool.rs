@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,19 @@ pub(crate) struct PoolShared {
     pub(crate) next_local_stage: Option<StageId>,
     pub(crate) stopping: AtomicBool,
     pub(crate) counters: PoolCounters,
+    /// Why the stage cannot run here, once a worker found that opening it cannot succeed.
+    pub(crate) unavailable: Mutex<Option<String>>,
+}
+
+impl PoolShared {
+    /// Records that the stage cannot run here (the first reason is kept) and says so.
+    pub(crate) fn mark_unavailable(&self, reason: String) {
+        let mut unavailable = self.unavailable.lock().unwrap_or_else(PoisonError::into_inner);
+        if unavailable.is_none() {
+            tracing::error!(stage = %self.stage, kind = %self.kind, %reason, "The stage cannot start; its jobs wait in the database.");
+            *unavailable = Some(reason);
+        }
+    }
 }
 
 /// What a pool reports about itself.
@@ -76,6 +89,8 @@ pub struct PoolStatus {
     pub released: u64,
     /// Stage panics caught (each restarted its worker).
     pub panics: u64,
+    /// Why the stage cannot run here (its `open` failed for good), if so.
+    pub unavailable: Option<String>,
 }
 
 /// One stage's local workers.
@@ -170,6 +185,7 @@ impl StagePool {
             failed: load(&counters.failed),
             released: load(&counters.released),
             panics: load(&counters.panics),
+            unavailable: self.shared.unavailable.lock().unwrap_or_else(PoisonError::into_inner).clone(),
         }
     }
 }

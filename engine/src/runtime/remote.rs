@@ -229,6 +229,11 @@ impl RemoteWorker {
             attempt += 1;
             match guarded::open_stage(&self.registry, &self.kind, &self.settings, ctx) {
                 Ok(stage) => return Some(stage),
+                Err(error) if error.permanent => {
+                    tracing::error!(%error, "The stage cannot start; this worker stops.");
+                    control.stop();
+                    return None;
+                }
                 Err(error) => {
                     tracing::error!(%error, "Stage could not be opened; retrying.");
                     pause(control, self.policy.delay(attempt, None));

@@ -74,6 +74,7 @@ impl Supervisor {
                 next_local_stage,
                 stopping: AtomicBool::new(false),
                 counters: Default::default(),
+                unavailable: std::sync::Mutex::new(None),
             };
             started.push(StagePool::new(shared, plan.workers, pools.clone()).start());
         }

@@ -25,7 +25,15 @@ pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
     let mut ctx = StageContext::new(shared.stage.letter(), shared.artifacts.clone(), Arc::clone(&shared.rayon))
         .with_progress(Arc::clone(slot) as _)
         .with_cancellation(slot.cancellation.clone());
-    let Some(mut stage) = open_stage(shared, &ctx, index) else { return };
+    let mut stage = match open_stage(shared, &ctx, index) {
+        Opened::Stage(stage) => stage,
+        Opened::Stopping => return,
+        Opened::Unavailable(reason) => {
+            shared.mark_unavailable(reason);
+            drain_inbound(shared);
+            return;
+        }
+    };
     let Some(mut token) = register(shared, slot) else {
         stage.close(&ctx);
         return;
@@ -62,8 +70,12 @@ pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
             tracing::warn!(stage = %shared.stage, worker = index, "Restarting the worker after a panic.");
             stage.close(&ctx);
             match open_stage(shared, &ctx, index) {
-                Some(fresh) => stage = fresh,
-                None => break,
+                Opened::Stage(fresh) => stage = fresh,
+                Opened::Stopping => break,
+                Opened::Unavailable(reason) => {
+                    shared.mark_unavailable(reason);
+                    break;
+                }
             }
         }
     }
@@ -78,13 +90,24 @@ fn attempt(job: &ClaimedJob) -> u32 {
     u32::try_from(job.attempts).unwrap_or(u32::MAX)
 }
 
-/// Builds and opens the stage, retrying with the pool's backoff while `open` fails.
-fn open_stage(shared: &PoolShared, ctx: &StageContext, index: usize) -> Option<Box<dyn WireStage>> {
+/// What became of opening a worker's stage.
+enum Opened {
+    Stage(Box<dyn WireStage>),
+    /// The pool is stopping.
+    Stopping,
+    /// Opening cannot succeed (see [`guarded::OpenError::permanent`]): why.
+    Unavailable(String),
+}
+
+/// Builds and opens the stage, retrying with the pool's backoff while `open` fails with an
+/// error that may pass.
+fn open_stage(shared: &PoolShared, ctx: &StageContext, index: usize) -> Opened {
     let mut attempt = 0u32;
     while !shared.stopping.load(Ordering::Relaxed) {
         attempt += 1;
         match guarded::open_stage(&shared.registry, &shared.kind, &shared.settings, ctx) {
-            Ok(stage) => return Some(stage),
+            Ok(stage) => return Opened::Stage(stage),
+            Err(error) if error.permanent => return Opened::Unavailable(error.message),
             Err(error) => {
                 let pause = shared.policy.delay(attempt, None);
                 tracing::error!(stage = %shared.stage, worker = index, %error, ?pause, "Stage could not be opened; retrying.");
@@ -92,7 +115,19 @@ fn open_stage(shared: &PoolShared, ctx: &StageContext, index: usize) -> Option<B
             }
         }
     }
-    None
+    Opened::Stopping
+}
+
+/// Takes the hand-offs of a stage that cannot run and drops them, until the pool stops, so the
+/// stage before it never blocks on a queue nobody reads (the jobs wait, open, in the database).
+fn drain_inbound(shared: &PoolShared) {
+    let Some(inbound) = &shared.inbound else { return };
+    while !shared.stopping.load(Ordering::Relaxed) {
+        match inbound.recv_timeout(HANDOFF_RECHECK) {
+            Ok(_) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }
 
 /// Registers the worker with the tracker, retrying while the database is unavailable.

@@ -55,14 +55,16 @@ impl StageRegistry {
         Self::default()
     }
 
-    /// The kinds this crate was compiled with: `wat` with the `wat` feature, `clip` with the
-    /// `clip` feature.
+    /// The kinds this crate was compiled with: `wat` with the `wat` feature, `download` with
+    /// the `download` feature, `clip` with the `clip` feature.
     #[must_use]
     pub fn builtin() -> Self {
         #[allow(unused_mut)]
         let mut registry = Self::new();
         #[cfg(feature = "wat")]
         registry.register_settings::<crate::wat::WatStage>("wat");
+        #[cfg(feature = "download")]
+        registry.register_settings::<crate::download::DownloadStage>("download");
         #[cfg(feature = "clip")]
         registry.register_settings::<crate::clip::ClipStage>("clip");
         registry
