@@ -15,7 +15,7 @@ fn fixtures() -> PathBuf {
 fn filter() -> ClipFilter {
     let dir = fixtures();
     ClipFilter::load(&ModelSettings {
-        weights: dir.join("model/model.safetensors"),
+        weights: dir.join("model/model.safetensors").into(),
         config: Some(dir.join("model/config.json")),
         ..ModelSettings::default()
     })
@@ -138,5 +138,112 @@ fn a_shard_stopped_by_its_caller_publishes_nothing() {
     assert_eq!(reports, [2, 4]);
     for file in ["00000.tar", "00000.tar.partial", "metadata/metadata_00000.parquet", "img_emb/img_emb_00000.npy"] {
         assert!(!out.join(file).exists(), "{file} was left behind");
+    }
+}
+
+mod stage {
+    use std::sync::Arc;
+
+    use cascade_stages::clip::{ClipOutput, ClipStage, ShardInput};
+    use cascade_stages::stage::{wire, Stage, StageContext, StageError};
+
+    use super::*;
+
+    fn open_stage(dir: &Path) -> (ClipStage, StageContext) {
+        let model = fixtures().join("model");
+        let settings = serde_json::json!({
+            "weights": model.join("model.safetensors"),
+            "config": model.join("config.json"),
+            "threshold": -1.0,
+            "batch-size": 3,
+            "out": dir.join("out"),
+        });
+        let mut stage: ClipStage = serde_json::from_value(settings).unwrap();
+        let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
+        let ctx = StageContext::new("c", dir.join("artifacts"), pool);
+        stage.open(&ctx).unwrap();
+        (stage, ctx)
+    }
+
+    /// The download stage's report of one job: two shards of 8 samples.
+    fn download_report(dir: &Path) -> String {
+        for name in ["00000", "00001"] {
+            std::fs::create_dir_all(dir.join("x")).unwrap();
+            make_shard(&dir.join(format!("x/{name}.tar")));
+        }
+        let shard = |name: &str| {
+            serde_json::json!({
+                "shard": dir.join(format!("x/{name}.tar")), "parquet": dir.join(format!("x/{name}.parquet")),
+                "stats": dir.join(format!("x/{name}_stats.json")), "count": 9, "successes": 7,
+            })
+        };
+        let report = serde_json::json!({
+            "input": dir.join("x.parquet"), "shards": [shard("00000"), shard("00001")], "count": 18, "successes": 14,
+        });
+        format!("<!json!>{report}")
+    }
+
+    #[test]
+    fn a_list_of_shards_is_filtered_in_order_with_totals() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut stage, ctx) = open_stage(tmp.path());
+        let input: ShardInput = wire::decode(&download_report(tmp.path())).unwrap();
+        let ClipOutput::List(list) = stage.process(input, &ctx).unwrap() else { panic!("a list summary") };
+        assert_eq!(list.shards.len(), 2);
+        assert_eq!(list.shards[0].input, tmp.path().join("x/00000.tar"));
+        assert_eq!(list.shards[1].outputs.shard, tmp.path().join("out/00001.tar"));
+        assert!(list.shards.iter().all(|s| (s.samples, s.kept) == (8, 5)));
+        assert_eq!((list.samples, list.embedded, list.kept), (16, 10, 10));
+        assert_eq!((list.corrupt_images, list.missing_image, list.missing_caption, list.truncated_shards), (2, 2, 2, 0));
+        assert_eq!(list.threshold, -1.0);
+        let mean = (list.shards[0].mean_similarity + list.shards[1].mean_similarity) / 2.0;
+        assert!((list.mean_similarity - mean).abs() < 1e-6);
+        assert_eq!(ctx.skipped().get("corrupt_image"), Some(&2));
+        for file in ["00000.tar", "00001.tar", "metadata/metadata_00001.parquet", "img_emb/img_emb_00000.npy"] {
+            assert!(tmp.path().join("out").join(file).is_file(), "{file}");
+        }
+        let json = serde_json::to_value(ClipOutput::List(list)).unwrap();
+        assert_eq!(json["samples"], 16);
+        assert_eq!(json["shards"][1]["kept"], 5);
+
+        // An empty list (every download of the pair shard failed) keeps nothing.
+        let empty: ShardInput = wire::decode(r#"<!json!>{"input": "y.parquet", "shards": [], "count": 3, "successes": 0}"#).unwrap();
+        let json = serde_json::to_value(stage.process(empty, &ctx).unwrap()).unwrap();
+        assert_eq!(json["shards"], serde_json::json!([]));
+        assert_eq!((json["samples"].as_u64(), json["kept"].as_u64()), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn single_shard_inputs_still_give_a_plain_summary() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut stage, ctx) = open_stage(tmp.path());
+        let path = tmp.path().join("00000.tar");
+        make_shard(&path);
+        let text: ShardInput = wire::decode(path.to_str().unwrap()).unwrap();
+        let described: ShardInput =
+            wire::decode(&format!("<!json!>{}", serde_json::json!({"shard": path, "shards": "ignored", "count": 8}))).unwrap();
+        assert_eq!(text, ShardInput::Path(path.clone()));
+        assert_eq!(described, ShardInput::Described { shard: path.clone() });
+        for input in [text, described] {
+            let json = serde_json::to_value(stage.process(input, &ctx).unwrap()).unwrap();
+            let summary: FilterSummary = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!((summary.samples, summary.kept), (8, 5));
+            assert!(json.get("shards").is_none() && json["input"] == serde_json::json!(path), "{json}");
+        }
+    }
+
+    #[test]
+    fn a_missing_shard_in_a_list_stops_the_job_as_invalid_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut stage, ctx) = open_stage(tmp.path());
+        make_shard(&tmp.path().join("00000.tar"));
+        let input = ShardInput::List {
+            shards: vec![
+                cascade_stages::clip::ShardRef::Path(tmp.path().join("00000.tar")),
+                cascade_stages::clip::ShardRef::Path(tmp.path().join("gone.tar")),
+            ],
+        };
+        let err = stage.process(input, &ctx).unwrap_err();
+        assert!(matches!(err, StageError::InvalidInput(ref m) if m.contains("gone.tar")), "{err:?}");
     }
 }

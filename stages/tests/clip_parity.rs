@@ -47,7 +47,7 @@ fn tokens_json(dir: &Path) -> serde_json::Value {
 
 fn load(dir: &Path) -> ClipFilter {
     let settings = ModelSettings {
-        weights: dir.join("model/model.safetensors"),
+        weights: dir.join("model/model.safetensors").into(),
         config: Some(dir.join("model/config.json")),
         ..ModelSettings::default()
     };

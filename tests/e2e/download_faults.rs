@@ -185,7 +185,7 @@ fn fault_hosts_are_counted_failures_or_correct_successes() {
 
     let out = dir.path().join("out");
     let settings = r#"{"timeout": 1, "deadline": 3, "max-body-bytes": 1048576, "user-agent-token": "CascadeTest", "concurrency": 64}"#;
-    let mut child = Command::new(cascade_binary())
+    let child = Command::new(cascade_binary())
         .args(["download", pairs.to_str().unwrap(), "--out", out.to_str().unwrap(), "--settings", settings])
         .env("CASCADE_LOG", "warn")
         .stdout(Stdio::piped())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use cascade_stages::clip::{filter_shard, ClipDevice, ClipFilter, EmbeddingDtype, FilterOptions, ModelSettings};
+use cascade_stages::clip::{filter_shard, ClipDevice, ClipFilter, EmbeddingDtype, FilterOptions, ModelSettings, WeightsSource};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -18,10 +18,12 @@ pub(crate) struct ClipArgs {
     /// Output folder: kept shards, `metadata/`, `img_emb/`, `text_emb/`.
     #[arg(long, short)]
     out: PathBuf,
-    /// Hugging Face `CLIPModel` weights (`openai/clip-vit-base-patch32/model.safetensors`).
+    /// Hugging Face `CLIPModel` weights: a `model.safetensors` file, or `hf:OWNER/REPO[@REVISION]`
+    /// (e.g. `hf:openai/clip-vit-base-patch32`), downloaded once into the Hugging Face cache
+    /// (`HF_HOME`, `HF_ENDPOINT` and `HF_TOKEN` as in Python).
     #[arg(long)]
-    weights: PathBuf,
-    /// Its `config.json` (default: ViT-B/32 sizes).
+    weights: WeightsSource,
+    /// Its `config.json` (default: the hub model's own, or ViT-B/32 sizes for a file).
     #[arg(long)]
     model_config: Option<PathBuf>,
     /// Keep pairs with cosine similarity at least this (LAION-5B 0.28, LAION-400M 0.3).
@@ -44,7 +46,7 @@ pub(crate) struct ClipArgs {
 pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
     let settings =
         ModelSettings { weights: args.weights.clone(), config: args.model_config.clone(), device: args.device };
-    let filter = ClipFilter::load(&settings).with_context(|| format!("loading {}", args.weights.display()))?;
+    let filter = ClipFilter::load(&settings).with_context(|| format!("loading {}", args.weights))?;
     let options = FilterOptions {
         threshold: args.threshold,
         batch_size: args.batch_size,

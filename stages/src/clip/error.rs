@@ -69,4 +69,56 @@ pub enum ClipError {
     /// The rayon pool could not be built.
     #[error("cannot start preprocessing threads: {0}")]
     ThreadPool(#[from] rayon::ThreadPoolBuildError),
+    /// Hub weights (`hf:OWNER/REPO`) could not be had.
+    #[error(transparent)]
+    Hub(Box<HubError>),
+}
+
+impl From<HubError> for ClipError {
+    fn from(error: HubError) -> Self {
+        Self::Hub(Box::new(error))
+    }
+}
+
+/// Why `hf:` weights could not be parsed or fetched.
+#[derive(Debug, thiserror::Error)]
+#[must_use]
+#[non_exhaustive]
+pub enum HubError {
+    /// An `hf:` source that is not `hf:OWNER/REPO[@REVISION]`.
+    #[error("invalid weights {spec:?}: {reason} (write hf:OWNER/REPO or hf:OWNER/REPO@REVISION)")]
+    Spec {
+        /// The text given.
+        spec: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A file is not in the cache and could not be downloaded.
+    #[error(
+        "cannot download {repo}{} {file} from {endpoint}: {cause}; download it yourself and set {}",
+        if revision == "main" { String::new() } else { format!("@{revision}") },
+        if file == "config.json" { "config = \"path/to/config.json\"".to_owned() } else { format!("weights = \"path/to/{file}\"") }
+    )]
+    Download {
+        /// `OWNER/REPO`.
+        repo: String,
+        /// The revision asked for.
+        revision: String,
+        /// The file (`model.safetensors`, `config.json`).
+        file: String,
+        /// The hub's base URL.
+        endpoint: String,
+        /// The HTTP status of the answer, when one came and was not a success.
+        status: Option<u16>,
+        /// What went wrong.
+        cause: String,
+    },
+    /// The cache could not be written.
+    #[error("cannot write {path} in the Hugging Face cache: {source}")]
+    Cache {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::config::ClipConfig;
 use super::device::{ClipDevice, Encode, OnDevice};
 use super::error::ClipError;
+use super::hub::{HubSettings, WeightsSource};
 use super::model::ClipModel;
 use super::tokenizer::{ClipTokenizer, TokenBatch};
 use super::weights::load_safetensors;
@@ -16,12 +17,20 @@ use super::weights::load_safetensors;
 /// Which model to load and where to run it.
 ///
 /// Deserialises from kebab-case keys: `weights` (required in practice), `config`, `device`.
+///
+/// ```
+/// let settings: cascade_stages::clip::ModelSettings =
+///     serde_json::from_str(r#"{"weights": "hf:openai/clip-vit-base-patch32", "device": "cuda:1"}"#).unwrap();
+/// assert_eq!(settings.weights.to_string(), "hf:openai/clip-vit-base-patch32");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ModelSettings {
-    /// A Hugging Face `CLIPModel` `model.safetensors` (f32, f16 or bf16).
-    pub weights: PathBuf,
-    /// Its `config.json`; ViT-B/32 sizes when absent.
+    /// A Hugging Face `CLIPModel` `model.safetensors` (f32, f16 or bf16), or a hub model
+    /// `hf:OWNER/REPO[@REVISION]` (downloaded once into the hub cache).
+    pub weights: WeightsSource,
+    /// Its `config.json`; for a file source ViT-B/32 sizes when absent, for a hub model the
+    /// repository's `config.json`.
     pub config: Option<PathBuf>,
     /// `cpu` (default), `cuda` or `cuda:N`.
     pub device: ClipDevice,
@@ -51,29 +60,45 @@ where
 }
 
 impl ClipFilter {
-    /// Reads the configuration and weights and puts the model on its device.
+    /// Reads the configuration and weights and puts the model on its device; `hf:` weights
+    /// come from the hub of [`HubSettings::from_env`] (see [`ClipFilter::load_with`]).
     ///
     /// # Errors
     ///
     /// [`ClipError::Config`], [`ClipError::Read`], [`ClipError::WeightFile`],
     /// [`ClipError::WeightMismatch`], [`ClipError::Device`] for `cuda` in a build without
-    /// the `cuda` feature, [`ClipError::DeviceStart`] when the GPU cannot be used.
+    /// the `cuda` feature, [`ClipError::DeviceStart`] when the GPU cannot be used,
+    /// [`ClipError::Hub`] when hub weights are not cached and cannot be downloaded.
     pub fn load(settings: &ModelSettings) -> Result<Self, ClipError> {
-        let config = match &settings.config {
-            Some(path) => ClipConfig::from_json_file(path)?,
-            None => ClipConfig::vit_b_32(),
+        Self::load_with(settings, &HubSettings::from_env())
+    }
+
+    /// [`ClipFilter::load`] with `hf:` weights from `hub`: the first load downloads
+    /// `model.safetensors` (and `config.json` unless `settings.config` is given) into
+    /// `hub.cache_dir`, later loads read the cache.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClipFilter::load`].
+    pub fn load_with(settings: &ModelSettings, hub: &HubSettings) -> Result<Self, ClipError> {
+        // An explicit configuration is checked before any download.
+        let explicit = settings.config.as_deref().map(ClipConfig::from_json_file).transpose()?;
+        let resolved = settings.weights.resolve(hub, explicit.is_none())?;
+        let config = match (explicit, &resolved.config) {
+            (Some(config), _) => config,
+            (None, Some(path)) => ClipConfig::from_json_file(path)?,
+            (None, None) => ClipConfig::vit_b_32(),
         };
         config.validate()?;
+        let weights = resolved.weights.as_path();
         let encoder = match settings.device {
-            ClipDevice::Cpu => on_device::<burn::backend::NdArray<f32>>(
-                &config,
-                &settings.weights,
-                burn::backend::ndarray::NdArrayDevice::Cpu,
-            )?,
+            ClipDevice::Cpu => {
+                on_device::<burn::backend::NdArray<f32>>(&config, weights, burn::backend::ndarray::NdArrayDevice::Cpu)?
+            }
             // burn-cuda panics when the driver cannot be loaded or the GPU does not exist.
             #[cfg(feature = "cuda")]
             ClipDevice::Cuda(index) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                on_device::<burn::backend::Cuda<f32>>(&config, &settings.weights, burn::backend::cuda::CudaDevice::new(index))
+                on_device::<burn::backend::Cuda<f32>>(&config, weights, burn::backend::cuda::CudaDevice::new(index))
             }))
             .map_err(|_| ClipError::DeviceStart {
                 device: settings.device.to_string(),
@@ -82,7 +107,7 @@ impl ClipFilter {
             #[cfg(not(feature = "cuda"))]
             ClipDevice::Cuda(_) => return Err(ClipError::Device(settings.device.to_string())),
         };
-        tracing::info!(weights = %settings.weights.display(), device = %settings.device, "CLIP model loaded.");
+        tracing::info!(weights = %settings.weights, file = %weights.display(), device = %settings.device, "CLIP model loaded.");
         let tokenizer = ClipTokenizer::new(config.text_config.max_position_embeddings);
         Ok(Self { encoder, tokenizer, config, device: settings.device })
     }
