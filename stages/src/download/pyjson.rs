@@ -33,6 +33,31 @@ impl PyJson {
         out
     }
 
+    /// The text on one line, as `json.dumps(value)` writes it (`", "` and `": "`).
+    pub(crate) fn to_compact(&self) -> String {
+        let mut out = String::new();
+        self.write_compact(&mut out);
+        out
+    }
+
+    fn write_compact(&self, out: &mut String) {
+        match self {
+            Self::Object(fields) => {
+                out.push('{');
+                for (i, (key, value)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    write_string(out, key);
+                    out.push_str(": ");
+                    value.write_compact(out);
+                }
+                out.push('}');
+            }
+            scalar => scalar.write(out, 0),
+        }
+    }
+
     fn write(&self, out: &mut String, depth: usize) {
         match self {
             Self::Null => out.push_str("null"),
@@ -116,5 +141,8 @@ mod tests {
         let nested = PyJson::Object(vec![("s".into(), PyJson::Object(vec![("a".into(), PyJson::Int(1))]))]);
         assert_eq!(nested.to_indented(), "{\n    \"s\": {\n        \"a\": 1\n    }\n}");
         assert_eq!(float_repr(1_733_390_000.123_456_7), "1733390000.1234567");
+        // json.dumps({"Image Make": "Café", "n": 1})
+        let compact = PyJson::Object(vec![("Image Make".into(), PyJson::Str("Café".into())), ("n".into(), PyJson::Int(1))]);
+        assert_eq!(compact.to_compact(), "{\"Image Make\": \"Caf\\u00e9\", \"n\": 1}");
     }
 }
