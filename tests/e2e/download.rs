@@ -3,54 +3,16 @@
 //! as img2dataset webdataset shards, which Python's `webdataset` and `pyarrow` then read as
 //! dataset users do.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use cascade_stages::download::ReplayServer;
-use cascade_stages::wat::{Pair, PairWriter};
+use cascade_tests::replay::{archived_answers, write_pairs};
 use cascade_tests::{cascade, python_with_data_libraries, workspace_root};
 use serde_json::Value;
 
 fn warc() -> PathBuf {
     workspace_root().join("stages/tests/data/warc/ia-archive-org-2008.warc.gz")
-}
-
-/// What the replay server answers for each archived URL: (status, content type).
-fn answers(replay: &ReplayServer) -> BTreeMap<String, (u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .proxy(Some(ureq::Proxy::new(&replay.proxy_url()).unwrap()))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .build()
-        .into();
-    replay
-        .targets()
-        .filter(|url| url.starts_with("http://"))
-        .map(|url| {
-            let response = agent.get(url).call().unwrap();
-            let kind = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-            (url.to_owned(), (response.status().as_u16(), kind))
-        })
-        .collect()
-}
-
-/// A pair shard of `urls`, captioned by their position.
-fn write_pairs(path: &Path, urls: &[String]) {
-    let mut writer = PairWriter::create(path, 1000).unwrap();
-    let pairs = urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| Pair {
-            uid: format!("{i:032x}"),
-            url: url.clone(),
-            alt: format!("image number {i} — ünïcode"),
-            cc_filename: "ia-archive-org-2008.warc.gz".to_owned(),
-            page_url: "http://www.archive.org/".to_owned(),
-        })
-        .collect();
-    writer.write(pairs).unwrap();
-    writer.finish().unwrap();
 }
 
 /// Reads a shard folder with webdataset and pyarrow; prints one JSON object: the parquet's
@@ -82,7 +44,7 @@ print(json.dumps({"schema": schema, "rows": rows, "samples": samples, "stats": s
 #[test]
 fn replayed_images_become_img2dataset_shards() {
     let replay = ReplayServer::start(&[warc()]).unwrap();
-    let answers = answers(&replay);
+    let answers = archived_answers(&replay);
     let images: Vec<String> = answers
         .iter()
         .filter(|(_, (status, kind))| *status == 200 && kind.starts_with("image/"))
@@ -96,9 +58,10 @@ fn replayed_images_become_img2dataset_shards() {
 
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.parquet");
-    write_pairs(&pairs, &urls);
+    write_pairs(&pairs, &urls, |i| format!("image number {i} — ünïcode"));
     let out = dir.path().join("out");
-    let args = ["download", pairs.to_str().unwrap(), "--out", out.to_str().unwrap(), "--warc", warc().to_str().unwrap()];
+    let warc = warc();
+    let args = ["download", pairs.to_str().unwrap(), "--out", out.to_str().unwrap(), "--warc", warc.to_str().unwrap()];
     let (ok, stdout, stderr) = cascade(&args);
     assert!(ok, "cascade download failed: {stderr}");
     let summary: Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();

@@ -5,11 +5,13 @@
 //! - [`cascade_binary`]: locates (building if missing) the `cascade` executable.
 //! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
 //! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`;
-//!   [`python_with_data_libraries`]: the same with numpy and pyarrow.
+//!   [`python_with_data_libraries`]: the same with numpy and pyarrow;
+//!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 
 pub mod browser;
+pub mod replay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -253,7 +255,7 @@ pub fn python_with_distcompute() -> &'static Path {
     })
 }
 
-/// [`python_with_distcompute`] with numpy and pyarrow importable too (installed from PyPI into
+/// [`python_with_distcompute`] with numpy, pyarrow and webdataset importable too (installed from PyPI into
 /// that environment when missing, as `.ci/run` does), for tests that read Cascade's output files
 /// the way dataset users do.
 ///
@@ -264,12 +266,53 @@ pub fn python_with_data_libraries() -> &'static Path {
     PYTHON.get_or_init(|| {
         let python = python_with_distcompute();
         let can_import =
-            || Command::new(python).args(["-c", "import numpy, pyarrow"]).status().is_ok_and(|s| s.success());
+            || Command::new(python).args(["-c", "import numpy, pyarrow, webdataset"]).status().is_ok_and(|s| s.success());
         if !can_import() {
-            let installed = Command::new(python).args(["-m", "pip", "install", "--quiet", "numpy", "pyarrow"]).status();
-            assert!(installed.is_ok_and(|s| s.success()), "pip install numpy pyarrow failed");
+            let installed = Command::new(python).args(["-m", "pip", "install", "--quiet", "numpy", "pyarrow", "webdataset==0.2.111"]).status();
+            assert!(installed.is_ok_and(|s| s.success()), "pip install numpy pyarrow webdataset failed");
         }
-        assert!(can_import(), "{} cannot import numpy and pyarrow", python.display());
+        assert!(can_import(), "{} cannot import numpy, pyarrow and webdataset", python.display());
+        python
+    })
+}
+
+/// The `img2dataset` release Cascade's downloader is compared with (docs/download.md).
+pub const IMG2DATASET_REQUIREMENT: &str = "img2dataset==1.47.0";
+
+/// A Python interpreter with [`IMG2DATASET_REQUIREMENT`] importable (with its OpenCV, pandas,
+/// pyarrow and webdataset): `CASCADE_TEST_IMG2DATASET_PYTHON`, or the workspace's
+/// `.venv-img2dataset` (created and filled from PyPI on first use, as `.ci/run` does). A venv of
+/// its own because img2dataset pins versions (webdataset < 0.3, albumentations < 2) that the
+/// other tests need not share. Its `img2dataset` command sits next to it.
+///
+/// # Panics
+/// When no such interpreter can be found or made.
+pub fn python_with_img2dataset() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let can_import = |python: &Path| {
+            Command::new(python)
+                .args(["-c", "import img2dataset, cv2, pyarrow"])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if let Ok(python) = std::env::var("CASCADE_TEST_IMG2DATASET_PYTHON") {
+            let python = PathBuf::from(python);
+            assert!(can_import(&python), "CASCADE_TEST_IMG2DATASET_PYTHON cannot import img2dataset");
+            return python;
+        }
+        let venv = workspace_root().join(".venv-img2dataset");
+        let python = venv.join("bin/python");
+        if !can_import(&python) {
+            let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+            assert!(created.is_ok_and(|s| s.success()), "python3 -m venv failed");
+            let installed = Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", IMG2DATASET_REQUIREMENT])
+                .status();
+            assert!(installed.is_ok_and(|s| s.success()), "pip install {IMG2DATASET_REQUIREMENT} failed");
+        }
+        assert!(can_import(&python), "{} cannot import img2dataset", python.display());
         python
     })
 }
