@@ -30,7 +30,7 @@ impl Resolve for CachingResolver {
             let cached = cache.lock().unwrap_or_else(PoisonError::into_inner).get(&host).cloned();
             if let Some((at, addrs)) = cached {
                 if at.elapsed() < TTL {
-                    return Ok(Box::new(addrs.to_vec().into_iter()) as Addrs);
+                    return Ok(Box::new(addrs.iter().copied().collect::<Vec<_>>().into_iter()) as Addrs);
                 }
             }
             let addrs: Arc<[SocketAddr]> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
@@ -39,7 +39,7 @@ impl Resolve for CachingResolver {
                 cache.clear();
             }
             cache.insert(host, (Instant::now(), Arc::clone(&addrs)));
-            Ok(Box::new(addrs.to_vec().into_iter()) as Addrs)
+            Ok(Box::new(addrs.iter().copied().collect::<Vec<_>>().into_iter()) as Addrs)
         })
     }
 }

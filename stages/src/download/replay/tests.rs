@@ -88,7 +88,8 @@ fn serves_https_records_for_http_chunked_bodies_and_redirects() {
     assert!(head.contains("http://secure.example/a.png"), "{head}");
 
     // The same records uncompressed, and as one gzip member holding them all.
-    let plain: Vec<u8> = flate2::read::MultiGzDecoder::new(warc.as_slice()).bytes().map(Result::unwrap).collect();
+    let mut plain = Vec::new();
+    flate2::read::MultiGzDecoder::new(warc.as_slice()).read_to_end(&mut plain).unwrap();
     let plain_path = dir.path().join("tiny.warc");
     std::fs::write(&plain_path, &plain).unwrap();
     let one_member = dir.path().join("one.warc.gz");

@@ -114,8 +114,7 @@ impl WarcIndex {
     fn add_plain(&mut self, file: usize, mut reader: BufReader<File>) -> usize {
         let before = self.order.len();
         let mut offset = 0u64;
-        loop {
-            let Some((header, header_bytes)) = read_header(&mut reader) else { break };
+        while let Some((header, header_bytes)) = read_header(&mut reader) {
             if header.kind == "response" {
                 if let Some(target) = header.target {
                     self.insert(target, Location { file, offset, gzip: false, nth: 0 });
