@@ -99,7 +99,9 @@ pub(crate) fn run(args: &DownloadArgs) -> anyhow::Result<()> {
         total.count as f64 / seconds.max(1e-9),
         describe(&total)
     );
-    for (message, count) in &total.status_dict {
+    let mut reasons = total.status_dict.clone();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    for (message, count) in &reasons {
         eprintln!("  {count:>8}  {message}");
     }
     if failures > 0 {
