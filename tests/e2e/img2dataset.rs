@@ -33,6 +33,9 @@ use cascade_stages::wat::{Pair, PairWriter};
 use cascade_tests::{cascade, python_with_img2dataset, workspace_root};
 use serde_json::Value;
 
+/// URLs whose outcome differs for a reason stated in the test.
+const KNOWN_DIFFERENCES: [&str; 1] = ["http://www.archive.org/images/nsf.gif"];
+
 /// Bound on one image's mean absolute pixel difference (0–255 scale).
 const MAX_IMAGE_MEAN_ABS: f64 = 6.0;
 
@@ -154,6 +157,11 @@ fn cascade_download_agrees_with_img2dataset() {
     let pages = answers.iter().filter(|(status, kind)| *status == 200 && kind.starts_with("text/html")).count();
     assert!(images >= 50 && pages >= 50, "{images} images and {pages} pages in the crawl");
     urls.push("http://www.archive.org/not-in-the-crawl.jpg".to_owned());
+    // Known differences, left out of the comparison (see docs/download.md): a GIF that OpenCV's
+    // GIF reader refuses and the `image` crate decodes, and empty bodies, for which
+    // img2dataset reports OpenCV's internal assertion text (naming its version) where Cascade
+    // says `Image decoding error`.
+    urls.retain(|url| !KNOWN_DIFFERENCES.contains(&url.as_str()) && replay.payload(url).is_none_or(|body| !body.is_empty()));
 
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.parquet");
