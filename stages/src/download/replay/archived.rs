@@ -7,8 +7,11 @@ use std::io::Read;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ArchivedResponse {
     pub(crate) status: u16,
-    /// Header lines in archive order, repeated names kept; framing headers removed.
-    pub(crate) headers: Vec<(String, String)>,
+    /// The status line's reason phrase as archived (may be empty).
+    pub(crate) reason: Vec<u8>,
+    /// Header fields in archive order, repeated names kept, values as archived (bytes: not
+    /// every server sent UTF-8); framing and hop-by-hop fields removed.
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
     pub(crate) body: Vec<u8>,
 }
 
@@ -17,48 +20,77 @@ const HOP_BY_HOP: [&str; 6] = ["transfer-encoding", "connection", "keep-alive", 
 
 impl ArchivedResponse {
     /// Parses a `response` record's block (`HTTP/1.x CODE REASON`, headers, body); `None` when
-    /// it is not an HTTP response.
-    pub(crate) fn parse(block: &[u8]) -> Option<Self> {
-        let (head, body) = split_head(block)?;
-        let head = String::from_utf8_lossy(head);
-        let mut lines = head.lines();
-        let status_line = lines.next()?;
-        let mut parts = status_line.split_whitespace();
-        if !parts.next()?.starts_with("HTTP/") {
-            return None;
-        }
-        let status: u16 = parts.next()?.parse().ok().filter(|s| (100..1000).contains(s))?;
-        let mut headers: Vec<(String, String)> = Vec::new();
-        for line in lines {
-            if line.starts_with([' ', '\t']) {
-                // An obsolete continuation line: part of the previous header's value.
-                if let Some((_, value)) = headers.last_mut() {
-                    value.push(' ');
-                    value.push_str(line.trim());
-                }
+    /// it is not an HTTP response. Interim `1xx` heads before the final one are passed over.
+    pub(crate) fn parse(mut block: &[u8]) -> Option<Self> {
+        loop {
+            let (head, body) = split_head(block)?;
+            let mut lines = head.split(|&b| b == b'\n').map(trim_cr);
+            let (status, reason) = parse_status_line(lines.next()?)?;
+            if (100..200).contains(&status) && body.starts_with(b"HTTP/") {
+                block = body;
                 continue;
             }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
+            let headers = parse_fields(lines);
+            return Some(Self::decoded(status, reason, headers, body));
         }
-        let has = |name: &str, value: &str| {
-            headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v.to_ascii_lowercase().contains(value))
+    }
+
+    /// The response with the body's transfer and content codings removed.
+    fn decoded(status: u16, reason: Vec<u8>, mut headers: Vec<(String, Vec<u8>)>, body: &[u8]) -> Self {
+        let has = |headers: &[(String, Vec<u8>)], name: &str, value: &str| {
+            headers.iter().any(|(n, v)| n.eq_ignore_ascii_case(name) && v.to_ascii_lowercase().windows(value.len()).any(|w| w == value.as_bytes()))
         };
         let mut body = body.to_vec();
-        if has("transfer-encoding", "chunked") {
+        if has(&headers, "transfer-encoding", "chunked") {
             if let Some(dechunked) = dechunk(&body) {
                 body = dechunked;
             }
         }
-        let coding = ["gzip", "deflate"].into_iter().find(|c| has("content-encoding", c));
-        if let Some(decoded) = coding.and_then(|c| decode(c, &body)) {
+        let coding = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("content-encoding"))
+            .map(|(_, v)| String::from_utf8_lossy(v).trim().to_ascii_lowercase())
+            .next_back();
+        if let Some(decoded) = coding.and_then(|c| decode(&c, &body)) {
             body = decoded;
             headers.retain(|(n, _)| !n.eq_ignore_ascii_case("content-encoding"));
         }
         headers.retain(|(n, _)| !HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h)));
-        Some(Self { status, headers, body })
+        Self { status, reason, headers, body }
     }
+}
+
+/// `HTTP/1.x CODE REASON`: the code and the reason phrase.
+fn parse_status_line(line: &[u8]) -> Option<(u16, Vec<u8>)> {
+    let rest = line.strip_prefix(b"HTTP/")?;
+    let after_version = &rest[rest.iter().position(|&b| b == b' ')?..];
+    let text = after_version.trim_ascii_start();
+    let code = text.get(..3).filter(|c| c.iter().all(u8::is_ascii_digit))?;
+    let status: u16 = std::str::from_utf8(code).ok()?.parse().ok().filter(|s| (100..1000).contains(s))?;
+    Some((status, text[3..].trim_ascii().to_vec()))
+}
+
+/// Header fields from head lines; an obsolete continuation line joins the previous value.
+fn parse_fields<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<(String, Vec<u8>)> {
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    for line in lines {
+        if line.starts_with(b" ") || line.starts_with(b"\t") {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(b' ');
+                value.extend_from_slice(line.trim_ascii());
+            }
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let name = String::from_utf8_lossy(line[..colon].trim_ascii()).into_owned();
+        headers.push((name, line[colon + 1..].trim_ascii().to_vec()));
+    }
+    headers
+}
+
+/// A line without its final `\r`.
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
 }
 
 /// Splits an HTTP message at the blank line after its head (CRLF or bare LF).
@@ -74,19 +106,26 @@ fn split_head(block: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&block[..end], &block[body..]))
 }
 
-/// Removes chunked transfer coding; `None` when the framing is broken.
+/// Removes chunked transfer coding; `None` when the framing is broken from the start. A body
+/// cut short (a truncated record) keeps the chunks, or the part of one, that it holds.
 fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(data.len());
+    let salvage = |out: Vec<u8>| (!out.is_empty()).then_some(out);
     loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        let Some(line_end) = data.windows(2).position(|w| w == b"\r\n") else { return salvage(out) };
+        let size_text = String::from_utf8_lossy(&data[..line_end]);
+        let size_field = size_text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_field, 16) else { return salvage(out) };
         data = &data[line_end + 2..];
         if size == 0 {
             return Some(out);
         }
-        out.extend_from_slice(data.get(..size)?);
-        data = data.get(size..)?;
+        let held = size.min(data.len());
+        out.extend_from_slice(&data[..held]);
+        if held < size {
+            return salvage(out);
+        }
+        data = &data[size..];
         data = data.strip_prefix(b"\r\n").unwrap_or(data);
     }
 }
@@ -95,14 +134,15 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 fn decode(coding: &str, body: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let read = match coding {
-        "gzip" => flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out),
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out),
         // Servers send both zlib-wrapped and raw deflate under this name.
-        _ => flate2::read::ZlibDecoder::new(body)
+        "deflate" => flate2::read::ZlibDecoder::new(body)
             .read_to_end(&mut out)
             .or_else(|_| {
                 out.clear();
                 flate2::read::DeflateDecoder::new(body).read_to_end(&mut out)
             }),
+        _ => return None,
     };
     read.ok().map(|_| out)
 }
@@ -111,18 +151,28 @@ fn decode(coding: &str, body: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs.iter().map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec())).collect()
+    }
+
     #[test]
     fn parses_status_headers_and_body() {
-        let block = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nX-Robots-Tag: noai\r\nX-Robots-Tag: nofollow\r\nContent-Length: 4\r\nConnection: close\r\n\r\nPNG!";
+        let block = b"HTTP/1.1 200 Fine Thanks\r\nContent-Type: image/png\r\nX-Robots-Tag: noai\r\nX-Robots-Tag: nofollow\r\nContent-Length: 4\r\nConnection: close\r\nX-Latin: caf\xe9\r\n\r\nPNG!";
         let response = ArchivedResponse::parse(block).unwrap();
-        assert_eq!(response.status, 200);
+        assert_eq!((response.status, response.reason.as_slice()), (200, b"Fine Thanks".as_slice()));
         assert_eq!(response.body, b"PNG!");
-        assert_eq!(
-            response.headers,
-            [("Content-Type", "image/png"), ("X-Robots-Tag", "noai"), ("X-Robots-Tag", "nofollow")]
-                .map(|(n, v)| (n.to_owned(), v.to_owned()))
-        );
+        let mut expected = fields(&[("Content-Type", "image/png"), ("X-Robots-Tag", "noai"), ("X-Robots-Tag", "nofollow")]);
+        expected.push(("X-Latin".to_owned(), b"caf\xe9".to_vec()));
+        assert_eq!(response.headers, expected);
         assert!(ArchivedResponse::parse(b"GET / HTTP/1.1\r\n\r\n").is_none());
+        assert!(ArchivedResponse::parse(b"HTTP/1.1 2x0 OK\r\n\r\n").is_none());
+    }
+
+    #[test]
+    fn passes_over_interim_heads() {
+        let block = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404\r\nContent-Type: text/plain\r\n\r\ngone";
+        let response = ArchivedResponse::parse(block).unwrap();
+        assert_eq!((response.status, response.reason.as_slice(), response.body.as_slice()), (404, b"".as_slice(), b"gone".as_slice()));
     }
 
     #[test]
@@ -140,7 +190,13 @@ mod tests {
         let response = ArchivedResponse::parse(&block).unwrap();
         assert_eq!(response.status, 302);
         assert_eq!(response.body, b"hello, archive");
-        assert_eq!(response.headers, [("Location".to_owned(), "/x".to_owned())]);
+        assert_eq!(response.headers, fields(&[("Location", "/x")]));
+    }
+
+    #[test]
+    fn keeps_what_a_truncated_chunked_body_holds() {
+        let block = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nJPEG\r\n10\r\nshort";
+        assert_eq!(ArchivedResponse::parse(block).unwrap().body, b"JPEGshort");
     }
 
     #[test]
@@ -148,6 +204,6 @@ mod tests {
         let block = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n\r\nnot gzip";
         let response = ArchivedResponse::parse(block).unwrap();
         assert_eq!(response.body, b"not gzip");
-        assert_eq!(response.headers, [("Content-Encoding".to_owned(), "gzip".to_owned())]);
+        assert_eq!(response.headers, fields(&[("Content-Encoding", "gzip")]));
     }
 }
