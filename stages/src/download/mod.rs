@@ -31,7 +31,7 @@ mod summary;
 mod writer;
 
 pub use error::DownloadError;
-pub use image::{process_image, ImageFailure, ImageOptions, ProcessedImage, ResizeMode};
+pub use image::{process_image, ImageFailure, ImageOptions, InputFormat, ProcessedImage, ResizeMode};
 pub use input::PairShardInput;
 pub use options::{DownloadOptions, Source};
 pub use replay::{ReplayError, ReplayServer};
