@@ -10,9 +10,8 @@
 //! Compared exactly, per URL: `status`, `sha256`, `original_width`/`original_height`,
 //! `width`/`height` (border mode, 256), `error_message` (the causes here are the same on both
 //! sides), and which samples are in the tar; per shard: `count`, `successes`,
-//! `failed_to_download`, `failed_to_resize` and `status_dict` of `_stats.json`. Known
-//! differences, by name: the URLs of [`KNOWN_DIFFERENCES`] are left out, and the message for an
-//! empty body may differ ([`is_empty_body_difference`]).
+//! `failed_to_download`, `failed_to_resize` and `status_dict` of `_stats.json`. The one
+//! known difference: the message for an empty body ([`is_empty_body_difference`]).
 //!
 //! Pixels are compared within a tolerance, because the resampling (OpenCV's `INTER_AREA` /
 //! Lanczos-4 vs Cascade's), the colour conversion and the JPEG encoders differ. Both tars' JPEGs
@@ -34,8 +33,6 @@ use cascade_stages::wat::{Pair, PairWriter};
 use cascade_tests::{cascade, python_with_img2dataset, workspace_root};
 use serde_json::Value;
 
-/// URLs whose outcome differs for a reason stated in the test.
-const KNOWN_DIFFERENCES: [&str; 1] = ["http://www.archive.org/images/nsf.gif"];
 
 /// Bound on one image's mean absolute pixel difference (0–255 scale).
 const MAX_IMAGE_MEAN_ABS: f64 = 5.0;
@@ -180,10 +177,8 @@ fn cascade_download_agrees_with_img2dataset() {
     let pages = answers.iter().filter(|(status, kind)| *status == 200 && kind.starts_with("text/html")).count();
     assert!(images >= 50 && pages >= 50, "{images} images and {pages} pages in the crawl");
     urls.push("http://www.archive.org/not-in-the-crawl.jpg".to_owned());
-    // Known differences, left out of the comparison (see docs/download.md): a GIF that OpenCV's
-    // GIF reader refuses and the `image` crate decodes. (Empty bodies stay in: only their
-    // message differs, and `is_empty_body_difference` allows exactly that.)
-    urls.retain(|url| !KNOWN_DIFFERENCES.contains(&url.as_str()));
+    // Empty bodies stay in: only their message differs, and `is_empty_body_difference` allows
+    // exactly that.
 
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.parquet");
