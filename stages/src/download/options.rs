@@ -121,6 +121,7 @@ impl DownloadOptions {
                 return Err("per-host-rate must be a positive number of requests per second".to_owned());
             }
         }
+        self.image.validate()?;
         if self.source == Source::Warc && self.warcs.is_empty() {
             return Err("source = \"warc\" needs the WARC files in `warcs`".to_owned());
         }
