@@ -23,13 +23,11 @@
 //! the set, shifting the image by two pixels 8.6, grey instead of white padding 76.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use cascade_stages::download::ReplayServer;
-use cascade_stages::wat::{Pair, PairWriter};
+use cascade_tests::replay::{archived_answers, write_pairs};
 use cascade_tests::{cascade, python_with_img2dataset, workspace_root};
 use serde_json::Value;
 
@@ -47,22 +45,6 @@ fn warc() -> PathBuf {
 /// The crawl's `http://` URLs, in the replay server's order.
 fn crawled_urls(replay: &ReplayServer) -> Vec<String> {
     replay.targets().filter(|url| url.starts_with("http://")).map(|url| url.to_owned()).collect()
-}
-
-/// What the replay server answers for `url`: (status, content type). Asked as an HTTP proxy is
-/// (`GET http://host/path`) over a plain socket: ureq 3 sends every request to a proxy as a
-/// `CONNECT` tunnel, which the replay server does not do.
-fn answer(replay: &ReplayServer, url: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(replay.addr()).unwrap();
-    write!(stream, "HEAD {url} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
-    let mut head = String::new();
-    stream.read_to_string(&mut head).unwrap();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{url}: {head}"));
-    let kind = head
-        .lines()
-        .find_map(|line| line.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("content-type")))
-        .map_or(String::new(), |(_, value)| value.trim().to_owned());
-    (status, kind)
 }
 
 /// Cascade's message for bytes that are not an image (img2dataset's when OpenCV returns nothing).
@@ -85,24 +67,6 @@ fn is_empty_body_difference(replay: &ReplayServer, url: &str, our: &Value, their
         && their["status"] == "failed_to_resize"
         && our["error_message"] == DECODING_ERROR
         && their["error_message"].as_str().is_some_and(is_opencv_empty_buffer)
-}
-
-/// A pair shard of `urls`, as stage a writes them.
-fn write_pairs(path: &Path, urls: &[String]) {
-    let mut writer = PairWriter::create(path, 1000).unwrap();
-    let pairs = urls
-        .iter()
-        .enumerate()
-        .map(|(i, url)| Pair {
-            uid: format!("{i:032x}"),
-            url: url.clone(),
-            alt: format!("archived object {i} — ünïcode"),
-            cc_filename: "ia-archive-org-2008.warc.gz".to_owned(),
-            page_url: "http://www.archive.org/".to_owned(),
-        })
-        .collect();
-    writer.write(pairs).unwrap();
-    writer.finish().unwrap();
 }
 
 /// Runs img2dataset's `download` (the function its command line calls) with the settings of a
@@ -172,7 +136,8 @@ fn cascade_download_agrees_with_img2dataset() {
     let python = python_with_img2dataset();
     let replay = ReplayServer::start(&[warc()]).unwrap();
     let mut urls = crawled_urls(&replay);
-    let answers: Vec<(u16, String)> = urls.iter().map(|url| answer(&replay, url)).collect();
+    let archived = archived_answers(&replay);
+    let answers: Vec<(u16, String)> = urls.iter().filter_map(|url| archived.get(url).cloned()).collect();
     let images = answers.iter().filter(|(status, kind)| *status == 200 && kind.starts_with("image/")).count();
     let pages = answers.iter().filter(|(status, kind)| *status == 200 && kind.starts_with("text/html")).count();
     assert!(images >= 50 && pages >= 50, "{images} images and {pages} pages in the crawl");
@@ -182,7 +147,7 @@ fn cascade_download_agrees_with_img2dataset() {
 
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.parquet");
-    write_pairs(&pairs, &urls);
+    write_pairs(&pairs, &urls, |i| format!("archived object {i} — ünïcode"));
 
     // Cascade, replaying the WARC itself.
     let ours = dir.path().join("ours");

@@ -1,5 +1,5 @@
 //! JSON text as Python's `json.dumps(value, indent=4)` writes it (img2dataset's `.json` members
-//! and `_stats.json`): four-space indents, `": "` after keys, non-ASCII escaped as `\uXXXX`.
+//! and `_stats.json`): four-space indents, `": "` after keys, non-ASCII escaped as `\u` and four hex digits.
 
 use std::fmt::Write;
 
@@ -96,7 +96,7 @@ fn float_repr(x: f64) -> String {
     if text.contains(['.', 'e', 'E']) { text } else { text + ".0" }
 }
 
-/// A JSON string with `ensure_ascii`: control and non-ASCII characters as `\uXXXX` (UTF-16).
+/// A JSON string with `ensure_ascii`: control and non-ASCII characters as `\u` escapes of their UTF-16 units.
 fn write_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
