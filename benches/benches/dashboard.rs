@@ -33,7 +33,7 @@ fn filled_store(db: &TestDatabase) -> JobStore {
     let finisher = store.register_worker("finisher", StageId::A, None).unwrap();
     for _ in 0..FINISHED {
         store.claim(&finisher.token).unwrap();
-        store.complete(&finisher.token, "pairs.parquet").unwrap();
+        store.complete(&finisher.token, None, "pairs.parquet").unwrap();
     }
     let threads: Vec<_> = (0..8)
         .map(|t| {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use actix_web::rt::System;
 use cascade_engine::config::EngineSettings;
 use cascade_engine::runtime::outcome::RetryPolicy;
-use cascade_engine::runtime::{Drain, RemoteControl, RemoteWorker, StagePlan, Supervisor};
+use cascade_engine::runtime::{Drain, RemoteWorker, StagePlan, Supervisor};
 use cascade_stages::stage::{Stage, StageContext, StageError, StageRegistry};
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{JobStore, StageId, StoreConfig, SystemClock};
@@ -82,6 +82,7 @@ fn run_local(stages: usize, workers: usize) -> Duration {
             workers,
             queue: 64,
             threads: Some(1),
+            max_attempts: 5,
             settings: serde_json::json!({}),
         })
         .collect();
@@ -127,22 +128,18 @@ fn run_remote(workers: usize) -> Duration {
         rayon: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap()),
         registry: registry(),
     };
-    let control = Arc::new(RemoteControl::default());
+    let crew = Arc::new(worker.crew(workers));
     let started = Instant::now();
-    let threads: Vec<_> = (0..workers)
-        .map(|_| {
-            let (worker, control) = (worker.clone(), Arc::clone(&control));
-            std::thread::spawn(move || worker.run(&control))
-        })
-        .collect();
+    let running = std::thread::spawn({
+        let crew = Arc::clone(&crew);
+        move || crew.run().unwrap()
+    });
     while !all_done(&store, 0) {
         std::thread::sleep(Duration::from_millis(10));
     }
     let elapsed = started.elapsed();
-    control.stop();
-    for thread in threads {
-        thread.join().unwrap();
-    }
+    crew.stop();
+    running.join().unwrap();
     System::new().block_on(handle.stop(true));
     server.join().unwrap();
     elapsed
@@ -156,7 +153,7 @@ fn run_bare_store() -> Duration {
     let started = Instant::now();
     for _ in 0..JOBS {
         let job = store.claim(&worker.token).unwrap();
-        store.complete(&worker.token, &job.data).unwrap();
+        store.complete(&worker.token, None, &job.data).unwrap();
     }
     started.elapsed()
 }

@@ -49,7 +49,7 @@ fn bench_backend(c: &mut Criterion, name: &str, db: TestDatabase) {
     group.bench_function("claim+complete cycle", |b| {
         b.iter(|| {
             store.claim(&worker.token).unwrap();
-            store.complete(&worker.token, "out").unwrap();
+            store.complete(&worker.token, None, "out").unwrap();
         })
     });
     let mut reference = empty_transaction(db.url());

@@ -50,6 +50,9 @@ pub struct StageSettings {
     /// Threads of the stage's rayon pool (shared by its workers); default: one per core.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Attempts of one job at this stage before it fails (default: `engine.max-attempts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
     /// The stage kind's own settings (`[stages.X.settings]`).
     #[serde(default = "empty_settings")]
     pub settings: serde_json::Value,
@@ -65,6 +68,7 @@ impl StageSettings {
             workers: default_workers(),
             queue: default_queue(),
             threads: None,
+            max_attempts: None,
             settings: empty_settings(),
         }
     }
@@ -233,6 +237,9 @@ impl Config {
             if stage.threads == Some(0) {
                 problems.push(format!("stage '{letter}': threads must be at least 1"));
             }
+            if stage.max_attempts == Some(0) {
+                problems.push(format!("stage '{letter}': max-attempts must be at least 1"));
+            }
             if !stage.settings.is_object() {
                 problems.push(format!("stage '{letter}': settings must be a table"));
             }
@@ -270,6 +277,13 @@ impl Config {
         StageId::ALL.map(|stage| self.stages.get(stage.letter()).map(|s| s.name.clone()))
     }
 
+    /// Attempts of one job at `stage` before it fails: the stage's `max-attempts`, else the
+    /// engine's. The tracker fails a job at its next claim once they are used up; workers fail
+    /// it on a transient error at the last attempt.
+    pub fn max_attempts(&self, stage: StageId) -> u32 {
+        self.stages.get(stage.letter()).and_then(|s| s.max_attempts).unwrap_or(self.engine.max_attempts)
+    }
+
     /// The database location.
     pub fn database_url(&self) -> DatabaseUrl {
         DatabaseUrl::parse(&self.database)
@@ -282,6 +296,7 @@ impl Config {
             stage_names: self.stage_names(),
             idle_timeout: self.idle_timeout,
             flag_threshold: self.flag_threshold,
+            max_attempts: StageId::ALL.map(|stage| self.max_attempts(stage)),
         }
     }
 

@@ -62,10 +62,10 @@ fn bad_requests_get_documented_answers_and_change_nothing() {
     worker.new_job().unwrap();
     worker.complete_job("done-1").unwrap();
     let holder = client.register("holder", "a").unwrap();
-    assert_eq!(holder.new_job().unwrap().number, 2);
+    assert_eq!(holder.new_job().unwrap().number.0, 2);
     let before = snapshot(&daemon);
 
-    let token = format!(r#"{{"token": "{}"}}"#, worker.token);
+    let token = format!(r#"{{"token": "{}"}}"#, worker.token.as_str());
     let text = |status: u16, body: &str| (status, "text/plain; charset=utf-8".to_owned(), body.to_owned());
     let cases: Vec<(&str, (u16, String, String))> = vec![
         ("unknown token on newJob", post_json(&daemon, "/api/newJob", r#"{"token": "no-such-token"}"#)),
@@ -73,7 +73,7 @@ fn bad_requests_get_documented_answers_and_change_nothing() {
         ("unknown token on updateProgress", post_json(&daemon, "/api/updateProgress", r#"{"token": "nope", "progress": "x"}"#)),
         ("unknown token on flagInvalidData", post_json(&daemon, "/api/flagInvalidData", r#"{"token": "nope"}"#)),
         ("unknown token on bye", post_json(&daemon, "/api/bye", r#"{"token": "nope"}"#)),
-        ("completion without a lease", post_json(&daemon, "/api/completeJob", &format!(r#"{{"token": "{}", "data": "x"}}"#, worker.token))),
+        ("completion without a lease", post_json(&daemon, "/api/completeJob", &format!(r#"{{"token": "{}", "data": "x"}}"#, worker.token.as_str()))),
         ("flag without a lease", post_json(&daemon, "/api/flagInvalidData", &token)),
     ];
     let expected = [
@@ -117,7 +117,7 @@ fn bad_requests_get_documented_answers_and_change_nothing() {
     let (status, _, _) = raw("GET", &format!("{}/api/new?stage=a", daemon.url), None, None);
     assert_eq!(status, 422, "missing nickname");
 
-    let huge = format!(r#"{{"token": "{}", "data": "{}"}}"#, holder.token, "x".repeat(2 << 20));
+    let huge = format!(r#"{{"token": "{}", "data": "{}"}}"#, holder.token.as_str(), "x".repeat(2 << 20));
     let (status, _, body) = post_json(&daemon, "/api/completeJob", &huge);
     assert_eq!(status, 413, "oversized body: {body}");
 
@@ -139,33 +139,33 @@ fn bad_requests_get_documented_answers_and_change_nothing() {
     // Duplicate completion: the second one is refused and changes nothing.
     holder.complete_job("done-2").unwrap();
     let after_first = snapshot(&daemon);
-    let duplicate = post_json(&daemon, "/api/completeJob", &format!(r#"{{"token": "{}", "data": "again"}}"#, holder.token));
+    let duplicate = post_json(&daemon, "/api/completeJob", &format!(r#"{{"token": "{}", "data": "again"}}"#, holder.token.as_str()));
     assert_eq!(duplicate, text(403, NO_OPEN_JOB));
     assert_eq!(snapshot(&daemon), after_first);
 
     // An expired token: the worker goes silent past the idle timeout and is swept.
     let silent = client.register("silent", "a").unwrap();
-    assert_eq!(silent.new_job().unwrap().number, 3);
+    assert_eq!(silent.new_job().unwrap().number.0, 3);
     wait_until("the silent worker is swept", Duration::from_secs(30), || {
         let workers = daemon.get_json("/v1/workers?stage=a&limit=500");
         !workers["items"].as_array().unwrap().iter().any(|w| w["nickname"] == "silent")
     });
-    let swept = post_json(&daemon, "/api/completeJob", &format!(r#"{{"token": "{}", "data": "late"}}"#, silent.token));
+    let swept = post_json(&daemon, "/api/completeJob", &format!(r#"{{"token": "{}", "data": "late"}}"#, silent.token.as_str()));
     assert_eq!(swept, text(404, UNKNOWN_WORKER));
-    let swept = post_json(&daemon, "/api/updateProgress", &format!(r#"{{"token": "{}", "progress": "x"}}"#, silent.token));
+    let swept = post_json(&daemon, "/api/updateProgress", &format!(r#"{{"token": "{}", "progress": "x"}}"#, silent.token.as_str()));
     assert_eq!(swept, text(404, UNKNOWN_WORKER));
-    assert_eq!(post_json(&daemon, "/api/validateWorker", &format!(r#"{{"token": "{}"}}"#, silent.token)).2, "False");
+    assert_eq!(post_json(&daemon, "/api/validateWorker", &format!(r#"{{"token": "{}"}}"#, silent.token.as_str())).2, "False");
     let job3 = daemon.get_json("/v1/jobs/3");
     assert_eq!(job3["summary"]["state"], "open");
     assert_eq!(job3["data"][1], serde_json::Value::Null, "the late completion changed nothing");
 
     // A fresh worker gets the re-opened job; an empty stage answers 403 with the documented text.
     let fresh = client.register("fresh", "a").unwrap();
-    assert_eq!(fresh.new_job().unwrap().number, 3);
-    let empty = post_json(&daemon, "/api/newJob", &format!(r#"{{"token": "{}"}}"#, client.register("x", "b").unwrap().token));
+    assert_eq!(fresh.new_job().unwrap().number.0, 3);
+    let empty = post_json(&daemon, "/api/newJob", &format!(r#"{{"token": "{}"}}"#, client.register("x", "b").unwrap().token.as_str()));
     assert_eq!(empty.0, 200, "stage b has jobs 1 and 2");
     let idle_b = client.register("y", "b").unwrap();
     idle_b.new_job().unwrap();
-    let none_left = post_json(&daemon, "/api/newJob", &format!(r#"{{"token": "{}"}}"#, client.register("z", "b").unwrap().token));
+    let none_left = post_json(&daemon, "/api/newJob", &format!(r#"{{"token": "{}"}}"#, client.register("z", "b").unwrap().token.as_str()));
     assert_eq!(none_left, text(403, NO_JOBS));
 }

@@ -1,15 +1,16 @@
 //! The engine end to end: `cascade run` with local pools of a registered test stage
 //! (`append`, see `src/bin/cascade-test-pipeline.rs`), remote `cascade worker` processes, error
-//! kinds, backpressure, `kill -9` and graceful shutdown.
+//! kinds, attempt limits, backpressure, `kill -9` and graceful shutdown.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_tests::{wait_until, Daemon};
-use cascade_tracker::testing::{threads_scheduling, TestDatabase};
+use cascade_threads::testing::threads_scheduling;
+use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{JobState, JobStore, StageId, StoreConfig, SystemClock};
 use serde_json::Value;
 
@@ -76,6 +77,7 @@ impl Pipeline {
             stage_names,
             idle_timeout: Duration::from_secs(60),
             flag_threshold: 2,
+            ..StoreConfig::default()
         };
         JobStore::open(&cascade_tracker::DatabaseUrl::parse(&self.database), config, Arc::new(SystemClock), 2).unwrap()
     }
@@ -108,6 +110,36 @@ fn completions(store: &JobStore, jobs: i64) -> HashMap<(i64, StageId), usize> {
         }
     }
     counts
+}
+
+/// Runs the test binary with `args` in the pipeline's directory until it exits.
+fn run_to_exit(pipeline: &Pipeline, args: &[&str]) -> ExitStatus {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .current_dir(pipeline.dir.path())
+        .env("CASCADE_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the test pipeline starts");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "{args:?} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Writes `jobs` as the pipeline's `jobs.json`.
+fn write_jobs(pipeline: &Pipeline, jobs: &[&str]) {
+    std::fs::write(pipeline.dir.path().join("jobs.json"), serde_json::to_string(jobs).unwrap()).unwrap();
+}
+
+/// The number of the job whose stage-a input is `input`.
+fn job_number(store: &JobStore, input: &str) -> i64 {
+    let total = store.jobs(None, None, 0, 1).unwrap().total;
+    (1..=total).find(|&n| store.job(n).unwrap().data[0].as_deref() == Some(input)).expect("the job exists")
 }
 
 fn stats(daemon: &Daemon) -> Vec<Value> {
@@ -241,6 +273,93 @@ fn each_error_kind_leads_to_its_documented_state() {
     let events = store.job(number).unwrap().events;
     assert_eq!(events.iter().filter(|e| e.kind == "sent_back").count(), 2);
     assert_eq!(events.iter().filter(|e| e.kind == "complete" && e.stage == StageId::A).count(), 3);
+}
+
+#[test]
+fn a_job_that_kills_the_daemon_fails_after_max_attempts_and_the_rest_finish() {
+    let db = TestDatabase::sqlite();
+    let pipeline = Pipeline::new(&db, "", &append_stage("a", "|a", 1, 4, 0));
+    write_jobs(&pipeline, &["ok-1", "abort@a", "ok-2", "ok-3"]);
+    let config = pipeline.config();
+    let run = |load: bool| {
+        let mut args = vec!["run", "--config", config.to_str().unwrap(), "--no-progress", "--until-done"];
+        args.extend(["--bind", "127.0.0.1:0"]);
+        if load {
+            args.extend(["--json", "jobs.json"]);
+        }
+        run_to_exit(&pipeline, &args)
+    };
+    // The poison job takes the daemon down on each of its attempts; each restart re-claims it
+    // once its lease expired, until the claim finds its attempts used up.
+    let mut crashes = 0;
+    let mut status = run(true);
+    while !status.success() {
+        crashes += 1;
+        assert!(crashes <= 3, "the daemon crashed more often than max-attempts: {status}");
+        status = run(false);
+    }
+    assert_eq!(crashes, 3, "each of the 3 attempts crashed the daemon");
+    let store = pipeline.store(1);
+    let outcomes = outcomes(&store);
+    for ok in ["ok-1", "ok-2", "ok-3"] {
+        assert_eq!(outcomes[ok].0, JobState::Done, "{ok}");
+    }
+    let (state, _, error) = &outcomes["abort@a"];
+    assert_eq!(*state, JobState::Failed);
+    assert_eq!(error.as_deref(), Some("gave up after 3 attempts; last: lease expired"));
+    let events = store.job(job_number(&store, "abort@a")).unwrap().events;
+    let kinds = |kind: &str| events.iter().filter(|e| e.kind == kind).count();
+    assert_eq!((kinds("claim"), kinds("expire"), kinds("fail")), (3, 3, 1), "{events:?}");
+    let failed = store.jobs(None, Some(JobState::Failed), 0, 10).unwrap();
+    assert_eq!(failed.total, 1);
+}
+
+#[test]
+fn remote_workers_end_poison_and_transient_jobs_after_max_attempts() {
+    let db = TestDatabase::sqlite();
+    // Stage a has no kind: only remote workers work on it.
+    let pipeline = Pipeline::new(&db, "", "[stages.a]\nname = \"remote\"\n");
+    write_jobs(&pipeline, &["ok-1", "abort@a", "ok-2", "transient@a", "ok-3"]);
+    // Remote workers' leases last the idle timeout: keep it short so a crashed one's job returns.
+    let daemon = pipeline.run(&["--json", "jobs.json", "--idle-timeout", "2s"]);
+    let settled = |daemon: &Daemon| {
+        let a = &stats(daemon)[0];
+        count(a, "open") == 0 && count(a, "leased") == 0
+    };
+    let mut crashes = 0;
+    let started = std::time::Instant::now();
+    while !settled(&daemon) {
+        assert!(started.elapsed() < Duration::from_secs(120), "the jobs never settled");
+        let mut worker = pipeline.worker(&daemon.url, "a", "|a");
+        loop {
+            if let Some(status) = worker.try_wait().unwrap() {
+                assert!(!status.success(), "the worker stopped by itself");
+                crashes += 1;
+                break;
+            }
+            if settled(&daemon) {
+                worker.kill().unwrap();
+                worker.wait().unwrap();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert_eq!(crashes, 3, "each of the 3 attempts of the poison job crashed the worker");
+    let store = pipeline.store(1);
+    let outcomes = outcomes(&store);
+    for ok in ["ok-1", "ok-2", "ok-3"] {
+        assert_eq!(outcomes[ok].0, JobState::Done, "{ok}");
+    }
+    let (state, _, error) = &outcomes["abort@a"];
+    assert_eq!((*state, error.as_deref()), (JobState::Failed, Some("gave up after 3 attempts; last: lease expired")));
+    // The remote worker learnt each attempt's number, so its policy ended the transient job.
+    let (state, _, error) = &outcomes["transient@a"];
+    assert_eq!((*state, error.as_deref()), (JobState::Failed, Some("gave up after 3 attempts: service busy")));
+    let events = store.job(job_number(&store, "transient@a")).unwrap().events;
+    assert_eq!(events.iter().filter(|e| e.kind == "retry").count(), 2, "{events:?}");
+    let failed = daemon.get_json("/v1/jobs?state=failed");
+    assert_eq!(failed["total"].as_i64(), Some(2), "{failed}");
 }
 
 #[test]

@@ -18,6 +18,9 @@ pub struct StoreConfig {
     /// Reports of invalid input for one (job, stage) after which the job goes back one stage.
     /// Default 5.
     pub flag_threshold: u32,
+    /// Claims of one job at each stage `a`..`e` after which the job is failed instead of
+    /// handed out again (a lease given back with `release` does not count). Default 5.
+    pub max_attempts: [u32; 5],
 }
 
 impl Default for StoreConfig {
@@ -27,6 +30,7 @@ impl Default for StoreConfig {
             stage_names: [Some("wat".to_owned()), Some("download".to_owned()), Some("clip".to_owned()), None, None],
             idle_timeout: Duration::from_secs(7200),
             flag_threshold: 5,
+            max_attempts: [5; 5],
         }
     }
 }
@@ -51,6 +55,11 @@ impl StoreConfig {
     /// (the job closes). A disabled stage is never skipped over.
     pub fn next_enabled(&self, stage: StageId) -> Option<StageId> {
         stage.next().filter(|s| self.is_enabled(*s))
+    }
+
+    /// Claims of one job at `stage` after which it fails instead of being handed out again.
+    pub fn max_attempts(&self, stage: StageId) -> u32 {
+        self.max_attempts[stage.index()].max(1)
     }
 
     /// The idle timeout in milliseconds.

@@ -1,5 +1,6 @@
 //! The tracker's error type.
 
+use crate::protocol::JobId;
 use crate::stage::StageId;
 
 /// Everything a [`JobStore`](crate::JobStore) operation can fail with.
@@ -44,7 +45,7 @@ pub enum TrackerError {
     #[error("the worker's lease on job {job} is no longer valid")]
     LeaseLost {
         /// The job the worker believed it held.
-        job: i64,
+        job: JobId,
     },
     /// `init` was asked to load jobs into a database that already has some.
     #[error("the database already holds {existing} jobs; pass --reset to replace them")]

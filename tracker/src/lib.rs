@@ -14,7 +14,6 @@
 //! - [`Clock`]: injectable time, so tests move time instead of sleeping.
 //! - [`load`]: job lists from JSON, text lines or brace patterns.
 //! - [`StageId`]: the stage letters `a`..`e`.
-//! - [`scheduling`]: the scheduling class of the threads that feed the SQLite writer.
 //! - `testing` (feature `test-util`): throw-away SQLite and PostgreSQL databases for tests.
 
 mod clock;
@@ -22,7 +21,7 @@ mod config;
 mod db;
 mod error;
 pub mod load;
-pub mod scheduling;
+pub mod protocol;
 mod stage;
 mod store;
 #[cfg(feature = "test-util")]
@@ -32,9 +31,12 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::StoreConfig;
 pub use db::{DatabaseUrl, DbConnection};
 pub use error::TrackerError;
+pub use protocol::{
+    ClaimedJob, Completion, FlagOutcome, HeldLease, JobId, LeaseEpoch, LeaseError, Leases, Registration, WorkerToken,
+};
 pub use stage::StageId;
 pub use store::{
-    event, ClaimedJob, Completion, Eta, EventCount, FlagOutcome, JobDetail, JobEvent, JobState,
-    JobSummary, JobStore, LeaderboardEntry, Page, ProblemJob, Registration, StageCounts,
+    event, Eta, EventCount, JobDetail, JobEvent, JobState, JobSummary, JobStore, LeaderboardEntry,
+    Page, ProblemJob, StageCounts,
     StateCount, SweepReport, ThroughputPoint, WorkerView,
 };

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{
-    event, EventCount, JobState, JobStore, ManualClock, StageId, StateCount, StoreConfig, TrackerError,
+    event, EventCount, JobId, JobState, JobStore, ManualClock, StageId, StateCount, StoreConfig, TrackerError,
+    WorkerToken,
 };
 
 const START_MS: i64 = 1_700_000_000_000;
@@ -28,6 +29,7 @@ fn config(stages: usize) -> StoreConfig {
         stage_names,
         idle_timeout: Duration::from_secs(600),
         flag_threshold: 3,
+        max_attempts: [5; 5],
     }
 }
 
@@ -62,17 +64,17 @@ macro_rules! store_suite {
                 assert_eq!(b.stage_name, "GPU");
 
                 let job = f.store.claim(&a.token).unwrap();
-                assert_eq!((job.number, job.data.as_str(), job.stage), (1, "job-1", StageId::A));
+                assert_eq!((job.number.0, job.data.as_str(), job.stage), (1, "job-1", StageId::A));
                 assert!(matches!(f.store.claim(&b.token), Err(TrackerError::NoJobAvailable)));
-                let done = f.store.complete(&a.token, "<!json!>{\"x\": 1}").unwrap();
+                let done = f.store.complete(&a.token, None, "<!json!>{\"x\": 1}").unwrap();
                 assert_eq!(done.next_stage, Some(StageId::B));
 
                 let job = f.store.claim(&b.token).unwrap();
                 assert_eq!(job.data, "<!json!>{\"x\": 1}");
-                f.store.complete(&b.token, "to c").unwrap();
+                f.store.complete(&b.token, None, "to c").unwrap();
                 let job = f.store.claim(&c.token).unwrap();
                 assert_eq!(job.data, "to c");
-                assert_eq!(f.store.complete(&c.token, "final").unwrap().next_stage, None);
+                assert_eq!(f.store.complete(&c.token, None, "final").unwrap().next_stage, None);
 
                 let detail = f.store.job(1).unwrap();
                 assert_eq!(detail.summary.state, JobState::Done);
@@ -103,7 +105,7 @@ macro_rules! store_suite {
                 ));
                 let a = f.store.register_worker("x", StageId::A, None).unwrap();
                 f.store.claim(&a.token).unwrap();
-                assert_eq!(f.store.complete(&a.token, "out").unwrap().next_stage, None);
+                assert_eq!(f.store.complete(&a.token, None, "out").unwrap().next_stage, None);
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
                 assert_eq!(f.store.job_count(StageId::B).unwrap(), 0);
                 let eta = f.store.eta().unwrap();
@@ -116,18 +118,18 @@ macro_rules! store_suite {
                 let f = fx(2);
                 load(&f.store, 2);
                 let a = f.store.register_worker("x", StageId::A, None).unwrap();
-                assert!(matches!(f.store.complete(&a.token, "x"), Err(TrackerError::NoJobHeld)));
-                assert!(matches!(f.store.flag_invalid(&a.token, None), Err(TrackerError::NoJobHeld)));
-                assert!(matches!(f.store.complete("nope", "x"), Err(TrackerError::UnknownWorker)));
-                assert!(matches!(f.store.claim("nope"), Err(TrackerError::UnknownWorker)));
-                assert!(matches!(f.store.update_progress("nope", "x"), Err(TrackerError::UnknownWorker)));
-                assert!(!f.store.validate_worker("nope").unwrap());
+                assert!(matches!(f.store.complete(&a.token, None, "x"), Err(TrackerError::NoJobHeld)));
+                assert!(matches!(f.store.flag_invalid(&a.token, None, None), Err(TrackerError::NoJobHeld)));
+                assert!(matches!(f.store.complete(&WorkerToken::new("nope"), None, "x"), Err(TrackerError::UnknownWorker)));
+                assert!(matches!(f.store.claim(&WorkerToken::new("nope")), Err(TrackerError::UnknownWorker)));
+                assert!(matches!(f.store.update_progress(&WorkerToken::new("nope"), "x"), Err(TrackerError::UnknownWorker)));
+                assert!(!f.store.validate_worker(&WorkerToken::new("nope")).unwrap());
                 assert!(f.store.validate_worker(&a.token).unwrap());
 
                 f.store.claim(&a.token).unwrap();
-                f.store.complete(&a.token, "once").unwrap();
+                f.store.complete(&a.token, None, "once").unwrap();
                 let before = f.store.job(1).unwrap();
-                assert!(matches!(f.store.complete(&a.token, "twice"), Err(TrackerError::NoJobHeld)));
+                assert!(matches!(f.store.complete(&a.token, None, "twice"), Err(TrackerError::NoJobHeld)));
                 let after = f.store.job(1).unwrap();
                 assert_eq!(before.data, after.data);
                 assert_eq!(before.events.len(), after.events.len());
@@ -140,15 +142,15 @@ macro_rules! store_suite {
                 load(&f.store, 3);
                 let a = f.store.register_worker("a", StageId::A, None).unwrap();
                 let other = f.store.register_worker("o", StageId::A, None).unwrap();
-                assert_eq!(f.store.claim_job(&a.token, 2).unwrap().number, 2);
-                assert!(matches!(f.store.claim_job(&other.token, 2), Err(TrackerError::NoJobAvailable)));
-                assert!(matches!(f.store.claim_job(&other.token, 99), Err(TrackerError::NoJobAvailable)));
-                f.store.complete(&a.token, "b-input").unwrap();
+                assert_eq!(f.store.claim_job(&a.token, JobId(2)).unwrap().number.0, 2);
+                assert!(matches!(f.store.claim_job(&other.token, JobId(2)), Err(TrackerError::NoJobAvailable)));
+                assert!(matches!(f.store.claim_job(&other.token, JobId(99)), Err(TrackerError::NoJobAvailable)));
+                f.store.complete(&a.token, None, "b-input").unwrap();
                 // Job 2 is now at stage b: a stage-a worker cannot take it by number.
-                assert!(matches!(f.store.claim_job(&other.token, 2), Err(TrackerError::NoJobAvailable)));
+                assert!(matches!(f.store.claim_job(&other.token, JobId(2)), Err(TrackerError::NoJobAvailable)));
                 let b = f.store.register_worker("b", StageId::B, None).unwrap();
-                let claimed = f.store.claim_job(&b.token, 2).unwrap();
-                assert_eq!((claimed.number, claimed.data.as_str()), (2, "b-input"));
+                let claimed = f.store.claim_job(&b.token, JobId(2)).unwrap();
+                assert_eq!((claimed.number.0, claimed.data.as_str()), (2, "b-input"));
             }
 
             #[test]
@@ -157,28 +159,28 @@ macro_rules! store_suite {
                 load(&f.store, 4);
                 let a = f.store.register_worker("a", StageId::A, None).unwrap();
                 let other = f.store.register_worker("o", StageId::A, None).unwrap();
-                assert_eq!(f.store.claim(&a.token).unwrap().number, 1);
-                assert_eq!(f.store.claim(&other.token).unwrap().number, 2);
+                assert_eq!(f.store.claim(&a.token).unwrap().number.0, 1);
+                assert_eq!(f.store.claim(&other.token).unwrap().number.0, 2);
                 // Job 2 is leased by another worker: the next claimable job is 3.
-                let (done, next) = f.store.complete_and_claim(&a.token, "out-1").unwrap();
-                assert_eq!((done.number, done.next_stage), (1, Some(StageId::B)));
+                let (done, next) = f.store.complete_and_claim(&a.token, None, "out-1").unwrap();
+                assert_eq!((done.number.0, done.next_stage), (1, Some(StageId::B)));
                 let next = next.unwrap();
-                assert_eq!((next.number, next.data.as_str(), next.attempts), (3, "job-3", 1));
-                let (done, next) = f.store.complete_and_claim(&a.token, "out-3").unwrap();
-                assert_eq!(done.number, 3);
-                assert_eq!(next.unwrap().number, 4);
+                assert_eq!((next.number.0, next.data.as_str(), next.attempt), (3, "job-3", 1));
+                let (done, next) = f.store.complete_and_claim(&a.token, None, "out-3").unwrap();
+                assert_eq!(done.number.0, 3);
+                assert_eq!(next.unwrap().number.0, 4);
                 // The completion stands even when nothing is left to claim.
-                let (done, next) = f.store.complete_and_claim(&a.token, "out-4").unwrap();
-                assert_eq!(done.number, 4);
+                let (done, next) = f.store.complete_and_claim(&a.token, None, "out-4").unwrap();
+                assert_eq!(done.number.0, 4);
                 assert!(next.is_none());
                 // Fenced like `complete`: a worker holding nothing changes nothing, claims nothing.
-                f.store.release(&other.token).unwrap();
-                assert!(matches!(f.store.complete_and_claim(&a.token, "stale"), Err(TrackerError::NoJobHeld)));
-                assert_eq!(f.store.claim(&other.token).unwrap().number, 2);
+                f.store.release(&other.token, None).unwrap();
+                assert!(matches!(f.store.complete_and_claim(&a.token, None, "stale"), Err(TrackerError::NoJobHeld)));
+                assert_eq!(f.store.claim(&other.token).unwrap().number.0, 2);
                 let b = f.store.register_worker("b", StageId::B, None).unwrap();
                 let inputs: Vec<String> = (0..3).map(|_| {
                     let job = f.store.claim(&b.token).unwrap();
-                    f.store.complete(&b.token, "final").unwrap();
+                    f.store.complete(&b.token, None, "final").unwrap();
                     job.data
                 }).collect();
                 assert_eq!(inputs, ["out-1", "out-3", "out-4"]);
@@ -193,15 +195,15 @@ macro_rules! store_suite {
                 let f = fx(1);
                 load(&f.store, 1);
                 let w = f.store.register_worker("w", StageId::A, None).unwrap();
-                assert_eq!(f.store.claim(&w.token).unwrap().attempts, 1);
-                f.store.retry_later(&w.token, START_MS + 5_000, "network down").unwrap();
-                assert!(matches!(f.store.retry_later(&w.token, START_MS, "again"), Err(TrackerError::NoJobHeld)));
+                assert_eq!(f.store.claim(&w.token).unwrap().attempt, 1);
+                f.store.retry_later(&w.token, None, START_MS + 5_000, "network down").unwrap();
+                assert!(matches!(f.store.retry_later(&w.token, None, START_MS, "again"), Err(TrackerError::NoJobHeld)));
                 assert_eq!(f.store.job(1).unwrap().summary.state, JobState::Open);
                 assert!(matches!(f.store.claim(&w.token), Err(TrackerError::NoJobAvailable)));
-                assert!(matches!(f.store.claim_job(&w.token, 1), Err(TrackerError::NoJobAvailable)));
+                assert!(matches!(f.store.claim_job(&w.token, JobId(1)), Err(TrackerError::NoJobAvailable)));
                 f.clock.advance(Duration::from_secs(5));
                 let again = f.store.claim(&w.token).unwrap();
-                assert_eq!((again.number, again.attempts), (1, 2));
+                assert_eq!((again.number.0, again.attempt), (1, 2));
                 let kinds: Vec<String> = f.store.job(1).unwrap().events.iter().map(|e| e.kind.clone()).collect();
                 assert_eq!(kinds, ["claim", "retry", "claim"]);
             }
@@ -212,9 +214,9 @@ macro_rules! store_suite {
                 load(&f.store, 2);
                 let w = f.store.register_worker("w", StageId::A, None).unwrap();
                 let job = f.store.claim(&w.token).unwrap();
-                f.store.fail(&w.token, "unsupported format").unwrap();
-                assert!(matches!(f.store.fail(&w.token, "twice"), Err(TrackerError::NoJobHeld)));
-                let detail = f.store.job(job.number).unwrap();
+                f.store.fail(&w.token, None, "unsupported format").unwrap();
+                assert!(matches!(f.store.fail(&w.token, None, "twice"), Err(TrackerError::NoJobHeld)));
+                let detail = f.store.job(job.number.0).unwrap();
                 assert_eq!(detail.summary.state, JobState::Failed);
                 assert_eq!(detail.summary.error.as_deref(), Some("unsupported format"));
                 assert_eq!(detail.events.last().unwrap().detail.as_deref(), Some("unsupported format"));
@@ -222,8 +224,8 @@ macro_rules! store_suite {
                 assert_eq!((counts[0].failed, counts[0].open), (1, 1));
                 // The failed job is never handed out again.
                 let next = f.store.claim(&w.token).unwrap();
-                assert_ne!(next.number, job.number);
-                f.store.complete(&w.token, "x").unwrap();
+                assert_ne!(next.number.0, job.number.0);
+                f.store.complete(&w.token, None, "x").unwrap();
                 assert!(matches!(f.store.claim(&w.token), Err(TrackerError::NoJobAvailable)));
             }
 
@@ -242,12 +244,93 @@ macro_rules! store_suite {
                 f.clock.advance(Duration::from_secs(31));
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
                 let second = f.store.claim(&fast.token).unwrap();
-                assert_eq!(second.number, first.number);
-                assert!(second.lease_token > first.lease_token);
-                assert_eq!(second.attempts, 2);
-                assert!(matches!(f.store.complete(&slow.token, "late"), Err(TrackerError::LeaseLost { job: 1 })));
-                f.store.complete(&fast.token, "on time").unwrap();
+                assert_eq!(second.number.0, first.number.0);
+                assert!(second.lease > first.lease);
+                assert_eq!(second.attempt, 2);
+                assert!(matches!(f.store.complete(&slow.token, None, "late"), Err(TrackerError::LeaseLost { job: JobId(1) })));
+                f.store.complete(&fast.token, None, "on time").unwrap();
                 assert_eq!(f.store.job(1).unwrap().data[1].as_deref(), Some("on time"));
+            }
+
+            #[test]
+            fn a_job_whose_attempts_are_used_up_is_failed_at_the_claim_not_handed_out() {
+                let f = fx(1);
+                load(&f.store, 2);
+                // Each worker claims the first job and goes silent: its lease expires.
+                for attempt in 1..=5 {
+                    let crashing = f.store.register_worker("crashing", StageId::A, Some(Duration::from_secs(10))).unwrap();
+                    let job = f.store.claim_job(&crashing.token, JobId(1)).unwrap();
+                    assert_eq!(job.attempt, attempt);
+                    f.clock.advance(Duration::from_secs(11));
+                }
+                let next = f.store.register_worker("next", StageId::A, None).unwrap();
+                assert_eq!(f.store.claim(&next.token).unwrap().number, JobId(2), "open jobs come first");
+                f.store.complete(&next.token, None, "x").unwrap();
+                // The claim finds job 1 with its attempts used up (max-attempts is 5 by default):
+                // it fails it instead of handing it out, and has nothing else to give.
+                assert!(matches!(f.store.claim(&next.token), Err(TrackerError::NoJobAvailable)));
+                let failed = f.store.job(1).unwrap();
+                assert_eq!(failed.summary.state, JobState::Failed);
+                assert_eq!(failed.summary.error.as_deref(), Some("gave up after 5 attempts; last: lease expired"));
+                assert_eq!(failed.events.last().map(|e| e.kind.as_str()), Some(event::FAIL));
+                assert_eq!(f.store.jobs(None, Some(JobState::Failed), 0, 10).unwrap().total, 1);
+                assert!(matches!(f.store.claim_job(&next.token, JobId(1)), Err(TrackerError::NoJobAvailable)));
+            }
+
+            #[test]
+            fn the_attempt_limit_counts_retries_and_each_stage_has_its_own() {
+                let clock = ManualClock::new(START_MS);
+                let config = StoreConfig { max_attempts: [2, 5, 5, 5, 5], ..config(2) };
+                let db = TestDatabase::$backend();
+                let store = JobStore::open(db.url(), config, Arc::new(clock.clone()), 4).unwrap();
+                load(&store, 1);
+                let w = store.register_worker("w", StageId::A, None).unwrap();
+                for _ in 0..2 {
+                    store.claim(&w.token).unwrap();
+                    store.retry_later(&w.token, None, START_MS, "busy").unwrap();
+                }
+                assert!(matches!(store.claim(&w.token), Err(TrackerError::NoJobAvailable)));
+                let failed = store.job(1).unwrap();
+                assert_eq!(failed.summary.error.as_deref(), Some("gave up after 2 attempts; last: retried: busy"));
+            }
+
+            #[test]
+            fn an_outcome_sent_again_after_its_answer_was_lost_does_not_touch_the_next_lease() {
+                let f = fx(2);
+                load(&f.store, 2);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                let first = f.store.claim(&w.token).unwrap();
+                let (_, next) = f.store.complete_and_claim(&w.token, Some(first.held()), "out-1").unwrap();
+                let next = next.unwrap();
+                assert_eq!(next.number, JobId(2));
+                // The answer never reached the worker, which sends the same completion again.
+                let again = f.store.complete_and_claim(&w.token, Some(first.held()), "out-1");
+                assert!(matches!(again, Err(TrackerError::LeaseLost { job: JobId(1) })), "{again:?}");
+                for outcome in [
+                    f.store.retry_later(&w.token, Some(first.held()), START_MS, "x").err(),
+                    f.store.fail(&w.token, Some(first.held()), "x").err(),
+                    f.store.release(&w.token, Some(first.held())).err(),
+                    f.store.flag_invalid(&w.token, Some(first.held()), None).err(),
+                ] {
+                    assert!(matches!(outcome, Some(TrackerError::LeaseLost { job: JobId(1) })), "{outcome:?}");
+                }
+                f.store.complete(&w.token, Some(next.held()), "out-2").unwrap();
+                assert_eq!(f.store.job(2).unwrap().data[1].as_deref(), Some("out-2"));
+                assert_eq!(f.store.job(1).unwrap().data[1].as_deref(), Some("out-1"));
+            }
+
+            #[test]
+            fn a_released_lease_does_not_use_up_an_attempt_but_an_abandoned_one_does() {
+                let f = fx(1);
+                load(&f.store, 1);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                for _ in 0..10 {
+                    assert_eq!(f.store.claim(&w.token).unwrap().attempt, 1);
+                    f.store.release(&w.token, None).unwrap();
+                }
+                assert_eq!(f.store.claim(&w.token).unwrap().attempt, 1);
+                // Asking for a new job while holding one abandons it: that attempt counts.
+                assert_eq!(f.store.claim(&w.token).unwrap().attempt, 2);
             }
 
             #[test]
@@ -267,8 +350,8 @@ macro_rules! store_suite {
                 assert!(!f.store.validate_worker(&silent.token).unwrap());
                 assert!(f.store.validate_worker(&chatty.token).unwrap());
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
-                assert!(matches!(f.store.complete(&silent.token, "x"), Err(TrackerError::UnknownWorker)));
-                f.store.complete(&chatty.token, "x").unwrap();
+                assert!(matches!(f.store.complete(&silent.token, None, "x"), Err(TrackerError::UnknownWorker)));
+                f.store.complete(&chatty.token, None, "x").unwrap();
                 let workers = f.store.workers(None, 0, 10).unwrap();
                 assert_eq!(workers.total, 1);
                 assert_eq!(workers.items[0].progress, "Completed Job");
@@ -296,8 +379,8 @@ macro_rules! store_suite {
                 let f = fx(1);
                 load(&f.store, 2);
                 let w = f.store.register_worker("w", StageId::A, None).unwrap();
-                assert_eq!(f.store.claim(&w.token).unwrap().number, 1);
-                assert_eq!(f.store.claim(&w.token).unwrap().number, 1, "abandoned job 1 is open again");
+                assert_eq!(f.store.claim(&w.token).unwrap().number.0, 1);
+                assert_eq!(f.store.claim(&w.token).unwrap().number.0, 1, "abandoned job 1 is open again");
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
                 f.store.bye(&w.token).unwrap();
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 2);
@@ -305,7 +388,7 @@ macro_rules! store_suite {
                 assert!(matches!(f.store.bye(&w.token), Err(TrackerError::UnknownWorker)));
                 let v = f.store.register_worker("v", StageId::A, None).unwrap();
                 f.store.claim(&v.token).unwrap();
-                f.store.release(&v.token).unwrap();
+                f.store.release(&v.token, None).unwrap();
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 2);
                 assert!(f.store.validate_worker(&v.token).unwrap());
             }
@@ -317,26 +400,26 @@ macro_rules! store_suite {
                 let a = f.store.register_worker("a", StageId::A, None).unwrap();
                 let b = f.store.register_worker("b", StageId::B, None).unwrap();
                 f.store.claim(&a.token).unwrap();
-                f.store.complete(&a.token, "shard-1").unwrap();
+                f.store.complete(&a.token, None, "shard-1").unwrap();
                 for report in 1..=2 {
                     f.store.claim(&b.token).unwrap();
-                    let outcome = f.store.flag_invalid(&b.token, Some("corrupt")).unwrap();
+                    let outcome = f.store.flag_invalid(&b.token, None, Some("corrupt")).unwrap();
                     assert_eq!((outcome.reports, outcome.sent_back_to), (report, None));
                     assert_eq!(f.store.job_count(StageId::B).unwrap(), 1);
                 }
                 f.store.claim(&b.token).unwrap();
-                let outcome = f.store.flag_invalid(&b.token, None).unwrap();
+                let outcome = f.store.flag_invalid(&b.token, None, None).unwrap();
                 assert_eq!((outcome.reports, outcome.sent_back_to), (3, Some(StageId::A)));
                 assert_eq!(f.store.job_count(StageId::B).unwrap(), 0);
                 let again = f.store.claim(&a.token).unwrap();
                 assert_eq!(again.data, "job-1", "stage a input is intact");
-                f.store.complete(&a.token, "shard-1 redone").unwrap();
+                f.store.complete(&a.token, None, "shard-1 redone").unwrap();
                 f.store.claim(&b.token).unwrap();
-                let outcome = f.store.flag_invalid(&b.token, None).unwrap();
+                let outcome = f.store.flag_invalid(&b.token, None, None).unwrap();
                 assert_eq!(outcome.reports, 1, "the count restarts when the job moves");
                 // Stage a flags only re-open the job at stage a.
                 f.store.claim(&b.token).unwrap();
-                f.store.complete(&b.token, "done").unwrap();
+                f.store.complete(&b.token, None, "done").unwrap();
                 load_more_and_flag_at_a(&f);
             }
 
@@ -348,11 +431,11 @@ macro_rules! store_suite {
                 let b = f.store.register_worker("b", StageId::B, None).unwrap();
                 for round in 1..=4 {
                     f.store.claim(&a.token).unwrap();
-                    f.store.complete(&a.token, "bad shard").unwrap();
+                    f.store.complete(&a.token, None, "bad shard").unwrap();
                     let mut last = None;
                     for _ in 0..3 {
                         f.store.claim(&b.token).unwrap();
-                        last = Some(f.store.flag_invalid(&b.token, Some("unreadable")).unwrap());
+                        last = Some(f.store.flag_invalid(&b.token, None, Some("unreadable")).unwrap());
                     }
                     let last = last.unwrap();
                     let state = f.store.job(1).unwrap().summary.state;
@@ -374,7 +457,7 @@ macro_rules! store_suite {
                 let a = f.store.register_worker("a", StageId::A, None).unwrap();
                 for report in 1..=4 {
                     f.store.claim(&a.token).unwrap();
-                    let outcome = f.store.flag_invalid(&a.token, None).unwrap();
+                    let outcome = f.store.flag_invalid(&a.token, None, None).unwrap();
                     assert_eq!((outcome.reports, outcome.sent_back_to), (report, None));
                 }
                 assert_eq!(f.store.job_count(StageId::A).unwrap(), 1);
@@ -406,7 +489,7 @@ macro_rules! store_suite {
                 let a = f.store.register_worker("a", StageId::A, None).unwrap();
                 for _ in 0..3 {
                     f.store.claim(&a.token).unwrap();
-                    f.store.complete(&a.token, "x").unwrap();
+                    f.store.complete(&a.token, None, "x").unwrap();
                     f.clock.advance(Duration::from_secs(61));
                 }
                 let points = f.store.throughput(START_MS).unwrap();
@@ -427,12 +510,12 @@ macro_rules! store_suite {
                 let b = f.store.register_worker("b", StageId::B, None).unwrap();
                 for _ in 0..2 {
                     f.store.claim(&a.token).unwrap();
-                    f.store.complete(&a.token, "shard").unwrap();
+                    f.store.complete(&a.token, None, "shard").unwrap();
                 }
                 f.store.claim(&b.token).unwrap();
-                f.store.flag_invalid(&b.token, Some("truncated tar")).unwrap();
+                f.store.flag_invalid(&b.token, None, Some("truncated tar")).unwrap();
                 f.store.claim(&b.token).unwrap();
-                f.store.flag_invalid(&b.token, Some("bad header")).unwrap();
+                f.store.flag_invalid(&b.token, None, Some("bad header")).unwrap();
                 f.clock.advance(Duration::from_secs(1));
                 f.store.claim(&a.token).unwrap();
                 f.db.execute("UPDATE jobs SET state = 'failed', error = 'decoder crashed', updated_at = 1 WHERE id = 4");
@@ -490,8 +573,8 @@ macro_rules! store_suite {
                             loop {
                                 match store.claim(&w.token) {
                                     Ok(job) => {
-                                        *claims.lock().unwrap().entry(job.number).or_default() += 1;
-                                        store.complete(&w.token, &format!("out-{}", job.number)).unwrap();
+                                        *claims.lock().unwrap().entry(job.number.0).or_default() += 1;
+                                        store.complete(&w.token, None, &format!("out-{}", job.number.0)).unwrap();
                                         done += 1;
                                     }
                                     Err(TrackerError::NoJobAvailable) => return done,

@@ -1,5 +1,7 @@
-//! A typed, blocking client for the worker API (`/api/*`), speaking exactly what the
-//! `distcompute-client` Python library speaks.
+//! A typed, blocking client for the worker API: `/api/*`, exactly as the `distcompute-client`
+//! Python library speaks it, and Cascade's `/v1/lease/*` calls. Requests and answers are the
+//! types of [`cascade_tracker::protocol`]. [`TrackerClient`] is the [`Leases`] of remote
+//! workers; [`WorkerSession`] is one registered worker, for scripts and tests.
 //!
 //! ```no_run
 //! use cascade_web::{ClientError, TrackerClient};
@@ -19,8 +21,14 @@
 
 use std::time::Duration;
 
+use cascade_tracker::protocol::{
+    ClaimBody, ClaimedJob, CompleteAnswer, CompleteBody, Completion, FailBody, FlagBody, HeldLease, JobId,
+    LeaseCompleteBody, LeaseError, Leases, NewJobAnswer, ProgressBody, Registration, ReleaseBody, RetryBody, TokenBody,
+    WorkerToken,
+};
+use cascade_tracker::StageId;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// What can go wrong talking to a tracker. The variants follow the protocol's status mapping.
 #[derive(Debug, thiserror::Error)]
@@ -81,67 +89,13 @@ pub struct TrackerClient {
 pub struct WorkerSession {
     client: TrackerClient,
     /// The worker's credential.
-    pub token: String,
+    pub token: WorkerToken,
     /// The worker's display name.
     pub display_name: String,
     /// The project name.
     pub project: String,
     /// The display name of the worker's stage.
     pub stage_name: String,
-}
-
-/// A job handed out by `newJob`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Job {
-    /// The job's input at this stage (opaque text; `<!json!>`-prefixed for JSON).
-    pub data: String,
-    /// The job number.
-    pub number: i64,
-}
-
-#[derive(Deserialize)]
-struct NewWorkerAnswer {
-    token: String,
-    display_name: String,
-    project: String,
-    stage_name: String,
-}
-
-#[derive(Serialize)]
-struct TokenBody<'a> {
-    token: &'a str,
-}
-
-#[derive(Serialize)]
-struct ProgressBody<'a> {
-    token: &'a str,
-    progress: &'a str,
-}
-
-#[derive(Serialize)]
-struct FlagBody<'a> {
-    token: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct RetryBody<'a> {
-    token: &'a str,
-    retry_after_ms: u64,
-    reason: &'a str,
-}
-
-#[derive(Serialize)]
-struct FailBody<'a> {
-    token: &'a str,
-    error: &'a str,
-}
-
-#[derive(Serialize)]
-struct CompleteBody<'a> {
-    token: &'a str,
-    data: &'a str,
 }
 
 impl TrackerClient {
@@ -183,7 +137,7 @@ impl TrackerClient {
             .get(format!("{}/api/new", self.base))
             .query("nickname", nickname)
             .query("stage", stage);
-        let answer: NewWorkerAnswer = decode_json(request.call())?;
+        let answer: Registration = decode_json(request.call())?;
         Ok(WorkerSession {
             client: self.clone(),
             token: answer.token,
@@ -217,8 +171,8 @@ impl WorkerSession {
     ///
     /// # Errors
     /// [`ClientError::NoJob`] when the stage has nothing open; [`ClientError::UnknownWorker`].
-    pub fn new_job(&self) -> Result<Job, ClientError> {
-        self.client.post_json("/api/newJob", &TokenBody { token: &self.token })
+    pub fn new_job(&self) -> Result<NewJobAnswer, ClientError> {
+        self.client.post_json("/api/newJob", &TokenBody { token: self.token.clone() })
     }
 
     /// Completes the held job with `data`, which becomes the next stage's input.
@@ -228,7 +182,7 @@ impl WorkerSession {
     /// [`ClientError::UnknownWorker`].
     pub fn complete_job(&self, data: &str) -> Result<(), ClientError> {
         self.client
-            .post_text("/api/completeJob", &CompleteBody { token: &self.token, data })
+            .post_text("/api/completeJob", &CompleteBody { token: self.token.clone(), data: data.to_owned() })
             .map(drop)
     }
 
@@ -238,7 +192,7 @@ impl WorkerSession {
     /// [`ClientError::UnknownWorker`].
     pub fn log(&self, progress: &str) -> Result<(), ClientError> {
         self.client
-            .post_text("/api/updateProgress", &ProgressBody { token: &self.token, progress })
+            .post_text("/api/updateProgress", &ProgressBody { token: self.token.clone(), progress: progress.to_owned() })
             .map(drop)
     }
 
@@ -260,7 +214,8 @@ impl WorkerSession {
     }
 
     fn flag(&self, reason: Option<&str>) -> Result<(), ClientError> {
-        self.client.post_text("/api/flagInvalidData", &FlagBody { token: &self.token, reason }).map(drop)
+        let body = FlagBody { token: self.token.clone(), reason: reason.map(str::to_owned), number: None, lease: None };
+        self.client.post_text("/api/flagInvalidData", &body).map(drop)
     }
 
     /// Gives the held job back after a transient failure, to be retried after `after`.
@@ -268,10 +223,7 @@ impl WorkerSession {
     /// # Errors
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
     pub fn retry_later(&self, after: Duration, reason: &str) -> Result<(), ClientError> {
-        let retry_after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
-        self.client
-            .post_text("/v1/lease/retry", &RetryBody { token: &self.token, retry_after_ms, reason })
-            .map(drop)
+        self.client.send_retry(&self.token, None, after, reason)
     }
 
     /// Marks the held job failed with `error`.
@@ -279,15 +231,15 @@ impl WorkerSession {
     /// # Errors
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
     pub fn fail(&self, error: &str) -> Result<(), ClientError> {
-        self.client.post_text("/v1/lease/fail", &FailBody { token: &self.token, error }).map(drop)
+        self.client.send_fail(&self.token, None, error)
     }
 
-    /// Gives the held job back at once, staying registered.
+    /// Gives the held job back at once, staying registered (the attempt does not count).
     ///
     /// # Errors
     /// [`ClientError::NoJob`] when no job is held; [`ClientError::UnknownWorker`].
     pub fn release(&self) -> Result<(), ClientError> {
-        self.client.post_text("/v1/lease/release", &TokenBody { token: &self.token }).map(drop)
+        self.client.send_release(&self.token, None)
     }
 
     /// Whether the tracker still knows this worker (a heartbeat too).
@@ -295,16 +247,134 @@ impl WorkerSession {
     /// # Errors
     /// Transport errors.
     pub fn is_alive(&self) -> Result<bool, ClientError> {
-        let text = self.client.post_text("/api/validateWorker", &TokenBody { token: &self.token })?;
-        Ok(text == "True")
+        self.client.is_alive(&self.token)
     }
 
     /// Leaves: the held job is re-opened at once. Errors are ignored (the worker may already be
     /// gone), as the Python client does.
     pub fn bye(&self) {
-        if let Err(e) = self.client.post_text("/api/bye", &TokenBody { token: &self.token }) {
+        if let Err(e) = self.client.post_text("/api/bye", &TokenBody { token: self.token.clone() }) {
             tracing::debug!(error = %e, "bye was not acknowledged");
         }
+    }
+}
+
+impl TrackerClient {
+    fn send_retry(&self, token: &WorkerToken, held: Option<HeldLease>, after: Duration, reason: &str) -> Result<(), ClientError> {
+        let retry_after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        let (number, lease) = (held.map(|h| h.number), held.map(|h| h.lease));
+        let body = RetryBody { token: token.clone(), number, lease, retry_after_ms, reason: reason.to_owned() };
+        self.post_text("/v1/lease/retry", &body).map(drop)
+    }
+
+    fn send_fail(&self, token: &WorkerToken, held: Option<HeldLease>, error: &str) -> Result<(), ClientError> {
+        let (number, lease) = (held.map(|h| h.number), held.map(|h| h.lease));
+        let body = FailBody { token: token.clone(), number, lease, error: error.to_owned() };
+        self.post_text("/v1/lease/fail", &body).map(drop)
+    }
+
+    fn send_release(&self, token: &WorkerToken, held: Option<HeldLease>) -> Result<(), ClientError> {
+        let (number, lease) = (held.map(|h| h.number), held.map(|h| h.lease));
+        self.post_text("/v1/lease/release", &ReleaseBody { token: token.clone(), number, lease }).map(drop)
+    }
+
+    fn is_alive(&self, token: &WorkerToken) -> Result<bool, ClientError> {
+        let text = self.post_text("/api/validateWorker", &TokenBody { token: token.clone() })?;
+        Ok(text == "True")
+    }
+}
+
+impl From<ClientError> for LeaseError {
+    /// A 403 to an outcome means the lease is gone; 400/413/422 are refusals for good;
+    /// everything else may pass.
+    fn from(error: ClientError) -> Self {
+        match error {
+            ClientError::UnknownWorker(_) => Self::UnknownWorker,
+            ClientError::NoJob(_) => Self::LeaseLost,
+            ClientError::BadRequest(message) => Self::Refused(message),
+            ClientError::Server { status: status @ (413 | 422), body } => Self::Refused(format!("{status}: {body}")),
+            other @ (ClientError::Server { .. } | ClientError::Transport(_) | ClientError::Decode(_)) => {
+                Self::Unavailable(other.to_string())
+            }
+        }
+    }
+}
+
+/// The tracker as the [`Leases`] of remote workers (`cascade worker`): claims and completions
+/// go through `/v1/lease/*` so a worker learns its attempt number and lease, everything else
+/// through the distcompute calls. A remote tracker always leases for its idle timeout.
+impl Leases for TrackerClient {
+    fn register(&self, nickname: &str, stage: StageId, _lease_ttl: Option<Duration>) -> Result<Registration, LeaseError> {
+        let session = TrackerClient::register(self, nickname, stage.letter())?;
+        Ok(Registration {
+            token: session.token,
+            display_name: session.display_name,
+            project: session.project,
+            stage_name: session.stage_name,
+        })
+    }
+
+    fn claim(&self, worker: &WorkerToken, only: Option<JobId>) -> Result<Option<ClaimedJob>, LeaseError> {
+        match self.post_json("/v1/lease/claim", &ClaimBody { token: worker.clone(), number: only }) {
+            Ok(job) => Ok(Some(job)),
+            Err(ClientError::NoJob(_)) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn complete(
+        &self,
+        worker: &WorkerToken,
+        held: HeldLease,
+        output: &str,
+        claim_next: bool,
+    ) -> Result<(Completion, Option<ClaimedJob>), LeaseError> {
+        let body = LeaseCompleteBody {
+            token: worker.clone(),
+            number: held.number,
+            lease: held.lease,
+            data: output.to_owned(),
+            claim_next,
+        };
+        let answer: CompleteAnswer = self.post_json("/v1/lease/complete", &body)?;
+        Ok((answer.completion, answer.next))
+    }
+
+    fn flag(&self, worker: &WorkerToken, held: HeldLease, reason: &str) -> Result<(), LeaseError> {
+        let body = FlagBody {
+            token: worker.clone(),
+            reason: Some(reason.to_owned()),
+            number: Some(held.number),
+            lease: Some(held.lease),
+        };
+        Ok(self.post_text("/api/flagInvalidData", &body).map(drop)?)
+    }
+
+    fn retry_later(&self, worker: &WorkerToken, held: HeldLease, after: Duration, reason: &str) -> Result<(), LeaseError> {
+        Ok(self.send_retry(worker, Some(held), after, reason)?)
+    }
+
+    fn fail(&self, worker: &WorkerToken, held: HeldLease, error: &str) -> Result<(), LeaseError> {
+        Ok(self.send_fail(worker, Some(held), error)?)
+    }
+
+    fn release(&self, worker: &WorkerToken, held: HeldLease) -> Result<(), LeaseError> {
+        Ok(self.send_release(worker, Some(held))?)
+    }
+
+    fn heartbeat(&self, worker: &WorkerToken, progress: Option<&str>) -> Result<(), LeaseError> {
+        match progress {
+            Some(text) => {
+                let body = ProgressBody { token: worker.clone(), progress: text.to_owned() };
+                Ok(self.post_text("/api/updateProgress", &body).map(drop)?)
+            }
+            None if self.is_alive(worker)? => Ok(()),
+            None => Err(LeaseError::UnknownWorker),
+        }
+    }
+
+    fn bye(&self, worker: &WorkerToken) -> Result<(), LeaseError> {
+        Ok(self.post_text("/api/bye", &TokenBody { token: worker.clone() }).map(drop)?)
     }
 }
 

@@ -31,7 +31,7 @@ pub mod metrics;
 pub mod pools;
 pub mod server;
 
-pub use client::{ClientError, Job, TrackerClient, WorkerSession};
+pub use client::{ClientError, TrackerClient, WorkerSession};
 pub use error::{ApiError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNKNOWN_WORKER};
 pub use pools::{PoolRegistry, PoolSnapshot};
 pub use server::{build_server, configure, ServerConfig};

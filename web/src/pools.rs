@@ -6,31 +6,26 @@
 //! change (or on a timer):
 //!
 //! ```
+//! use cascade_tracker::StageId;
 //! use cascade_web::pools::{PoolRegistry, PoolSnapshot};
 //!
 //! let pools = PoolRegistry::default();
-//! pools.set(PoolSnapshot {
-//!     stage: "a".to_owned(),
-//!     kind: "wat".to_owned(),
-//!     workers: 4,
-//!     busy: 3,
-//!     queued: 10,
-//!     queue_capacity: 16,
-//!     completed: 1234,
-//! });
+//! pools.set(PoolSnapshot { busy: 3, completed: 1234, ..PoolSnapshot::idle(StageId::A, "wat", 4, 16) });
 //! assert_eq!(pools.snapshots()[0].busy, 3);
 //! ```
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use cascade_tracker::StageId;
 use serde::Serialize;
 
-/// The figures of one local stage pool at one moment.
+/// The figures of one local stage pool at one moment (what the engine reports about a pool,
+/// and what the dashboard and `/metrics` show).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PoolSnapshot {
-    /// The stage letter the pool serves, `a`..`e`; one pool per stage.
-    pub stage: String,
+    /// The stage the pool serves; one pool per stage.
+    pub stage: StageId,
     /// The stage kind it runs (`wat`, `download`, `clip`, …).
     pub kind: String,
     /// Worker threads in the pool.
@@ -43,13 +38,46 @@ pub struct PoolSnapshot {
     pub queue_capacity: usize,
     /// Jobs the pool completed since the process started.
     pub completed: u64,
+    /// Jobs whose input the pool flagged as invalid.
+    pub flagged: u64,
+    /// Jobs given back for a later retry (transient failures and panics).
+    pub retried: u64,
+    /// Jobs the pool marked failed.
+    pub failed: u64,
+    /// Jobs released untouched after a cancellation.
+    pub released: u64,
+    /// Stage panics caught (each restarted its worker).
+    pub panics: u64,
+    /// Why the stage cannot run here (its `open` failed for good), if so.
+    pub unavailable: Option<String>,
+}
+
+impl PoolSnapshot {
+    /// A pool of `workers` that has done nothing yet, fed by a queue of `queue_capacity`.
+    pub fn idle(stage: StageId, kind: &str, workers: usize, queue_capacity: usize) -> Self {
+        Self {
+            stage,
+            kind: kind.to_owned(),
+            workers,
+            busy: 0,
+            queued: 0,
+            queue_capacity,
+            completed: 0,
+            flagged: 0,
+            retried: 0,
+            failed: 0,
+            released: 0,
+            panics: 0,
+            unavailable: None,
+        }
+    }
 }
 
 /// The latest [`PoolSnapshot`] of each stage's local pool, shared between the engine (which
 /// writes) and the HTTP handlers (which read). Empty when no pool runs in this process.
 #[derive(Debug, Clone, Default)]
 pub struct PoolRegistry {
-    pools: Arc<RwLock<BTreeMap<String, PoolSnapshot>>>,
+    pools: Arc<RwLock<BTreeMap<StageId, PoolSnapshot>>>,
 }
 
 impl PoolRegistry {
@@ -57,15 +85,15 @@ impl PoolRegistry {
     pub fn set(&self, snapshot: PoolSnapshot) {
         // A writer that panicked mid-insert leaves a whole map behind; keep using it.
         let mut pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
-        pools.insert(snapshot.stage.clone(), snapshot);
+        pools.insert(snapshot.stage, snapshot);
     }
 
     /// Forgets the pool of `stage` (it was stopped).
-    pub fn remove(&self, stage: &str) {
-        self.pools.write().unwrap_or_else(PoisonError::into_inner).remove(stage);
+    pub fn remove(&self, stage: StageId) {
+        self.pools.write().unwrap_or_else(PoisonError::into_inner).remove(&stage);
     }
 
-    /// Every pool's latest snapshot, by stage letter.
+    /// Every pool's latest snapshot, in stage order.
     pub fn snapshots(&self) -> Vec<PoolSnapshot> {
         self.pools.read().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
     }
@@ -75,28 +103,20 @@ impl PoolRegistry {
 mod tests {
     use super::*;
 
-    fn pool(stage: &str, busy: usize) -> PoolSnapshot {
-        PoolSnapshot {
-            stage: stage.to_owned(),
-            kind: "wat".to_owned(),
-            workers: 4,
-            busy,
-            queued: 0,
-            queue_capacity: 8,
-            completed: 0,
-        }
+    fn pool(stage: StageId, busy: usize) -> PoolSnapshot {
+        PoolSnapshot { busy, ..PoolSnapshot::idle(stage, "wat", 4, 8) }
     }
 
     #[test]
     fn clones_share_one_table_and_set_replaces_a_stage() {
         let engine = PoolRegistry::default();
         let server = engine.clone();
-        engine.set(pool("b", 1));
-        engine.set(pool("a", 2));
-        engine.set(pool("b", 3));
+        engine.set(pool(StageId::B, 1));
+        engine.set(pool(StageId::A, 2));
+        engine.set(pool(StageId::B, 3));
         let seen: Vec<_> = server.snapshots().into_iter().map(|p| (p.stage, p.busy)).collect();
-        assert_eq!(seen, [("a".to_owned(), 2), ("b".to_owned(), 3)]);
-        engine.remove("a");
+        assert_eq!(seen, [(StageId::A, 2), (StageId::B, 3)]);
+        engine.remove(StageId::A);
         assert_eq!(server.snapshots().len(), 1);
     }
 }

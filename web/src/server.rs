@@ -148,7 +148,7 @@ pub fn build_server(store: JobStore, config: &ServerConfig) -> std::io::Result<(
     let routes = configure(store, config);
     // The factory runs once on each HTTP worker thread as it starts.
     let mut server = HttpServer::new(move || {
-        cascade_tracker::scheduling::no_wakeup_preemption();
+        cascade_threads::no_wakeup_preemption();
         App::new().configure(routes.clone())
     })
     .shutdown_timeout(5);

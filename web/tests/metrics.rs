@@ -58,15 +58,7 @@ fn make_history(server: &TestServer) {
     silent.new_job().unwrap();
     server.clock.advance(Duration::from_secs(3600));
     assert_eq!(server.store.sweep().unwrap().leases_expired, 2);
-    server.pools.set(PoolSnapshot {
-        stage: "b".to_owned(),
-        kind: "download".to_owned(),
-        workers: 8,
-        busy: 6,
-        queued: 3,
-        queue_capacity: 16,
-        completed: 42,
-    });
+    server.pools.set(PoolSnapshot { busy: 6, queued: 3, completed: 42, ..PoolSnapshot::idle(StageId::B, "download", 8, 16) });
 }
 
 fn metrics_match_the_database(db: TestDatabase) {

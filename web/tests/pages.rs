@@ -99,15 +99,7 @@ fn the_snapshot_shows_counts_rates_problems_pools_and_the_leaderboard() {
     a.new_job().unwrap();
     a.log("downloading 3/10").unwrap();
     server.db.execute("UPDATE jobs SET state = 'failed', error = 'unreadable WAT' WHERE id = 6");
-    server.pools.set(PoolSnapshot {
-        stage: "a".to_owned(),
-        kind: "wat".to_owned(),
-        workers: 4,
-        busy: 3,
-        queued: 5,
-        queue_capacity: 8,
-        completed: 17,
-    });
+    server.pools.set(PoolSnapshot { busy: 3, queued: 5, completed: 17, ..PoolSnapshot::idle(StageId::A, "wat", 4, 8) });
 
     let snapshot = server.get_json("/v1/dashboard");
     let stage = |i: usize, field: &str| snapshot["stages"][i][field].as_i64().unwrap();

@@ -4,7 +4,8 @@
 
 mod common;
 
-use cascade_tracker::testing::{threads_scheduling, TestDatabase};
+use cascade_threads::testing::threads_scheduling;
+use cascade_tracker::testing::TestDatabase;
 use common::TestServer;
 
 #[test]

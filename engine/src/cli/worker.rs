@@ -13,7 +13,7 @@ use rayon::ThreadPoolBuilder;
 use super::run::shutdown_signal;
 use super::{Cli, PipelineArgs, ServerArgs};
 use crate::runtime::outcome::RetryPolicy;
-use crate::runtime::{RemoteControl, RemoteWorker};
+use crate::runtime::RemoteWorker;
 
 /// Options of `cascade worker`.
 #[derive(Debug, Args)]
@@ -58,7 +58,7 @@ pub(crate) fn run(cli: &Cli, args: &WorkerArgs, registry: &StageRegistry) -> any
         kind,
         settings,
         nickname: args.nickname.clone(),
-        policy: RetryPolicy::from(&config.engine),
+        policy: RetryPolicy { max_attempts: config.max_attempts(args.stage), ..RetryPolicy::from(&config.engine) },
         poll_interval: config.engine.poll_interval.max(Duration::from_millis(100)),
         artifacts: config.engine.artifacts.clone(),
         rayon: Arc::new(rayon),
@@ -66,33 +66,32 @@ pub(crate) fn run(cli: &Cli, args: &WorkerArgs, registry: &StageRegistry) -> any
     };
     worker.validate()?;
     let grace = config.engine.shutdown_grace;
-    let workers = args.workers.max(1);
+    let crew = Arc::new(worker.crew(args.workers));
     System::new().block_on(async move {
-        let control = Arc::new(RemoteControl::default());
-        let handles: Vec<_> = (0..workers)
-            .map(|i| {
-                let (worker, control) = (worker.clone(), Arc::clone(&control));
-                std::thread::Builder::new().name(format!("cascade-worker-{i}")).spawn(move || worker.run(&control))
-            })
-            .collect::<Result<_, _>>()
-            .context("starting worker threads")?;
-        let mut joined = actix_web::rt::task::spawn_blocking(move || handles.into_iter().map(|h| h.join().unwrap_or(0)).sum::<u64>());
-        let completed = tokio::select! {
-            done = &mut joined => done.unwrap_or(0),
+        let mut joined = actix_web::rt::task::spawn_blocking({
+            let crew = Arc::clone(&crew);
+            move || crew.run()
+        });
+        let finished = tokio::select! {
+            done = &mut joined => done,
             () = shutdown_signal() => {
                 tracing::info!(?grace, "Stopping: finishing running jobs.");
-                control.stop();
+                crew.stop();
                 match actix_web::rt::time::timeout(grace, &mut joined).await {
-                    Ok(done) => done.unwrap_or(0),
+                    Ok(done) => done,
                     Err(_) => {
                         tracing::info!("Cancelling running jobs.");
-                        control.cancel();
-                        joined.await.unwrap_or(0)
+                        crew.cancel();
+                        joined.await
                     }
                 }
             }
         };
-        tracing::info!(completed, "Worker stopped.");
-        anyhow::Ok(())
+        let run = finished.context("the workers stopped abnormally")?.context("starting worker threads")?;
+        tracing::info!(completed = run.completed, "Worker stopped.");
+        match run.unavailable {
+            Some(reason) => anyhow::bail!("stage '{}' cannot run here: {reason}", args.stage),
+            None => anyhow::Ok(()),
+        }
     })
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`Supervisor`] (actor) starts one [`StagePool`](pool) actor per locally run stage and
 //!   fans status requests and the shutdown [`Drain`] out to them.
-//! - Each pool runs `workers` threads. A thread claims a lease only when it is free, runs the
+//! - Each pool runs `workers` threads of the one worker runtime (`worker`), which also runs
+//!   remote workers ([`RemoteWorker`]) over HTTP. A thread claims a lease only when it is free, runs the
 //!   [`Stage`](cascade_stages::stage::Stage), records the outcome in the tracker, and hands the
 //!   job's number to the next local stage over a bounded `crossbeam-channel`; when that stage is
 //!   full the thread blocks, so a slow stage holds back the one before it. The tracker stays the
@@ -23,8 +24,8 @@ use cascade_tracker::StageId;
 
 use crate::config::Config;
 
-pub use pool::{Drain, GetStatus, PoolStatus};
-pub use remote::{RemoteControl, RemoteWorker};
+pub use pool::{Drain, GetStatus};
+pub use remote::{RemoteCrew, RemoteRun, RemoteWorker};
 pub use supervisor::Supervisor;
 
 /// A stage run by local workers.
@@ -40,6 +41,8 @@ pub struct StagePlan {
     pub queue: usize,
     /// Rayon threads (default: one per core).
     pub threads: Option<usize>,
+    /// Attempts of one job at this stage before a transient failure or a panic fails it.
+    pub max_attempts: u32,
     /// The kind's settings.
     pub settings: serde_json::Value,
 }
@@ -58,6 +61,7 @@ impl StagePlan {
                     workers: settings.workers,
                     queue: settings.queue,
                     threads: settings.threads,
+                    max_attempts: config.max_attempts(stage),
                     settings: settings.settings.clone(),
                 })
             })

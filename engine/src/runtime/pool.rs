@@ -4,98 +4,26 @@
 //! the actor starts them, heartbeats their leases and forwards their progress on a timer,
 //! reports their state, and drains them on shutdown. Its mailbox carries control messages only.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use cascade_stages::stage::StageRegistry;
-use cascade_tracker::{JobStore, StageId, TrackerError};
 use cascade_web::{PoolRegistry, PoolSnapshot};
-use crossbeam_channel::{Receiver, Sender};
-use rayon::ThreadPool;
+use crossbeam_channel::Receiver;
 
-use super::outcome::RetryPolicy;
-use super::slot::{PoolCounters, WorkerSlot};
-use super::worker;
+use super::slot::WorkerSlot;
+use super::worker::{self, Crew};
 
 /// How long cancelled jobs get to stop before their leases are released from outside.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 /// How often a pool publishes its figures for the dashboard and `/metrics`.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
-/// Everything a pool's worker threads share.
-pub(crate) struct PoolShared {
-    pub(crate) stage: StageId,
-    pub(crate) kind: String,
-    pub(crate) settings: serde_json::Value,
-    pub(crate) registry: StageRegistry,
-    pub(crate) store: JobStore,
-    pub(crate) nickname: String,
-    pub(crate) policy: RetryPolicy,
-    pub(crate) lease_ttl: Duration,
-    pub(crate) poll_interval: Duration,
-    pub(crate) artifacts: PathBuf,
-    pub(crate) rayon: Arc<ThreadPool>,
-    /// Jobs handed over by the previous local stage.
-    pub(crate) inbound: Option<Receiver<i64>>,
-    /// Jobs handed to the next local stage.
-    pub(crate) outbound: Option<Sender<i64>>,
-    /// The stage the outbound queue feeds.
-    pub(crate) next_local_stage: Option<StageId>,
-    pub(crate) stopping: AtomicBool,
-    pub(crate) counters: PoolCounters,
-    /// Why the stage cannot run here, once a worker found that opening it cannot succeed.
-    pub(crate) unavailable: Mutex<Option<String>>,
-}
-
-impl PoolShared {
-    /// Records that the stage cannot run here (the first reason is kept) and says so.
-    pub(crate) fn mark_unavailable(&self, reason: String) {
-        let mut unavailable = self.unavailable.lock().unwrap_or_else(PoisonError::into_inner);
-        if unavailable.is_none() {
-            tracing::error!(stage = %self.stage, kind = %self.kind, %reason, "The stage cannot start; its jobs wait in the database.");
-            *unavailable = Some(reason);
-        }
-    }
-}
-
-/// What a pool reports about itself.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct PoolStatus {
-    /// The stage.
-    pub stage: StageId,
-    /// Its stage kind.
-    pub kind: String,
-    /// Worker threads.
-    pub workers: usize,
-    /// Workers holding a lease now.
-    pub busy: usize,
-    /// Jobs waiting in this pool's inbound hand-off queue.
-    pub queued: usize,
-    /// Capacity of that queue (0 when the stage before has no local pool).
-    pub queue_capacity: usize,
-    /// Jobs completed by this pool since the daemon started.
-    pub completed: u64,
-    /// Jobs whose input this pool flagged as invalid.
-    pub flagged: u64,
-    /// Jobs given back for a later retry (transient failures and panics).
-    pub retried: u64,
-    /// Jobs this pool marked failed.
-    pub failed: u64,
-    /// Jobs released untouched after a cancellation.
-    pub released: u64,
-    /// Stage panics caught (each restarted its worker).
-    pub panics: u64,
-    /// Why the stage cannot run here (its `open` failed for good), if so.
-    pub unavailable: Option<String>,
-}
-
 /// One stage's local workers.
 pub(crate) struct StagePool {
-    shared: Arc<PoolShared>,
+    shared: Arc<Crew>,
     registry: PoolRegistry,
     slots: Vec<Arc<WorkerSlot>>,
     threads: Vec<Option<JoinHandle<()>>>,
@@ -103,7 +31,7 @@ pub(crate) struct StagePool {
 }
 
 impl StagePool {
-    pub(crate) fn new(shared: PoolShared, workers: usize, registry: PoolRegistry) -> Self {
+    pub(crate) fn new(shared: Crew, workers: usize, registry: PoolRegistry) -> Self {
         Self {
             shared: Arc::new(shared),
             registry,
@@ -117,7 +45,7 @@ impl StagePool {
         let (shared, slot) = (Arc::clone(&self.shared), Arc::clone(&self.slots[index]));
         let name = format!("cascade-{}-{index}", self.shared.stage);
         match std::thread::Builder::new().name(name).spawn(move || {
-            cascade_tracker::scheduling::no_wakeup_preemption();
+            cascade_threads::no_wakeup_preemption();
             worker::run(&shared, &slot, index)
         }) {
             Ok(handle) => Some(handle),
@@ -136,43 +64,20 @@ impl StagePool {
         }
         let (shared, slots, running) = (Arc::clone(&self.shared), self.slots.clone(), Arc::clone(&self.heartbeat_running));
         actix::spawn(async move {
-            let _ = actix_web::rt::task::spawn_blocking(move || {
-                for slot in slots.iter().filter(|slot| slot.is_busy()) {
-                    let Some(token) = slot.token() else { continue };
-                    let sent = match slot.take_progress() {
-                        Some(text) => shared.store.update_progress(&token, &text),
-                        None => shared.store.heartbeat(&token),
-                    };
-                    match sent {
-                        Ok(()) => {}
-                        Err(TrackerError::UnknownWorker) => slot.cancellation.cancel(),
-                        Err(e) => tracing::warn!(stage = %shared.stage, error = %e, "Heartbeat failed."),
-                    }
-                }
-            })
-            .await;
+            let _ = actix_web::rt::task::spawn_blocking(move || worker::heartbeat(&shared, &slots)).await;
             running.store(false, Ordering::Release);
         });
     }
 
     /// Shows the pool's current figures on the dashboard and `/metrics`.
     fn publish(&self) {
-        let status = self.status();
-        self.registry.set(PoolSnapshot {
-            stage: status.stage.letter().to_owned(),
-            kind: status.kind,
-            workers: status.workers,
-            busy: status.busy,
-            queued: status.queued,
-            queue_capacity: status.queue_capacity,
-            completed: status.completed,
-        });
+        self.registry.set(self.status());
     }
 
-    fn status(&self) -> PoolStatus {
+    fn status(&self) -> PoolSnapshot {
         let counters = &self.shared.counters;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-        PoolStatus {
+        PoolSnapshot {
             stage: self.shared.stage,
             kind: self.shared.kind.clone(),
             workers: self.slots.len(),
@@ -185,7 +90,7 @@ impl StagePool {
             failed: load(&counters.failed),
             released: load(&counters.released),
             panics: load(&counters.panics),
-            unavailable: self.shared.unavailable.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            unavailable: self.shared.unavailable(),
         }
     }
 }
@@ -196,7 +101,8 @@ impl Actor for StagePool {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.threads = (0..self.slots.len()).map(|i| self.spawn_worker(i)).collect();
         tracing::info!(stage = %self.shared.stage, kind = %self.shared.kind, workers = self.slots.len(), "Stage pool started.");
-        let period = (self.shared.lease_ttl / 4).max(Duration::from_millis(50));
+        let lease_ttl = self.shared.lease_ttl.unwrap_or(Duration::from_secs(60));
+        let period = (lease_ttl / 4).max(Duration::from_millis(50));
         ctx.run_interval(period, |pool, _| pool.heartbeat());
         self.publish();
         ctx.run_interval(PUBLISH_EVERY, |pool, _| pool.publish());
@@ -205,11 +111,11 @@ impl Actor for StagePool {
 
 /// Asks for a pool's (or, sent to the supervisor, every pool's) status.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<PoolStatus>")]
+#[rtype(result = "Vec<PoolSnapshot>")]
 pub struct GetStatus;
 
 impl Handler<GetStatus> for StagePool {
-    type Result = Vec<PoolStatus>;
+    type Result = Vec<PoolSnapshot>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
         vec![self.status()]
@@ -250,19 +156,19 @@ impl Handler<Drain> for StagePool {
                         actix_web::rt::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
-                let stuck: Vec<String> = slots.iter().filter_map(|s| s.token()).collect();
+                let stuck: Vec<_> = slots.iter().filter_map(|s| s.token()).collect();
                 if !stuck.is_empty() {
                     let _ = actix_web::rt::task::spawn_blocking(move || {
                         for token in stuck {
                             // Releases the lease now; the stuck thread's late outcome is fenced.
-                            if let Err(e) = shared.store.bye(&token) {
+                            if let Err(e) = shared.leases.bye(&token) {
                                 tracing::warn!(error = %e, "Could not release a stuck worker's lease; it will expire.");
                             }
                         }
                     })
                     .await;
                 }
-                registry.remove(stage.letter());
+                registry.remove(stage);
             }
             .into_actor(self),
         )

@@ -1,26 +1,28 @@
-//! [`WorkerSlot`]: what a local worker thread shares with its pool actor.
+//! [`WorkerSlot`]: what a worker thread shares with whoever heartbeats and stops it (its pool
+//! actor, or the remote worker's control).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use cascade_stages::stage::{Cancellation, ProgressSink};
+use cascade_tracker::WorkerToken;
 
-/// One local worker as its pool sees it: its tracker token, whether it holds a lease, its
+/// One worker as its pool sees it: its tracker token, whether it holds a lease, its
 /// latest unsent progress text, and its cancellation flag.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerSlot {
-    token: Mutex<Option<String>>,
+    token: Mutex<Option<WorkerToken>>,
     busy: AtomicBool,
     progress: Mutex<Option<String>>,
     pub(crate) cancellation: Cancellation,
 }
 
 impl WorkerSlot {
-    pub(crate) fn set_token(&self, token: Option<String>) {
+    pub(crate) fn set_token(&self, token: Option<WorkerToken>) {
         *self.token.lock().unwrap_or_else(PoisonError::into_inner) = token;
     }
 
-    pub(crate) fn token(&self) -> Option<String> {
+    pub(crate) fn token(&self) -> Option<WorkerToken> {
         self.token.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
@@ -44,7 +46,7 @@ impl ProgressSink for WorkerSlot {
     }
 }
 
-/// Counters of one pool since the daemon started.
+/// Counters of one stage's workers since the process started.
 #[derive(Debug, Default)]
 pub(crate) struct PoolCounters {
     pub(crate) completed: AtomicU64,

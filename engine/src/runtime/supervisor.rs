@@ -2,17 +2,18 @@
 //! and fans status requests and the shutdown drain out to them.
 
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use cascade_stages::stage::StageRegistry;
-use cascade_tracker::JobStore;
+use cascade_tracker::{JobId, JobStore};
 use cascade_web::PoolRegistry;
 use crossbeam_channel::{Receiver, Sender};
 use rayon::ThreadPoolBuilder;
 
 use super::outcome::RetryPolicy;
-use super::pool::{Drain, GetStatus, PoolShared, StagePool};
+use super::pool::{Drain, GetStatus, StagePool};
+use super::worker::Crew;
 use super::{EngineError, StagePlan};
 use crate::config::EngineSettings;
 
@@ -57,15 +58,15 @@ impl Supervisor {
                 .build()
                 .map_err(|e| EngineError::ThreadPool(e.to_string()))?;
             let next_local_stage = outbound.as_ref().and_then(|_| store.config().next_enabled(plan.stage));
-            let shared = PoolShared {
+            let shared = Crew {
                 stage: plan.stage,
                 kind: plan.kind.clone(),
                 settings: plan.settings.clone(),
                 registry: registry.clone(),
-                store: store.clone(),
+                leases: Arc::new(store.clone()),
                 nickname: format!("local/{}", plan.kind),
-                policy: RetryPolicy::from(settings),
-                lease_ttl: settings.lease_ttl.min(store.config().idle_timeout),
+                policy: RetryPolicy { max_attempts: plan.max_attempts, ..RetryPolicy::from(settings) },
+                lease_ttl: Some(settings.lease_ttl.min(store.config().idle_timeout)),
                 poll_interval: settings.poll_interval,
                 artifacts: settings.artifacts.clone(),
                 rayon: Arc::new(rayon),
@@ -74,7 +75,7 @@ impl Supervisor {
                 next_local_stage,
                 stopping: AtomicBool::new(false),
                 counters: Default::default(),
-                unavailable: std::sync::Mutex::new(None),
+                unavailable: Mutex::new(None),
             };
             started.push(StagePool::new(shared, plan.workers, pools.clone()).start());
         }
@@ -86,9 +87,9 @@ impl Supervisor {
 #[derive(Default)]
 struct QueueEnds {
     /// Jobs handed over by the previous local stage.
-    inbound: Option<Receiver<i64>>,
+    inbound: Option<Receiver<JobId>>,
     /// Jobs handed to the next local stage.
-    outbound: Option<Sender<i64>>,
+    outbound: Option<Sender<JobId>>,
 }
 
 /// The hand-off queue ends of each plan. A bounded queue joins two plans when the second runs
@@ -107,7 +108,7 @@ fn handoff_queues(store: &JobStore, plans: &[StagePlan]) -> Vec<QueueEnds> {
 }
 
 impl Handler<GetStatus> for Supervisor {
-    type Result = ResponseFuture<Vec<super::PoolStatus>>;
+    type Result = ResponseFuture<Vec<cascade_web::PoolSnapshot>>;
 
     fn handle(&mut self, _: GetStatus, _: &mut Self::Context) -> Self::Result {
         let requests: Vec<_> = self.pools.iter().map(|pool| pool.send(GetStatus)).collect();

@@ -1,40 +1,113 @@
-//! The loop of one local worker thread: claim a lease only when free, run the stage, record
-//! the outcome, hand the job to the next local stage (blocking while that stage is full).
+//! The one worker runtime, for local pools and remote workers alike: the loop of one worker
+//! thread over any [`Leases`] (the store in the daemon, the HTTP client in `cascade worker`).
+//!
+//! A worker claims a lease only when free, runs the stage, records the outcome (keeping a
+//! finished job's outcome and sending it again while the tracker is unavailable), and hands the
+//! job to the next local stage, blocking while that stage is full. A worker the tracker forgot
+//! registers again; a stage that panics is reopened; a stage that cannot open for good makes
+//! the whole crew unavailable.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cascade_stages::stage::context::JobInfo;
-use cascade_stages::stage::{StageContext, WireStage};
-use cascade_tracker::{ClaimedJob, TrackerError};
-use crossbeam_channel::{RecvTimeoutError, SendTimeoutError};
+use cascade_stages::stage::{StageContext, StageRegistry, WireStage};
+use cascade_tracker::{ClaimedJob, JobId, LeaseError, Leases, StageId, WorkerToken};
+use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
+use rayon::ThreadPool;
 
 use super::guarded;
-use super::outcome::{Failure, Outcome};
-use super::pool::PoolShared;
+use super::outcome::{Failure, Outcome, RetryPolicy};
 use super::slot::{PoolCounters, WorkerSlot};
 
 /// How long a blocked hand-off waits between checks for shutdown.
 const HANDOFF_RECHECK: Duration = Duration::from_millis(100);
-/// Pause after a failed database call before trying again.
-const STORE_RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// First pause after a failed tracker call; doubles with each failure in a row.
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Longest pause between attempts to reach the tracker.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(10);
+/// Failed attempts to record an outcome after which a stopping worker gives up (the lease then
+/// expires and the job is redone).
+const OUTCOME_TRIES_WHEN_STOPPING: u32 = 3;
 
-/// Runs one worker until the pool stops.
-pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
-    let mut ctx = StageContext::new(shared.stage.letter(), shared.artifacts.clone(), Arc::clone(&shared.rayon))
+/// Everything the workers of one stage share: what they run, the tracker they lease from, and
+/// the hand-off queues between local stages.
+pub(crate) struct Crew {
+    pub(crate) stage: StageId,
+    pub(crate) kind: String,
+    pub(crate) settings: serde_json::Value,
+    pub(crate) registry: StageRegistry,
+    pub(crate) leases: Arc<dyn Leases>,
+    pub(crate) nickname: String,
+    pub(crate) policy: RetryPolicy,
+    /// The lease length asked for at registration (`None`: the tracker's idle timeout).
+    pub(crate) lease_ttl: Option<Duration>,
+    /// Pause between claims while the stage has nothing claimable.
+    pub(crate) poll_interval: Duration,
+    pub(crate) artifacts: PathBuf,
+    pub(crate) rayon: Arc<ThreadPool>,
+    /// Jobs handed over by the previous local stage.
+    pub(crate) inbound: Option<Receiver<JobId>>,
+    /// Jobs handed to the next local stage.
+    pub(crate) outbound: Option<Sender<JobId>>,
+    /// The stage the outbound queue feeds.
+    pub(crate) next_local_stage: Option<StageId>,
+    pub(crate) stopping: AtomicBool,
+    pub(crate) counters: PoolCounters,
+    /// Why the stage cannot run here, once a worker found that opening it cannot succeed.
+    pub(crate) unavailable: Mutex<Option<String>>,
+}
+
+impl Crew {
+    /// Whether the workers are to stop claiming.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Records that the stage cannot run here (the first reason is kept) and says so.
+    pub(crate) fn mark_unavailable(&self, reason: String) {
+        let mut unavailable = self.unavailable.lock().unwrap_or_else(PoisonError::into_inner);
+        if unavailable.is_none() {
+            tracing::error!(stage = %self.stage, kind = %self.kind, %reason, "The stage cannot start; its jobs wait in the tracker.");
+            *unavailable = Some(reason);
+        }
+    }
+
+    /// Why the stage cannot run here, if so.
+    pub(crate) fn unavailable(&self) -> Option<String> {
+        self.unavailable.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Sleeps `duration`, waking early when the crew stops.
+    fn pause(&self, duration: Duration) {
+        guarded::nap(&self.stopping, duration);
+    }
+
+    /// Sleeps after the `failures`-th failed tracker call in a row.
+    fn back_off(&self, failures: u32, error: &LeaseError) {
+        let pause = FIRST_RETRY_PAUSE.saturating_mul(1 << failures.min(7)).min(MAX_RETRY_PAUSE);
+        tracing::warn!(stage = %self.stage, %error, retry_in = ?pause, "Tracker call failed; retrying.");
+        self.pause(pause);
+    }
+}
+
+/// Runs one worker until the crew stops.
+pub(crate) fn run(crew: &Crew, slot: &Arc<WorkerSlot>, index: usize) {
+    let mut ctx = StageContext::new(crew.stage.letter(), crew.artifacts.clone(), Arc::clone(&crew.rayon))
         .with_progress(Arc::clone(slot) as _)
         .with_cancellation(slot.cancellation.clone());
-    let mut stage = match open_stage(shared, &ctx, index) {
+    let mut stage = match open_stage(crew, &ctx, index) {
         Opened::Stage(stage) => stage,
         Opened::Stopping => return,
         Opened::Unavailable(reason) => {
-            shared.mark_unavailable(reason);
-            drain_inbound(shared);
+            crew.mark_unavailable(reason);
+            drain_inbound(crew);
             return;
         }
     };
-    let Some(mut token) = register(shared, slot) else {
+    let Some(mut token) = register(crew, slot) else {
         stage.close(&ctx);
         return;
     };
@@ -42,87 +115,102 @@ pub(crate) fn run(shared: &PoolShared, slot: &Arc<WorkerSlot>, index: usize) {
     let mut claimed_next: Option<ClaimedJob> = None;
     loop {
         let job = match claimed_next.take() {
-            // Leaving: `bye` below gives the job back.
-            Some(_) if shared.stopping.load(Ordering::Relaxed) => break,
+            Some(job) if crew.is_stopping() => {
+                // Never started: give it back without using up an attempt.
+                if let Err(e) = crew.leases.release(&token, job.held()) {
+                    tracing::debug!(error = %e, "Could not give back an unstarted job; its lease will expire.");
+                }
+                break;
+            }
             Some(job) => job,
-            None => match next_job(shared, slot, &mut token) {
+            None => match next_job(crew, slot, &mut token) {
                 Some(job) => job,
                 None => break,
             },
         };
         slot.set_busy(true);
-        if !shared.stopping.load(Ordering::Relaxed) {
+        if !crew.is_stopping() {
             slot.cancellation.reset();
         }
-        ctx.set_job(Some(JobInfo { number: job.number, attempt: attempt(&job) }));
+        ctx.set_job(Some(JobInfo { number: job.number.0, attempt: job.attempt }));
         let result = guarded::process(&mut *stage, &job.data, &ctx);
         let panicked = matches!(result, Err(Failure::Panic(_)));
         let skipped = ctx.skipped();
         if !skipped.is_empty() {
-            tracing::info!(stage = %shared.stage, job = job.number, ?skipped, "Bad records skipped.");
+            tracing::info!(stage = %crew.stage, job = %job.number, ?skipped, "Bad records skipped.");
         }
         ctx.set_job(None);
-        let outcome = shared.policy.decide(attempt(&job), shared.stage.previous().is_none(), result);
-        claimed_next = record(shared, &token, &job, outcome);
+        let outcome = crew.policy.decide(job.attempt, crew.stage.previous().is_none(), result);
+        claimed_next = record(crew, &token, &job, outcome);
         slot.set_busy(claimed_next.is_some());
         if panicked {
-            PoolCounters::bump(&shared.counters.panics);
-            tracing::warn!(stage = %shared.stage, worker = index, "Restarting the worker after a panic.");
+            PoolCounters::bump(&crew.counters.panics);
+            tracing::warn!(stage = %crew.stage, worker = index, "Restarting the worker after a panic.");
             stage.close(&ctx);
-            match open_stage(shared, &ctx, index) {
+            match open_stage(crew, &ctx, index) {
                 Opened::Stage(fresh) => stage = fresh,
                 Opened::Stopping => break,
                 Opened::Unavailable(reason) => {
-                    shared.mark_unavailable(reason);
+                    crew.mark_unavailable(reason);
                     break;
                 }
             }
         }
     }
     stage.close(&ctx);
-    if let Err(e) = shared.store.bye(&token) {
+    if let Err(e) = crew.leases.bye(&token) {
         tracing::debug!(error = %e, "Worker could not say bye; its lease will expire.");
     }
     slot.set_token(None);
 }
 
-fn attempt(job: &ClaimedJob) -> u32 {
-    u32::try_from(job.attempts).unwrap_or(u32::MAX)
+/// Heartbeats the lease of every busy worker of `slots`, sending its latest progress if any;
+/// a worker the tracker no longer knows has its job cancelled.
+pub(crate) fn heartbeat(crew: &Crew, slots: &[Arc<WorkerSlot>]) {
+    for slot in slots.iter().filter(|slot| slot.is_busy()) {
+        let Some(token) = slot.token() else { continue };
+        let progress = slot.take_progress();
+        match crew.leases.heartbeat(&token, progress.as_deref()) {
+            Ok(()) => {}
+            Err(LeaseError::UnknownWorker) => slot.cancellation.cancel(),
+            Err(e) => tracing::warn!(stage = %crew.stage, error = %e, "Heartbeat failed."),
+        }
+    }
 }
 
 /// What became of opening a worker's stage.
 enum Opened {
     Stage(Box<dyn WireStage>),
-    /// The pool is stopping.
+    /// The crew is stopping.
     Stopping,
     /// Opening cannot succeed (see [`guarded::OpenError::permanent`]): why.
     Unavailable(String),
 }
 
-/// Builds and opens the stage, retrying with the pool's backoff while `open` fails with an
+/// Builds and opens the stage, retrying with the policy's backoff while `open` fails with an
 /// error that may pass.
-fn open_stage(shared: &PoolShared, ctx: &StageContext, index: usize) -> Opened {
+fn open_stage(crew: &Crew, ctx: &StageContext, index: usize) -> Opened {
     let mut attempt = 0u32;
-    while !shared.stopping.load(Ordering::Relaxed) {
+    while !crew.is_stopping() {
         attempt += 1;
-        match guarded::open_stage(&shared.registry, &shared.kind, &shared.settings, ctx) {
+        match guarded::open_stage(&crew.registry, &crew.kind, &crew.settings, ctx) {
             Ok(stage) => return Opened::Stage(stage),
             Err(error) if error.permanent => return Opened::Unavailable(error.message),
             Err(error) => {
-                let pause = shared.policy.delay(attempt, None);
-                tracing::error!(stage = %shared.stage, worker = index, %error, ?pause, "Stage could not be opened; retrying.");
-                sleep_unless_stopping(shared, pause);
+                let pause = crew.policy.delay(attempt, None);
+                tracing::error!(stage = %crew.stage, worker = index, %error, ?pause, "Stage could not be opened; retrying.");
+                crew.pause(pause);
             }
         }
     }
     Opened::Stopping
 }
 
-/// Takes the hand-offs of a stage that cannot run and drops them, until the pool stops, so the
-/// stage before it never blocks on a queue nobody reads (the jobs wait, open, in the database).
-fn drain_inbound(shared: &PoolShared) {
-    let Some(inbound) = &shared.inbound else { return };
-    while !shared.stopping.load(Ordering::Relaxed) {
+/// Takes the hand-offs of a stage that cannot run and drops them, until the crew stops, so the
+/// stage before it never blocks on a queue nobody reads (the jobs wait, open, in the tracker).
+fn drain_inbound(crew: &Crew) {
+    let Some(inbound) = &crew.inbound else { return };
+    while !crew.is_stopping() {
         match inbound.recv_timeout(HANDOFF_RECHECK) {
             Ok(_) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
@@ -130,17 +218,24 @@ fn drain_inbound(shared: &PoolShared) {
     }
 }
 
-/// Registers the worker with the tracker, retrying while the database is unavailable.
-fn register(shared: &PoolShared, slot: &WorkerSlot) -> Option<String> {
-    while !shared.stopping.load(Ordering::Relaxed) {
-        match shared.store.register_worker(&shared.nickname, shared.stage, Some(shared.lease_ttl)) {
+/// Registers the worker with the tracker, retrying while it is unavailable. `None` when the
+/// crew stops, or when the tracker refuses the worker for good (the crew is then unavailable).
+fn register(crew: &Crew, slot: &WorkerSlot) -> Option<WorkerToken> {
+    let mut failures = 0;
+    while !crew.is_stopping() {
+        match crew.leases.register(&crew.nickname, crew.stage, crew.lease_ttl) {
             Ok(registration) => {
+                tracing::debug!(stage = %crew.stage, worker = %registration.display_name, "Registered with the tracker.");
                 slot.set_token(Some(registration.token.clone()));
                 return Some(registration.token);
             }
+            Err(LeaseError::Refused(reason)) => {
+                crew.mark_unavailable(format!("the tracker refused this worker: {reason}"));
+                return None;
+            }
             Err(e) => {
-                tracing::warn!(stage = %shared.stage, error = %e, "Worker registration failed; retrying.");
-                sleep_unless_stopping(shared, STORE_RETRY_PAUSE);
+                failures += 1;
+                crew.back_off(failures, &e);
             }
         }
     }
@@ -148,145 +243,127 @@ fn register(shared: &PoolShared, slot: &WorkerSlot) -> Option<String> {
 }
 
 /// The next job: the one the previous local stage just handed over, else any claimable job of
-/// the stage, else waits for a hand-off (or the poll interval). `None` when the pool stops.
-fn next_job(shared: &PoolShared, slot: &WorkerSlot, token: &mut String) -> Option<ClaimedJob> {
+/// the stage, else waits for a hand-off (or the poll interval). `None` when the crew stops.
+fn next_job(crew: &Crew, slot: &WorkerSlot, token: &mut WorkerToken) -> Option<ClaimedJob> {
     loop {
-        if shared.stopping.load(Ordering::Relaxed) {
+        if crew.is_stopping() {
             return None;
         }
-        let handed_over = shared.inbound.as_ref().and_then(|rx| rx.try_recv().ok());
+        let handed_over = crew.inbound.as_ref().and_then(|rx| rx.try_recv().ok());
         if let Some(number) = handed_over {
-            if let Some(job) = attempt_claim(shared, slot, token, Some(number)) {
+            if let Some(job) = try_claim(crew, slot, token, Some(number))? {
                 return Some(job);
             }
         }
-        if let Some(job) = attempt_claim(shared, slot, token, None) {
+        if let Some(job) = try_claim(crew, slot, token, None)? {
             return Some(job);
         }
-        match &shared.inbound {
-            Some(rx) => match rx.recv_timeout(shared.poll_interval) {
+        match &crew.inbound {
+            Some(rx) => match rx.recv_timeout(crew.poll_interval) {
                 Ok(number) => {
-                    if let Some(job) = attempt_claim(shared, slot, token, Some(number)) {
+                    if let Some(job) = try_claim(crew, slot, token, Some(number))? {
                         return Some(job);
                     }
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
             },
-            None => sleep_unless_stopping(shared, shared.poll_interval),
+            None => crew.pause(crew.poll_interval),
         }
     }
 }
 
-/// One claim (of job `number`, or of any job); `None` when there is nothing to claim or the
-/// database failed (logged; the caller tries again later).
-fn attempt_claim(shared: &PoolShared, slot: &WorkerSlot, token: &mut String, number: Option<i64>) -> Option<ClaimedJob> {
-    let claimed = match number {
-        Some(number) => shared.store.claim_job(token, number),
-        None => shared.store.claim(token),
-    };
-    match claimed {
+/// One claim (of job `number`, or of any job): `Some(None)` when there is nothing to claim or
+/// the tracker failed (logged, after a pause); `None` when the worker cannot register again.
+fn try_claim(crew: &Crew, slot: &WorkerSlot, token: &mut WorkerToken, number: Option<JobId>) -> Option<Option<ClaimedJob>> {
+    match crew.leases.claim(token, number) {
         Ok(job) => Some(job),
-        Err(TrackerError::NoJobAvailable) => None,
-        Err(TrackerError::UnknownWorker) => {
-            // Swept (the daemon was stalled longer than the idle timeout): join again.
-            tracing::warn!(stage = %shared.stage, "The tracker forgot this worker; registering again.");
-            *token = register(shared, slot)?;
-            None
+        Err(LeaseError::UnknownWorker) => {
+            // Swept (the worker was silent longer than the idle timeout): join again.
+            tracing::warn!(stage = %crew.stage, "The tracker forgot this worker; registering again.");
+            *token = register(crew, slot)?;
+            Some(None)
         }
         Err(e) => {
-            tracing::warn!(stage = %shared.stage, error = %e, "Claim failed; retrying.");
-            sleep_unless_stopping(shared, STORE_RETRY_PAUSE);
-            None
+            crew.back_off(1, &e);
+            Some(None)
         }
     }
 }
 
-/// Records the outcome in the tracker and, after a completion, hands the job to the next
-/// local stage. Where [`may_claim_with_completion`] allows, a completion also claims the
-/// worker's next job in the same transaction and returns it.
-fn record(shared: &PoolShared, token: &str, job: &ClaimedJob, outcome: Outcome) -> Option<ClaimedJob> {
-    let store = &shared.store;
-    let counters = &shared.counters;
-    let mut claimed_next = None;
-    let recorded = match &outcome {
-        Outcome::Complete(output) => {
-            let completed = if may_claim_with_completion(shared) {
-                store.complete_and_claim(token, output).map(|(completion, next)| {
-                    claimed_next = next;
-                    completion
-                })
-            } else {
-                store.complete(token, output)
-            };
-            completed.map(|completion| {
-                PoolCounters::bump(&counters.completed);
-                if completion.next_stage.is_some() && completion.next_stage == shared.next_local_stage {
-                    hand_over(shared, completion.number);
-                }
-            })
-        }
-        Outcome::Flag(reason) => {
-            PoolCounters::bump(&counters.flagged);
-            store.flag_invalid(token, Some(reason)).map(drop)
-        }
-        Outcome::Retry { after, reason } => {
-            PoolCounters::bump(&counters.retried);
-            let due = store.now_ms().saturating_add(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
-            store.retry_later(token, due, reason)
-        }
+/// Records the outcome in the tracker, sending it again while the tracker is unavailable, and,
+/// after a completion, hands the job to the next local stage. Where [`may_claim_next`] allows,
+/// a completion also claims the worker's next job in the same step and returns it.
+fn record(crew: &Crew, token: &WorkerToken, job: &ClaimedJob, outcome: Outcome) -> Option<ClaimedJob> {
+    let counters = &crew.counters;
+    match &outcome {
+        Outcome::Complete(_) => {}
+        Outcome::Flag(_) => PoolCounters::bump(&counters.flagged),
+        Outcome::Retry { .. } => PoolCounters::bump(&counters.retried),
         Outcome::Fail(error) => {
             PoolCounters::bump(&counters.failed);
-            tracing::warn!(stage = %shared.stage, job = job.number, %error, "Job failed.");
-            store.fail(token, error)
+            tracing::warn!(stage = %crew.stage, job = %job.number, %error, "Job failed.");
         }
-        Outcome::Release => {
-            PoolCounters::bump(&counters.released);
-            store.release(token)
-        }
-    };
-    match recorded {
-        Ok(()) => return claimed_next,
-        Err(TrackerError::LeaseLost { .. } | TrackerError::NoJobHeld | TrackerError::UnknownWorker) => {
-            tracing::warn!(stage = %shared.stage, job = job.number, "Lease lost before the outcome was recorded; another worker has the job.");
-        }
-        Err(e) => {
-            // The lease stays ours until it expires or our next claim re-opens it: not lost.
-            tracing::error!(stage = %shared.stage, job = job.number, error = %e, "Could not record the outcome; the job will be redone.");
+        Outcome::Release => PoolCounters::bump(&counters.released),
+    }
+    let held = job.held();
+    let mut failures = 0;
+    loop {
+        let leases = &crew.leases;
+        let sent = match &outcome {
+            Outcome::Complete(output) => leases.complete(token, held, output, may_claim_next(crew)).map(|(completion, next)| {
+                PoolCounters::bump(&counters.completed);
+                if completion.next_stage.is_some() && completion.next_stage == crew.next_local_stage {
+                    hand_over(crew, completion.number);
+                }
+                next
+            }),
+            Outcome::Flag(reason) => leases.flag(token, held, reason).map(|()| None),
+            Outcome::Retry { after, reason } => leases.retry_later(token, held, *after, reason).map(|()| None),
+            Outcome::Fail(error) => leases.fail(token, held, error).map(|()| None),
+            Outcome::Release => leases.release(token, held).map(|()| None),
+        };
+        match sent {
+            Ok(next) => return next,
+            Err(e @ LeaseError::Unavailable(_)) => {
+                failures += 1;
+                if crew.is_stopping() && failures > OUTCOME_TRIES_WHEN_STOPPING {
+                    tracing::warn!(stage = %crew.stage, job = %job.number, error = %e, "Giving up on recording the outcome; the lease will expire.");
+                    return None;
+                }
+                crew.back_off(failures, &e);
+            }
+            Err(e) => {
+                tracing::warn!(stage = %crew.stage, job = %job.number, error = %e, "Outcome refused: the lease was lost; another worker has the job.");
+                return None;
+            }
         }
     }
-    None
 }
 
-/// Whether a completion may claim the worker's next job in the same transaction: only at a
-/// stage fed by the database alone (no local stage before it, whose hand-offs must be taken
-/// in order and counted), while the pool is not stopping, and when the job's hand-off to the
-/// next local stage will not block (a worker about to wait on backpressure claims nothing
-/// until it is free again).
-fn may_claim_with_completion(shared: &PoolShared) -> bool {
-    shared.inbound.is_none()
-        && !shared.stopping.load(Ordering::Relaxed)
-        && shared.outbound.as_ref().is_none_or(|tx| !tx.is_full())
+/// Whether a completion may claim the worker's next job in the same step: only at a stage fed
+/// by the tracker alone (no local stage before it, whose hand-offs must be taken in order and
+/// counted), while the crew is not stopping, and when the job's hand-off to the next local
+/// stage will not block (a worker about to wait on backpressure claims nothing until it is
+/// free again).
+fn may_claim_next(crew: &Crew) -> bool {
+    crew.inbound.is_none() && !crew.is_stopping() && crew.outbound.as_ref().is_none_or(|tx| !tx.is_full())
 }
 
 /// Sends job `number` to the next local stage, blocking while its queue is full (this is the
-/// backpressure), unless the pool is stopping (the job is open at the next stage in the
-/// database either way).
-fn hand_over(shared: &PoolShared, number: i64) {
-    let Some(tx) = &shared.outbound else { return };
+/// backpressure), unless the crew is stopping (the job is open at the next stage in the
+/// tracker either way).
+fn hand_over(crew: &Crew, number: JobId) {
+    let Some(tx) = &crew.outbound else { return };
     let mut item = number;
     loop {
         match tx.send_timeout(item, HANDOFF_RECHECK) {
             Ok(()) | Err(SendTimeoutError::Disconnected(_)) => return,
             Err(SendTimeoutError::Timeout(back)) => {
-                if shared.stopping.load(Ordering::Relaxed) {
+                if crew.is_stopping() {
                     return;
                 }
                 item = back;
             }
         }
     }
-}
-
-fn sleep_unless_stopping(shared: &PoolShared, pause: Duration) {
-    guarded::nap(&shared.stopping, pause);
 }

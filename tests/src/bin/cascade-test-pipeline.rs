@@ -4,7 +4,8 @@
 //! `append` adds its `suffix` setting to the input text, after `delay-ms` of (cancellable)
 //! work. Inputs containing a marker `KIND@STAGE` misbehave on purpose at that stage:
 //! `invalid@b` → invalid input at stage b, `transient@…` → transient error, `flaky@…` →
-//! transient on the first attempt only, `fatal@…` → fatal error, `panic@…` → a panic.
+//! transient on the first attempt only, `fatal@…` → fatal error, `panic@…` → a panic,
+//! `abort@…` → the whole process aborts (as a native crash or an out-of-memory kill would end it).
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,8 @@ impl Stage for Append {
             Err(StageError::fatal("cannot ever work"))
         } else if marked("panic") {
             panic!("stage bug triggered by {input}");
+        } else if marked("abort") {
+            std::process::abort();
         } else {
             ctx.progress(&format!("appending to {input}"));
             Ok(format!("{input}{}", self.suffix))

@@ -37,7 +37,7 @@ impl Checkpointer {
             .name("cascade-wal-checkpoint".to_owned())
             .spawn(move || {
                 // Its timer must not take the core from the writer either.
-                crate::scheduling::no_wakeup_preemption();
+                cascade_threads::no_wakeup_preemption();
                 loop {
                     match stopped.recv_timeout(CHECKPOINT_EVERY) {
                         Err(RecvTimeoutError::Timeout) => {}

@@ -335,7 +335,7 @@ mod tests {
     fn insert(v: i64, fail: bool) -> impl FnOnce(&mut WriteTx<'_>) -> Result<i64, TrackerError> + Send {
         move |tx| {
             tx.protect()?;
-            cached_sql!("INSERT INTO t (v) VALUES (?)").big_int(v).execute(tx)?;
+            cached_sql!("INSERT INTO t (v) VALUES (?)").bind(v).execute(tx)?;
             if fail {
                 Err(TrackerError::NoJobHeld)
             } else {
@@ -430,7 +430,7 @@ mod tests {
                     tx.protect()?;
                     cached_sql!("INSERT INTO t (v) VALUES (3)").execute(tx)?;
                     event(3)(tx);
-                    Err(TrackerError::LeaseLost { job: 3 })
+                    Err(TrackerError::LeaseLost { job: crate::protocol::JobId(3) })
                 }),
                 Box::new(move |tx| {
                     event(4)(tx);

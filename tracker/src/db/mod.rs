@@ -9,6 +9,7 @@ mod checkpoint;
 mod group_commit;
 pub(crate) mod schema;
 pub(crate) mod statement;
+pub(crate) mod statements;
 mod write_tx;
 
 use std::sync::Arc;

@@ -30,7 +30,7 @@ use diesel::{QueryResult, QueryableByName, RunQueryDsl};
 use super::DbConnection;
 
 /// A statement of fixed text with the SQL and a type for it, for the current call site:
-/// `cached_sql!("UPDATE workers SET last_seen = ? WHERE token = ?").big_int(now).text(token)`.
+/// `cached_sql!("UPDATE workers SET last_seen = ? WHERE token = ?").bind(now).bind(token)`.
 /// The text must be a constant (a literal, a `const`, or `concat!` of them).
 macro_rules! cached_sql {
     ($text:expr $(,)?) => {{
@@ -45,7 +45,7 @@ pub(crate) use cached_sql;
 
 /// One bound value of a [`CachedSql`].
 #[derive(Debug, Clone, Copy)]
-enum Bind<'a> {
+pub(crate) enum Bind<'a> {
     Text(&'a str),
     OptionalText(Option<&'a str>),
     BigInt(i64),
@@ -87,27 +87,9 @@ impl<'a, K: 'static> CachedSql<'a, K> {
         Self { sql, binds: Vec::with_capacity(6), key: PhantomData }
     }
 
-    /// Binds the next parameter to a text.
-    pub(crate) fn text(mut self, value: &'a str) -> Self {
-        self.binds.push(Bind::Text(value));
-        self
-    }
-
-    /// Binds the next parameter to a text or `NULL`.
-    pub(crate) fn optional_text(mut self, value: Option<&'a str>) -> Self {
-        self.binds.push(Bind::OptionalText(value));
-        self
-    }
-
-    /// Binds the next parameter to a 64-bit integer.
-    pub(crate) fn big_int(mut self, value: i64) -> Self {
-        self.binds.push(Bind::BigInt(value));
-        self
-    }
-
-    /// Binds the next parameter to a 64-bit integer or `NULL`.
-    pub(crate) fn optional_big_int(mut self, value: Option<i64>) -> Self {
-        self.binds.push(Bind::OptionalBigInt(value));
+    /// Binds the next parameter to `value`, as its type says (see [`SqlValue`]).
+    pub(crate) fn bind(mut self, value: impl SqlValue<'a>) -> Self {
+        self.binds.push(value.into_bind());
         self
     }
 
@@ -128,6 +110,37 @@ impl<'a, K: 'static> CachedSql<'a, K> {
             DbConnection::Sqlite(c) => RunQueryDsl::load(self, c),
             DbConnection::Pg(c) => RunQueryDsl::load(self, c),
         }
+    }
+}
+
+/// A value a statement binds, of a type that says what it is (a job, a lease, a worker's token,
+/// a time), so that values cannot be bound in each other's places.
+pub(crate) trait SqlValue<'a> {
+    /// The value as the statement binds it.
+    fn into_bind(self) -> Bind<'a>;
+}
+
+impl<'a> SqlValue<'a> for &'a str {
+    fn into_bind(self) -> Bind<'a> {
+        Bind::Text(self)
+    }
+}
+
+impl<'a> SqlValue<'a> for Option<&'a str> {
+    fn into_bind(self) -> Bind<'a> {
+        Bind::OptionalText(self)
+    }
+}
+
+impl<'a> SqlValue<'a> for i64 {
+    fn into_bind(self) -> Bind<'a> {
+        Bind::BigInt(self)
+    }
+}
+
+impl<'a> SqlValue<'a> for Option<i64> {
+    fn into_bind(self) -> Bind<'a> {
+        Bind::OptionalBigInt(self)
     }
 }
 

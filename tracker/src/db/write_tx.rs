@@ -102,8 +102,8 @@ impl Appends {
                 "INSERT INTO leaderboard (nickname, jobs_completed) VALUES (?, ?) ON CONFLICT (nickname) \
                  DO UPDATE SET jobs_completed = leaderboard.jobs_completed + excluded.jobs_completed",
             )
-            .text(&nickname)
-            .big_int(count)
+            .bind(nickname.as_str())
+            .bind(count)
             .execute(conn)?;
         }
         Ok(())
@@ -119,12 +119,12 @@ fn insert_events<'a, K: 'static>(
 ) -> Result<usize, TrackerError> {
     for event in events {
         statement = statement
-            .big_int(event.job)
-            .text(&event.stage)
-            .text(event.kind)
-            .optional_text(event.worker.as_deref())
-            .big_int(event.at)
-            .optional_text(event.detail.as_deref());
+            .bind(event.job)
+            .bind(event.stage.as_str())
+            .bind(event.kind)
+            .bind(event.worker.as_deref())
+            .bind(event.at)
+            .bind(event.detail.as_deref());
     }
     statement.execute(conn)?;
     Ok(events.len())

@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::views::{JobDetail, JobEvent, JobState, JobSummary, Page};
-use super::{state, JobStore};
+use super::JobStore;
 use crate::db::schema::{job_events, jobs, leaderboard, workers};
 use crate::db::{per_backend, DbConnection};
 use crate::error::TrackerError;
@@ -78,7 +78,7 @@ impl JobStore {
                         (
                             jobs::id.eq(number),
                             jobs::stage.eq(StageId::A.letter()),
-                            jobs::state.eq(state::OPEN),
+                            jobs::state.eq(JobState::Open.as_str()),
                             jobs::data_a.eq(data.as_str()),
                             jobs::created_at.eq(now),
                             jobs::updated_at.eq(now),
@@ -104,8 +104,8 @@ impl JobStore {
                 .filter(jobs::stage.eq(stage.letter()))
                 .filter(
                     jobs::state
-                        .eq(state::OPEN)
-                        .or(jobs::state.eq(state::LEASED).and(jobs::lease_expires_at.le(now))),
+                        .eq(JobState::Open.as_str())
+                        .or(jobs::state.eq(JobState::Leased.as_str()).and(jobs::lease_expires_at.le(now))),
                 )
                 .count()
                 .get_result(conn)?)

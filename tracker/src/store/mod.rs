@@ -8,6 +8,7 @@
 
 mod counters;
 mod jobs;
+mod lease_protocol;
 mod leases;
 mod problems;
 mod stats;
@@ -22,11 +23,10 @@ use crate::db::{DatabaseUrl, Pools};
 use crate::error::TrackerError;
 
 pub use counters::{EventCount, StateCount};
-pub use leases::{ClaimedJob, Completion, FlagOutcome};
 pub use problems::ProblemJob;
 pub use stats::{Eta, StageCounts, ThroughputPoint};
 pub use views::{JobDetail, JobEvent, JobState, JobSummary, LeaderboardEntry, Page, WorkerView};
-pub use workers::{Registration, SweepReport};
+pub use workers::SweepReport;
 
 /// The tracker's store: a handle to the database plus the pipeline settings. Cheap to clone;
 /// clones share the connection pools.
@@ -77,14 +77,6 @@ impl JobStore {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
-}
-
-/// Lowercase state names as stored in `jobs.state`.
-pub(crate) mod state {
-    pub(crate) const OPEN: &str = "open";
-    pub(crate) const LEASED: &str = "leased";
-    pub(crate) const DONE: &str = "done";
-    pub(crate) const FAILED: &str = "failed";
 }
 
 /// The kinds of events in a job's history ([`JobEvent::kind`], [`EventCount::kind`]).

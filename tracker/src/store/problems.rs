@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::jobs::SummaryRow;
 use super::views::{JobState, JobSummary, Page};
-use super::{event, state, JobStore};
+use super::{event, JobStore};
 use crate::db::schema::{job_events, jobs};
 use crate::error::TrackerError;
 
@@ -30,7 +30,7 @@ impl JobStore {
     pub fn problem_jobs(&self, offset: i64, limit: i64) -> Result<Page<ProblemJob>, TrackerError> {
         let offset = offset.max(0);
         self.pools.read_snapshot(|conn| {
-            let needing_attention = || jobs::table.filter(jobs::state.eq(state::FAILED).or(jobs::flags.gt(0)));
+            let needing_attention = || jobs::table.filter(jobs::state.eq(JobState::Failed.as_str()).or(jobs::flags.gt(0)));
             let total: i64 = needing_attention().count().get_result(conn)?;
             let rows: Vec<SummaryRow> = needing_attention()
                 .select(SummaryRow::as_select())

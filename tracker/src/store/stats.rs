@@ -7,7 +7,7 @@ use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
 
 use super::views::{JobState, LeaderboardEntry, Page, WorkerView};
-use super::{state, JobStore};
+use super::JobStore;
 use crate::db::schema::{jobs, leaderboard, workers};
 use crate::error::TrackerError;
 use crate::stage::StageId;
@@ -223,8 +223,8 @@ impl JobStore {
         })?;
         let count = |wanted: &str| by_state.iter().filter(|(s, _)| s == wanted).map(|(_, n)| n).sum::<i64>();
         let total: i64 = by_state.iter().map(|(_, n)| n).sum();
-        let done = count(state::DONE);
-        let remaining = total - done - count(state::FAILED);
+        let done = count(JobState::Done.as_str());
+        let remaining = total - done - count(JobState::Failed.as_str());
         let elapsed_ms = first_recent.map_or(ETA_WINDOW_MS, |first| (now - first).max(1000));
         let rate_per_ms = recent as f64 / elapsed_ms as f64;
         let seconds_left = (rate_per_ms > 0.0).then(|| (remaining as f64 / rate_per_ms / 1000.0).ceil() as i64);

@@ -25,10 +25,10 @@ impl JobState {
     /// The name stored in the database and used in the JSON API.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Open => super::state::OPEN,
-            Self::Leased => super::state::LEASED,
-            Self::Done => super::state::DONE,
-            Self::Failed => super::state::FAILED,
+            Self::Open => "open",
+            Self::Leased => "leased",
+            Self::Done => "done",
+            Self::Failed => "failed",
         }
     }
 

@@ -166,7 +166,7 @@ fn stage_rows(counts: Vec<StageCounts>, throughput: &[ThroughputPoint], pools: &
             .then(|| (waiting_upstream as f64 / jobs_per_minute * 60.0).ceil() as i64);
         let holds_jobs = counts.open + counts.leased + counts.done + counts.failed > 0;
         if counts.name.is_some() || holds_jobs {
-            let pool = pools.iter().find(|p| p.stage == stage.letter()).cloned();
+            let pool = pools.iter().find(|p| p.stage == stage).cloned();
             rows.push(StageRow { counts, jobs_per_minute, eta_seconds, pool });
         }
     }
@@ -199,15 +199,7 @@ mod tests {
         // Stage a: 30 completions in minutes 0..=9 ago, spread evenly from 9.5 minutes ago.
         let mut points: Vec<_> = (0..10).map(|m| point("a", m, 3)).collect();
         points.push(point("a", 30, 100)); // outside the rate window
-        let pools = [PoolSnapshot {
-            stage: "b".to_owned(),
-            kind: "download".to_owned(),
-            workers: 2,
-            busy: 1,
-            queued: 0,
-            queue_capacity: 4,
-            completed: 0,
-        }];
+        let pools = [PoolSnapshot { busy: 1, ..PoolSnapshot::idle(StageId::B, "download", 2, 4) }];
         let rows = stage_rows(counts, &points, &pools, NOW);
         let shown: Vec<_> = rows.iter().map(|r| r.counts.stage).collect();
         assert_eq!(shown, [StageId::A, StageId::B, StageId::D], "disabled and empty stages are left out");

@@ -10,63 +10,13 @@
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use cascade_tracker::protocol::{
+    named_lease, CompleteBody, FlagBody, NewJobAnswer, NewWorkerQuery, ProgressBody, StageQuery, TokenBody,
+};
 use cascade_tracker::{JobStore, TrackerError};
-use serde::Deserialize;
 
 use super::{blocking, parse_stage, run_blocking};
 use crate::error::{ApiError, NOT_WORKING};
-
-/// Query of `GET /api/new`.
-#[derive(Debug, Deserialize)]
-pub struct NewWorkerQuery {
-    /// Owner's nickname (leaderboard key).
-    pub nickname: String,
-    /// Stage letter.
-    pub stage: String,
-}
-
-/// Query of `GET /api/jobCount`.
-#[derive(Debug, Deserialize)]
-pub struct StageQuery {
-    /// Stage letter.
-    pub stage: String,
-}
-
-/// Body of the POST endpoints that take only a token.
-#[derive(Debug, Deserialize)]
-pub struct TokenBody {
-    /// The worker's token.
-    pub token: String,
-}
-
-/// Body of `POST /api/updateProgress`.
-#[derive(Debug, Deserialize)]
-pub struct ProgressBody {
-    /// The worker's token.
-    pub token: String,
-    /// Free-form progress text.
-    pub progress: String,
-}
-
-/// Body of `POST /api/flagInvalidData`.
-#[derive(Debug, Deserialize)]
-pub struct FlagBody {
-    /// The worker's token.
-    pub token: String,
-    /// Why the input is invalid (a Cascade extension; the Python client sends none). Shown on
-    /// the dashboard and in the job's history.
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// Body of `POST /api/completeJob`.
-#[derive(Debug, Deserialize)]
-pub struct CompleteBody {
-    /// The worker's token.
-    pub token: String,
-    /// The job's output: the next stage's input, or the final result.
-    pub data: String,
-}
 
 fn text(body: impl Into<String>) -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::plaintext()).body(body.into())
@@ -93,12 +43,7 @@ async fn new_worker(store: web::Data<JobStore>, query: web::Query<NewWorkerQuery
     let NewWorkerQuery { nickname, stage } = query.into_inner();
     let stage = parse_stage(&stage)?;
     let registration = blocking(&store, move |s| s.register_worker(&nickname, stage, None)).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "token": registration.token,
-        "display_name": registration.display_name,
-        "project": registration.project,
-        "stage_name": registration.stage_name,
-    })))
+    Ok(HttpResponse::Ok().json(registration))
 }
 
 /// `POST /api/validateWorker {token}`: `True` or `False`.
@@ -109,8 +54,8 @@ async fn validate_worker(store: web::Data<JobStore>, body: web::Json<TokenBody>)
 
 /// `POST /api/newJob {token}`: claims a job; `{"data", "number"}`.
 async fn new_job(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
-    let job = store.claim_async(&body.token).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "data": job.data, "number": job.number })))
+    let job = store.claim_async(&body.token, None).await?;
+    Ok(HttpResponse::Ok().json(NewJobAnswer { data: job.data, number: job.number }))
 }
 
 /// `GET /api/jobCount?stage`: jobs waiting at a stage, as a decimal text.
@@ -128,13 +73,14 @@ async fn update_progress(store: web::Data<JobStore>, body: web::Json<ProgressBod
 
 /// `POST /api/completeJob {token, data}`.
 async fn complete_job(store: web::Data<JobStore>, body: web::Json<CompleteBody>) -> Result<HttpResponse, ApiError> {
-    store.complete_async(&body.token, &body.data).await?;
+    store.complete_async(&body.token, None, &body.data).await?;
     Ok(ok_text())
 }
 
-/// `POST /api/flagInvalidData {token, reason?}`.
+/// `POST /api/flagInvalidData {token, reason?, number?, lease?}`.
 async fn flag_invalid_data(store: web::Data<JobStore>, body: web::Json<FlagBody>) -> Result<HttpResponse, ApiError> {
-    match run_blocking(&store, move |s| s.flag_invalid(&body.token, body.reason.as_deref())).await? {
+    let held = named_lease(body.number, body.lease);
+    match run_blocking(&store, move |s| s.flag_invalid(&body.token, held, body.reason.as_deref())).await? {
         Ok(_) => Ok(ok_text()),
         Err(TrackerError::NoJobHeld) => Err(ApiError::refused(StatusCode::FORBIDDEN, NOT_WORKING)),
         Err(other) => Err(other.into()),

@@ -128,11 +128,11 @@ fn write_pools(out: &mut Exposition, pools: &[PoolSnapshot]) {
     for (family, help, value) in gauges {
         out.family(family, Kind::Gauge, help);
         for pool in pools {
-            out.sample(family, &[("stage", &pool.stage), ("kind", &pool.kind)], value(pool));
+            out.sample(family, &[("stage", pool.stage.letter()), ("kind", &pool.kind)], value(pool));
         }
     }
     out.family("cascade_pool_completed_total", Kind::Counter, "Jobs the local pool completed since this process started.");
     for pool in pools {
-        out.sample("cascade_pool_completed_total", &[("stage", &pool.stage), ("kind", &pool.kind)], pool.completed);
+        out.sample("cascade_pool_completed_total", &[("stage", pool.stage.letter()), ("kind", &pool.kind)], pool.completed);
     }
 }

@@ -33,6 +33,7 @@ pub fn config() -> StoreConfig {
         stage_names: [Some("CPU".to_owned()), Some("GPU".to_owned()), None, None, None],
         idle_timeout: Duration::from_secs(600),
         flag_threshold: 3,
+        ..StoreConfig::default()
     }
 }
 

@@ -1,4 +1,4 @@
-//! Scheduling class for the threads that feed the SQLite writer.
+//! The scheduling class of the threads that feed the SQLite writer.
 //!
 //! On SQLite every write waits for one thread: the writer that commits the batch it joined
 //! (group commit). When the machine is saturated, a thread woken with new work (an HTTP thread
@@ -8,9 +8,10 @@
 //! Linux's `SCHED_BATCH` class is the fair scheduler without wakeup preemption: a thread in it
 //! still runs at once on an idle core and gets its full share of CPU, but no longer interrupts
 //! the writer. Any user may choose it for their own threads, and the thread's niceness is kept.
-//! The HTTP server's threads, the engine's stage workers and the background WAL checkpoint
-//! call [`no_wakeup_preemption`] as they start; the writer keeps the default class. Elsewhere than
-//! Linux, threads keep the default class.
+//! Whoever starts such a thread calls [`no_wakeup_preemption`] on it: the HTTP server its
+//! threads, the engine its stage workers, the tracker its background WAL checkpoint; the writer
+//! keeps the default class. Elsewhere than Linux, threads keep the default class. With the
+//! `test-util` feature, [`testing`] reads the class of a process's threads from `/proc`.
 
 /// Puts the calling thread in the `SCHED_BATCH` class (Linux), keeping its niceness, so that
 /// waking it never preempts the SQLite writer. A thread that cannot change class keeps the
@@ -44,6 +45,9 @@ mod linux {
             .map_err(|e| format!("cannot switch to SCHED_BATCH: {e:?}"))
     }
 }
+
+#[cfg(feature = "test-util")]
+pub mod testing;
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
