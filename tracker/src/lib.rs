@@ -8,6 +8,9 @@
 //!   heartbeat, complete, flag, release), the idle sweep, and the read models the HTTP API and
 //!   dashboard show (counts, workers, jobs, failed and flagged jobs, leaderboard, ETA,
 //!   throughput) and the raw counts monitoring exports.
+//! - [`protocol`]: the lease protocol written once — identities ([`JobId`], [`LeaseEpoch`],
+//!   [`WorkerToken`]), answers, the HTTP worker API's bodies, and the [`Leases`] trait that the
+//!   store implements here and the HTTP client in `cascade-web`.
 //! - [`DatabaseUrl`] and the connection pools (`db/`): SQLite (default, embedded) or PostgreSQL,
 //!   with embedded migrations for each.
 //! - [`StoreConfig`]: enabled stages, idle timeout, flag threshold.

@@ -2,8 +2,10 @@
 //!
 //! SQLite is the default (an embedded file, nothing to set up); PostgreSQL is chosen by a
 //! `postgres://` or `postgresql://` URL and lets several tracker processes share the work.
-//! Queries are written once against [`DbConnection`], diesel's multi-backend connection; the
-//! few statements whose SQL differs (the lease claim, the sweep lock) branch on the variant.
+//! Queries are written once against [`DbConnection`], diesel's multi-backend connection. The
+//! write path's statements are named, typed functions in [`statements`] (the few whose SQL
+//! differs between backends, such as the claim's row lock, carry both texts); the read models
+//! use diesel's query builder.
 
 mod checkpoint;
 mod group_commit;
