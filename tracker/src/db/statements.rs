@@ -1,5 +1,5 @@
-//! Every statement of the store's write path (leases, workers, the sweep), by name, with typed
-//! binds.
+//! Every fixed statement of the store (the write path: leases, workers, the sweep; and fixed
+//! reads), by name, with typed binds.
 //!
 //! Each statement is a function: `statements::lease_job(conn, owner, lease, expires, attempts,
 //! now, job)`. Its parameters are the values its `?` markers bind, in their order, each of a type
@@ -10,8 +10,9 @@
 //! once per connection and found again by its type. Where the SQL differs between backends
 //! the statement gives both texts and picks by the connection.
 //!
-//! The read models (listings, counts, the dashboard) build their queries with diesel's query
-//! builder instead: their filters and paging are optional, which fixed texts cannot express.
+//! The read models' fixed queries are here too (the throughput chart); those whose filters and
+//! paging are optional (listings, counts, the dashboard) build their queries with diesel's
+//! query builder, which fixed texts cannot express.
 
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::{QueryResult, QueryableByName};
@@ -382,6 +383,13 @@ statements! {
          FROM workers WHERE workers.last_seen <= ? AND workers.job_id = jobs.id \
          AND workers.lease_token = jobs.lease_token AND jobs.state = 'leased' \
          RETURNING jobs.id AS id, jobs.stage AS stage";
+
+    /// Completions per stage and minute since a time, oldest first. `kind = 'complete'` is
+    /// spelled out, as in the partial index `job_events_completed_at`: a bound value would keep
+    /// the planner from using it.
+    query completions_per_minute(since: UnixMs) -> crate::ThroughputPoint =
+        "SELECT stage, (at / 60000) * 60000 AS minute, COUNT(*) AS completed FROM job_events \
+         WHERE kind = 'complete' AND at >= ? GROUP BY stage, (at / 60000) * 60000 ORDER BY minute, stage";
 
     /// Removes the workers silent since a time.
     execute delete_silent(silent_since: UnixMs) =

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::views::{JobState, LeaderboardEntry, Page, WorkerView};
 use super::JobStore;
 use crate::db::schema::{jobs, leaderboard, workers};
+use crate::db::statements::{self, UnixMs};
 use crate::error::TrackerError;
 use crate::stage::StageId;
 
@@ -236,16 +237,6 @@ impl JobStore {
     /// # Errors
     /// Database errors.
     pub fn throughput(&self, since_ms: i64) -> Result<Vec<ThroughputPoint>, TrackerError> {
-        self.pools.read(|conn| {
-            // `kind = 'complete'` spelled out, as in the partial index `job_events_completed_at`:
-            // a bound value would keep the planner from using it.
-            Ok(diesel::sql_query(
-                "SELECT stage, (at / 60000) * 60000 AS minute, COUNT(*) AS completed \
-                 FROM job_events WHERE kind = 'complete' AND at >= $1 \
-                 GROUP BY stage, (at / 60000) * 60000 ORDER BY minute, stage",
-            )
-            .bind::<BigInt, _>(since_ms)
-            .load(conn)?)
-        })
+        self.pools.read(|conn| Ok(statements::completions_per_minute(conn, UnixMs(since_ms))?))
     }
 }
