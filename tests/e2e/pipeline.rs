@@ -202,6 +202,47 @@ fn assert_only_the_writer_preempts(daemon: &Daemon) {
     assert_eq!(writer, [0], "{threads:?}");
 }
 
+fn appending_while_workers_claim_adds_each_new_input_once(db: TestDatabase) {
+    const ALL: i64 = 400;
+    let stages = append_stage("a", "|a", 2, 4, 2) + &append_stage("b", "|b", 2, 4, 2);
+    let pipeline = Pipeline::new(&db, "", &stages);
+    let daemon = pipeline.run(&["--brace", "job-{1..200}"]);
+    wait_until("the workers are busy", Duration::from_secs(60), || count(&stats(&daemon)[1], "done") >= 20);
+    let config = pipeline.config();
+    let append = || {
+        let out = Command::new(BINARY)
+            .args(["init", "--config", config.to_str().unwrap(), "--append", "--brace", "job-{150..400}"])
+            .current_dir(pipeline.dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let added = append();
+    assert!(added.contains("Added 200 jobs") && added.contains("(51 already there)"), "{added}");
+    assert!(append().contains("Added 0 jobs"), "a repeated append adds nothing");
+    wait_until("every job is done", Duration::from_secs(180), || count(&stats(&daemon)[1], "done") == ALL);
+    let store = pipeline.store(2);
+    assert_eq!(store.jobs(None, None, 0, 1).unwrap().total, ALL);
+    let outcomes = outcomes(&store);
+    for n in 1..=ALL {
+        assert_eq!(outcomes[&format!("job-{n}")].1.as_deref(), Some(format!("job-{n}|a|b").as_str()));
+    }
+    let completions = completions(&store, ALL);
+    assert_eq!(completions.len() as i64, ALL * 2);
+    assert!(completions.values().all(|&c| c == 1), "a job was completed twice at a stage");
+}
+
+#[test]
+fn appending_while_workers_claim_adds_each_new_input_once_on_sqlite() {
+    appending_while_workers_claim_adds_each_new_input_once(TestDatabase::sqlite());
+}
+
+#[test]
+fn appending_while_workers_claim_adds_each_new_input_once_on_postgres() {
+    appending_while_workers_claim_adds_each_new_input_once(TestDatabase::postgres());
+}
+
 #[test]
 fn a_slow_stage_holds_back_the_stages_before_it() {
     const JOBS: i64 = 150;

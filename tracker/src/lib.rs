@@ -39,7 +39,7 @@ pub use protocol::{
 };
 pub use stage::StageId;
 pub use store::{
-    event, Eta, EventCount, JobDetail, JobEvent, JobState, JobSummary, JobStore, LeaderboardEntry,
+    event, Appended, Eta, EventCount, JobDetail, JobEvent, JobState, JobSummary, JobStore, LeaderboardEntry,
     Page, ProblemJob, StageCounts,
     StateCount, SweepReport, ThroughputPoint, WorkerView,
 };

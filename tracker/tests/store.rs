@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{
-    event, EventCount, JobId, JobState, JobStore, ManualClock, StageId, StateCount, StoreConfig, TrackerError,
+    event, Appended, EventCount, JobId, JobState, JobStore, ManualClock, StageId, StateCount, StoreConfig, TrackerError,
     WorkerToken,
 };
 
@@ -331,6 +331,33 @@ macro_rules! store_suite {
                 assert_eq!(f.store.claim(&w.token).unwrap().attempt, 1);
                 // Asking for a new job while holding one abandons it: that attempt counts.
                 assert_eq!(f.store.claim(&w.token).unwrap().attempt, 2);
+            }
+
+            #[test]
+            fn appending_adds_only_new_inputs_after_the_last_job_and_twice_is_a_no_op() {
+                let f = fx(2);
+                load(&f.store, 3);
+                let w = f.store.register_worker("w", StageId::A, None).unwrap();
+                let claimed = f.store.claim(&w.token).unwrap();
+                let items: Vec<String> = ["job-2", "new-1", "new-2", "new-1", "job-3", "new-3"].map(String::from).to_vec();
+                let appended = f.store.append_jobs(&items).unwrap();
+                assert_eq!(appended, Appended { added: 3, skipped: 3 });
+                assert_eq!(f.store.append_jobs(&items).unwrap(), Appended { added: 0, skipped: 6 });
+                let inputs: Vec<_> = (1..=6).map(|n| f.store.job(n).unwrap().data[0].clone().unwrap()).collect();
+                assert_eq!(inputs, ["job-1", "job-2", "job-3", "new-1", "new-2", "new-3"]);
+                assert_eq!(f.store.jobs(None, None, 0, 1).unwrap().total, 6);
+                // The running lease is untouched, and the new jobs are claimable.
+                f.store.complete(&w.token, Some(claimed.held()), "out").unwrap();
+                let numbers: Vec<i64> = (0..5).map(|_| {
+                    let job = f.store.claim(&w.token).unwrap();
+                    f.store.complete(&w.token, Some(job.held()), "out").unwrap();
+                    job.number.0
+                }).collect();
+                assert_eq!(numbers, [2, 3, 4, 5, 6]);
+                // Appending to an empty project starts at job 1.
+                let empty = fx(1);
+                assert_eq!(empty.store.append_jobs(&["only".to_owned()]).unwrap(), Appended { added: 1, skipped: 0 });
+                assert_eq!(empty.store.job(1).unwrap().data[0].as_deref(), Some("only"));
             }
 
             #[test]

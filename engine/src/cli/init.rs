@@ -23,8 +23,12 @@ pub(crate) struct JobSource {
     #[arg(long, group = "source", value_name = "PATTERN")]
     brace: Option<String>,
     /// Delete every existing job, worker and leaderboard entry first.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "append")]
     reset: bool,
+    /// Add the jobs to a project that may be running, after its last job; inputs that are
+    /// already jobs are skipped, so appending the same list twice adds nothing.
+    #[arg(long)]
+    append: bool,
 }
 
 impl JobSource {
@@ -33,8 +37,9 @@ impl JobSource {
         self.json.is_some() || self.txt.is_some() || self.brace.is_some()
     }
 
-    /// Reads the jobs and loads them into `store`; returns how many were loaded.
-    pub(crate) fn load_into(&self, store: &JobStore) -> anyhow::Result<usize> {
+    /// Reads the jobs and loads (or appends) them into `store`, the `database` described; says
+    /// what it did.
+    pub(crate) fn load_into(&self, store: &JobStore, database: &str) -> anyhow::Result<String> {
         let read = |path: &PathBuf| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()));
         let jobs = if let Some(pattern) = &self.brace {
             load::jobs_from_brace(pattern)?
@@ -48,7 +53,12 @@ impl JobSource {
         if jobs.is_empty() {
             anyhow::bail!("the job list is empty; nothing was changed");
         }
-        Ok(store.load_jobs(&jobs, self.reset)?)
+        if self.append {
+            let appended = store.append_jobs(&jobs)?;
+            Ok(format!("Added {} jobs to {database} ({} already there).", appended.added, appended.skipped))
+        } else {
+            Ok(format!("Loaded {} jobs into {database}.", store.load_jobs(&jobs, self.reset)?))
+        }
     }
 }
 
@@ -65,7 +75,6 @@ pub(crate) fn run(cli: &Cli, args: &InitArgs) -> anyhow::Result<()> {
         anyhow::bail!("give the jobs with one of --json, --txt or --brace");
     }
     let store = open_store(&config)?;
-    let loaded = args.source.load_into(&store)?;
-    println!("Loaded {loaded} jobs into {}.", config.database_url().describe());
+    println!("{}", args.source.load_into(&store, &config.database_url().describe())?);
     Ok(())
 }

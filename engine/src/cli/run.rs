@@ -42,8 +42,8 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow
     let config = cli.load_config(&args.pipeline, &args.server)?;
     let store = open_store(&config)?;
     if args.jobs.is_given() {
-        let loaded = args.jobs.load_into(&store)?;
-        tracing::info!(loaded, "Jobs loaded.");
+        let loaded = args.jobs.load_into(&store, &config.database_url().describe())?;
+        tracing::info!("{loaded}");
     }
     let plans = StagePlan::from_config(&config);
     if plans.is_empty() {

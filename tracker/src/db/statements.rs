@@ -372,6 +372,10 @@ statements! {
     query try_sweep_lock(key: i64) -> LockedRow =
         "SELECT pg_try_advisory_xact_lock(?) AS locked";
 
+    /// Waits for the turn to append jobs, held until the transaction ends (PostgreSQL).
+    query lock_appends(key: i64) -> LockedRow =
+        "SELECT true AS locked FROM (SELECT pg_advisory_xact_lock(?)) AS turn";
+
     /// Re-opens every job whose lease expired.
     query reopen_expired(now: UnixMs, expired_by: UnixMs) -> ReopenedRow =
         "UPDATE jobs SET state = 'open', lease_owner = NULL, lease_expires_at = NULL, updated_at = ? \

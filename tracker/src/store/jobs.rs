@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::views::{JobDetail, JobEvent, JobState, JobSummary, Page};
 use super::JobStore;
 use crate::db::schema::{job_events, jobs, leaderboard, workers};
+use crate::db::statements;
 use crate::db::{per_backend, DbConnection};
 use crate::error::TrackerError;
 use crate::stage::StageId;
@@ -42,6 +43,42 @@ impl SummaryRow {
     }
 }
 
+/// Key of the PostgreSQL advisory lock that makes appends to one project take turns.
+const APPEND_LOCK_KEY: i64 = 0x0061_7070_656e_6473; // "appends"
+
+/// What [`JobStore::append_jobs`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// New jobs.
+    pub added: usize,
+    /// Items skipped: already a job's input, or repeated in the list.
+    pub skipped: usize,
+}
+
+/// Inserts `items` as jobs `first..` open at stage `a`.
+fn insert_jobs(conn: &mut DbConnection, first: i64, items: &[String], now: i64) -> Result<(), TrackerError> {
+    for (chunk_index, chunk) in items.chunks(INSERT_CHUNK).enumerate() {
+        let chunk_first = first + i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(i64::MAX);
+        let rows: Vec<_> = chunk
+            .iter()
+            .zip(chunk_first..)
+            .map(|(data, number)| {
+                (
+                    jobs::id.eq(number),
+                    jobs::stage.eq(StageId::A.letter()),
+                    jobs::state.eq(JobState::Open.as_str()),
+                    jobs::data_a.eq(data.as_str()),
+                    jobs::created_at.eq(now),
+                    jobs::updated_at.eq(now),
+                )
+            })
+            .collect();
+        let insert = diesel::insert_into(jobs::table).values(rows);
+        per_backend!(conn, |c| insert.execute(c))?;
+    }
+    Ok(())
+}
+
 /// A `job_events` row as a job's history reads it: kind, stage, worker, time, detail.
 type EventRow = (String, String, Option<String>, i64, Option<String>);
 
@@ -69,26 +106,44 @@ impl JobStore {
                 diesel::delete(leaderboard::table).execute(conn)?;
                 diesel::delete(jobs::table).execute(conn)?;
             }
-            for (chunk_index, chunk) in items.chunks(INSERT_CHUNK).enumerate() {
-                let first = i64::try_from(chunk_index * INSERT_CHUNK).unwrap_or(i64::MAX) + 1;
-                let rows: Vec<_> = chunk
-                    .iter()
-                    .zip(first..)
-                    .map(|(data, number)| {
-                        (
-                            jobs::id.eq(number),
-                            jobs::stage.eq(StageId::A.letter()),
-                            jobs::state.eq(JobState::Open.as_str()),
-                            jobs::data_a.eq(data.as_str()),
-                            jobs::created_at.eq(now),
-                            jobs::updated_at.eq(now),
-                        )
-                    })
-                    .collect();
-                let insert = diesel::insert_into(jobs::table).values(rows);
-                per_backend!(conn, |c| insert.execute(c))?;
-            }
+            insert_jobs(conn, 1, &items, now)?;
             Ok(loaded)
+        })
+    }
+
+    /// Adds `items` to a project that may be running, as new jobs open at stage `a`, numbered
+    /// after the last job. An item that is already a job's input (or repeats an earlier item) is
+    /// skipped, so appending the same list again adds nothing. One transaction: workers claiming
+    /// meanwhile see all of the new jobs or none, and several processes appending at once (on
+    /// PostgreSQL) take turns.
+    ///
+    /// # Errors
+    /// Database errors.
+    pub fn append_jobs(&self, items: &[String]) -> Result<Appended, TrackerError> {
+        let now = self.now_ms();
+        let items = items.to_vec();
+        let given = items.len();
+        self.pools.write(move |tx| {
+            tx.protect()?;
+            let conn: &mut DbConnection = tx;
+            if let DbConnection::Pg(_) = conn {
+                statements::lock_appends(conn, APPEND_LOCK_KEY)?;
+            }
+            let mut present = std::collections::HashSet::new();
+            for chunk in items.chunks(INSERT_CHUNK) {
+                let found: Vec<Option<String>> =
+                    jobs::table.filter(jobs::data_a.eq_any(chunk)).select(jobs::data_a).load(conn)?;
+                present.extend(found.into_iter().flatten());
+            }
+            let mut fresh = Vec::new();
+            for item in items {
+                if present.insert(item.clone()) {
+                    fresh.push(item);
+                }
+            }
+            let last: Option<i64> = jobs::table.select(diesel::dsl::max(jobs::id)).first(conn)?;
+            insert_jobs(conn, last.unwrap_or(0) + 1, &fresh, now)?;
+            Ok(Appended { added: fresh.len(), skipped: given - fresh.len() })
         })
     }
 

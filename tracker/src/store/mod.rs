@@ -23,6 +23,7 @@ use crate::db::{DatabaseUrl, Pools};
 use crate::error::TrackerError;
 
 pub use counters::{EventCount, StateCount};
+pub use jobs::Appended;
 pub use problems::ProblemJob;
 pub use stats::{Eta, StageCounts, ThroughputPoint};
 pub use views::{JobDetail, JobEvent, JobState, JobSummary, LeaderboardEntry, Page, WorkerView};
