@@ -134,6 +134,10 @@ pub struct Config {
     pub flag_threshold: u32,
     /// Largest HTTP request body in bytes.
     pub max_body_bytes: usize,
+    /// The bearer token of the admin API (`/v1/admin/*`); unset disables it. Best given as
+    /// `CASCADE__ADMIN_TOKEN`, out of files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<String>,
     /// Database connections.
     pub db_connections: u32,
     /// Local workers, retries and shutdown.
@@ -266,6 +270,9 @@ impl Config {
         if self.sweep_interval < Duration::from_millis(100) {
             problems.push("sweep-interval must be at least 100ms".to_owned());
         }
+        if self.admin_token.as_deref().is_some_and(|token| token.len() < 16) {
+            problems.push("admin-token must be at least 16 characters".to_owned());
+        }
         if self.max_body_bytes < 1024 {
             problems.push("max-body-bytes must be at least 1024".to_owned());
         }
@@ -302,7 +309,12 @@ impl Config {
 
     /// How the HTTP server runs.
     pub fn server_config(&self) -> ServerConfig {
-        ServerConfig { bind: self.bind, max_body_bytes: self.max_body_bytes, ..ServerConfig::default() }
+        ServerConfig {
+            bind: self.bind,
+            max_body_bytes: self.max_body_bytes,
+            admin_token: self.admin_token.clone(),
+            ..ServerConfig::default()
+        }
     }
 }
 

@@ -46,6 +46,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The admin API's bearer token is missing or wrong.
+    #[error("unauthorized")]
+    Unauthorized,
     /// The database failed; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
@@ -103,6 +106,7 @@ impl ResponseError for ApiError {
             Self::Refused { status, .. } => *status,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -117,6 +121,10 @@ impl ResponseError for ApiError {
             Self::TooLarge { limit } => response
                 .content_type(ContentType::plaintext())
                 .body(format!("Request body larger than {limit} bytes.")),
+            Self::Unauthorized => response
+                .insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"))
+                .content_type(ContentType::plaintext())
+                .body("A valid admin token is required: Authorization: Bearer TOKEN."),
             Self::Unavailable(_) => response
                 .content_type(ContentType::plaintext())
                 .body("The tracker's database is unavailable. Keep retrying."),

@@ -33,6 +33,8 @@ pub struct ServerConfig {
     pub pools: PoolRegistry,
     /// Where request latencies are recorded for `/metrics`. Clones share the histograms.
     pub http_metrics: HttpMetrics,
+    /// The bearer token of the admin API (`/v1/admin/*`); `None` disables it.
+    pub admin_token: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +46,7 @@ impl Default for ServerConfig {
             handle_signals: true,
             pools: PoolRegistry::default(),
             http_metrics: HttpMetrics::default(),
+            admin_token: None,
         }
     }
 }
@@ -104,12 +107,14 @@ fn observe<B>(metrics: &HttpMetrics, method: &str, started: Instant, result: &Re
 /// (`/api/*`, `/v1/*`, `/web`, `/metrics`) to an app.
 pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     let (max_body_bytes, pools, http_metrics) = (config.max_body_bytes, config.pools.clone(), config.http_metrics.clone());
+    let admin_token = api::admin::AdminToken(config.admin_token.clone());
     move |config: &mut web::ServiceConfig| {
         let timing = http_metrics.clone();
         config
             .app_data(web::Data::new(store))
             .app_data(web::Data::new(pools))
             .app_data(web::Data::new(http_metrics))
+            .app_data(web::Data::new(admin_token))
             .app_data(
                 web::JsonConfig::default()
                     .limit(max_body_bytes)
@@ -132,6 +137,7 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
                     .configure(api::distcompute::routes)
                     .configure(api::native::routes)
                     .configure(api::lease::routes)
+                    .configure(api::admin::routes)
                     .configure(api::dashboard::routes)
                     .configure(dashboard::routes)
                     .configure(metrics::routes)

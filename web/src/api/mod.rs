@@ -1,5 +1,6 @@
 //! The HTTP endpoints.
 
+pub mod admin;
 pub mod dashboard;
 pub mod distcompute;
 pub mod lease;
