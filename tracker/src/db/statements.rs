@@ -340,11 +340,17 @@ statements! {
     execute see_worker(now: UnixMs, token: &WorkerToken) =
         "UPDATE workers SET last_seen = ? WHERE token = ?";
 
-    /// Points a worker at the lease it holds (or none), with a progress text; credits it
-    /// `completed` jobs and records a heartbeat when `seen` is given.
-    execute hold(job: Option<JobId>, lease: Option<LeaseEpoch>, progress: &str, completed: i64, seen: Option<UnixMs>, token: &WorkerToken) =
+    /// Points a worker at the lease it holds (or none), with a progress text, and credits it
+    /// `completed` jobs. (`last_seen` is left out: SQLite rewrites the index entries of every
+    /// column an `UPDATE` sets, changed or not, and most calls are not due a heartbeat.)
+    execute hold(job: Option<JobId>, lease: Option<LeaseEpoch>, progress: &str, completed: i64, token: &WorkerToken) =
+        "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, jobs_completed = jobs_completed + ? \
+         WHERE token = ?";
+
+    /// As [`hold`], recording a heartbeat too.
+    execute hold_and_see(job: Option<JobId>, lease: Option<LeaseEpoch>, progress: &str, completed: i64, seen: UnixMs, token: &WorkerToken) =
         "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, jobs_completed = jobs_completed + ?, \
-         last_seen = COALESCE(?, last_seen) WHERE token = ?";
+         last_seen = ? WHERE token = ?";
 
     /// Clears a worker's reference to the job it held.
     execute clear_held(token: &WorkerToken) =

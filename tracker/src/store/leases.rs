@@ -123,8 +123,11 @@ fn set_held(
     completed: bool,
     seen: Option<UnixMs>,
 ) -> Result<(), TrackerError> {
-    let (job, lease) = (held.map(|job| job.number), held.map(|job| job.lease));
-    statements::hold(conn, job, lease, progress, i64::from(completed), seen, token)?;
+    let (job, lease, completed) = (held.map(|job| job.number), held.map(|job| job.lease), i64::from(completed));
+    match seen {
+        Some(at) => statements::hold_and_see(conn, job, lease, progress, completed, at, token),
+        None => statements::hold(conn, job, lease, progress, completed, token),
+    }?;
     Ok(())
 }
 
