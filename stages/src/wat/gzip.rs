@@ -14,6 +14,7 @@ use std::io::{self, Read};
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
+use super::ahead::Ahead;
 use super::input::InputBuf;
 use super::member::{self, WholeMember};
 
@@ -63,8 +64,8 @@ enum Header {
 }
 
 /// Streams the decompressed content of a (possibly damaged) multi-member gzip file.
-pub(crate) struct GzipDecoder<R> {
-    input: InputBuf<R>,
+pub(crate) struct GzipDecoder<'p, R> {
+    input: InputBuf<Ahead<'p, R>>,
     inflate: Decompress,
     whole: WholeMember,
     member: Option<Member>,
@@ -72,9 +73,9 @@ pub(crate) struct GzipDecoder<R> {
     done: bool,
 }
 
-impl<R: Read> GzipDecoder<R> {
+impl<'p, R: Read> GzipDecoder<'p, R> {
     /// Decodes from `input`, whose read position is at the first member header.
-    pub(crate) fn new(input: InputBuf<R>) -> Self {
+    pub(crate) fn new(input: InputBuf<Ahead<'p, R>>) -> Self {
         Self {
             input,
             inflate: Decompress::new(false),
@@ -123,7 +124,7 @@ impl<R: Read> GzipDecoder<R> {
                         return Ok(Fill::Break);
                     }
                     Header::Found { len, .. } => {
-                        if self.inflate_whole(out, len)? {
+                        if self.take_inflated(out)? || self.inflate_whole(out, len)? {
                             continue;
                         }
                         let start = self.input.offset();
@@ -170,6 +171,24 @@ impl<R: Read> GzipDecoder<R> {
                 }
             }
         }
+    }
+
+    /// Takes the member whose header is at the read position from the inflate-ahead reader
+    /// when one of its tasks inflated it. Returns whether it did; the member is then consumed
+    /// and counted.
+    fn take_inflated(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        let start = self.input.offset();
+        let before = out.len();
+        let Some(end) = self.input.reader_mut().take_member(start, out)? else { return Ok(false) };
+        let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+        if !self.input.want(len, None)? {
+            // unreachable: the task saw these bytes
+            out.truncate(before);
+            return Ok(false);
+        }
+        self.input.consume(len);
+        self.stats.members += 1;
+        Ok(true)
     }
 
     /// Inflates the member whose `header_len`-byte header is at the read position in one call
@@ -298,14 +317,18 @@ impl<R: Read> GzipDecoder<R> {
     }
 }
 
-enum HeaderParse {
+/// What [`parse_header`] found.
+pub(crate) enum HeaderParse {
+    /// A whole header of this length.
     Complete(usize),
+    /// The bytes end inside what may be a header.
     NeedMore,
+    /// No header here.
     Invalid,
 }
 
 /// Parses a gzip member header (RFC 1952) at the start of `b`.
-fn parse_header(b: &[u8]) -> HeaderParse {
+pub(crate) fn parse_header(b: &[u8]) -> HeaderParse {
     if b.len() < 10 {
         return if MAGIC.starts_with(&b[..b.len().min(3)]) { HeaderParse::NeedMore } else { HeaderParse::Invalid };
     }
@@ -353,7 +376,7 @@ pub(crate) mod tests {
     }
 
     fn decode_all(input: &[u8]) -> (Vec<u8>, GzipStats, usize) {
-        let mut dec = GzipDecoder::new(InputBuf::new(input));
+        let mut dec = GzipDecoder::new(InputBuf::new(Ahead::new(input, None, 0, 0)));
         let mut out = Vec::new();
         let mut breaks = 0;
         loop {

@@ -34,6 +34,11 @@ impl<R: Read> InputBuf<R> {
         &self.buf[self.pos..self.end]
     }
 
+    /// The underlying reader.
+    pub(crate) fn reader_mut(&mut self) -> &mut R {
+        &mut self.input
+    }
+
     /// Marks `n` unread bytes as consumed.
     pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(self.pos + n <= self.end);

@@ -1,0 +1,374 @@
+//! Inflating whole gzip members ahead of the decoder, on the rayon pool.
+//!
+//! [`Ahead`] sits between the input and the decoder's [`InputBuf`](super::input::InputBuf). It
+//! reads the compressed input in chunks of about `chunk_bytes`, cut just before a plausible
+//! member header, and hands each chunk to a pool task that inflates, one libdeflate call each
+//! ([`WholeMember`]), every member it can prove whole. The decoder, still reading the input
+//! through this reader in file order, asks for the member at its read position
+//! ([`Ahead::take_member`]) before inflating anything itself; every member the tasks could not take
+//! (damaged, cut by a chunk boundary, too big) it decodes exactly as without this reader.
+//!
+//! A task computes for a member at offset `s` what the decoder's own one-call path would: the
+//! member's end is the first plausible header after its header, or the end of input; the task
+//! sees 4 bytes past its chunk (so a header straddling the cut is seen too) and gives no answer
+//! when that end lies beyond them. So a member answered here is one the decoder would have
+//! inflated whole with the same output, and the decoded stream, the counters and the damage
+//! handling do not change. At most `max_chunks` chunks are held, which bounds the memory.
+//!
+//! Without a pool, and for input that does not start with the gzip magic, the reader only
+//! passes bytes through.
+
+use std::collections::VecDeque;
+use std::io::{self, Read};
+use std::ops::Range;
+use std::sync::{mpsc, Arc};
+
+use rayon::ThreadPool;
+
+use super::gzip::{parse_header, HeaderParse};
+use super::member::{self, WholeMember};
+
+/// Bytes past a chunk that its task sees: enough for a header's magic and flags at the cut.
+const LOOKAHEAD: usize = 4;
+
+/// A chunk is cut without a header when none is found within this many chunk sizes.
+const MAX_CHUNK_FACTOR: usize = 4;
+
+/// One member inflated by a task.
+struct Entry {
+    /// Absolute offset of its header.
+    start: u64,
+    /// Absolute offset just past its trailer.
+    end: u64,
+    /// Its output in the chunk's output buffer.
+    out: Range<usize>,
+}
+
+/// What a task found in its chunk.
+#[derive(Default)]
+struct Inflated {
+    entries: Vec<Entry>,
+    out: Vec<u8>,
+}
+
+/// The answer of a chunk's task.
+enum Answer {
+    Waiting(mpsc::Receiver<Inflated>),
+    Ready(Inflated),
+}
+
+/// A chunk of compressed input.
+struct Chunk {
+    /// Absolute offset of its first byte.
+    base: u64,
+    /// Its bytes; the last `LOOKAHEAD` (fewer at the end of input) belong to the next chunk.
+    data: Arc<Vec<u8>>,
+    /// Length of the chunk proper.
+    len: usize,
+    answer: Answer,
+    /// First entry not yet looked at.
+    cursor: usize,
+}
+
+impl Chunk {
+    fn end(&self) -> u64 {
+        self.base + self.len as u64
+    }
+
+    /// The task's answer, waiting for it if needed.
+    fn inflated(&mut self) -> &Inflated {
+        if let Answer::Waiting(rx) = &self.answer {
+            // A task that panicked answers nothing: the decoder then inflates every member itself.
+            self.answer = Answer::Ready(rx.recv().unwrap_or_default());
+        }
+        match &self.answer {
+            Answer::Ready(inflated) => inflated,
+            Answer::Waiting(_) => unreachable!("the answer was just received"),
+        }
+    }
+}
+
+/// Read-ahead settings.
+struct Speculation<'p> {
+    pool: &'p ThreadPool,
+    chunk_bytes: usize,
+    max_chunks: usize,
+}
+
+/// A reader that inflates gzip members ahead of the decoder (see the module doc).
+pub(crate) struct Ahead<'p, R> {
+    inner: R,
+    /// `None`: pass-through.
+    spec: Option<Speculation<'p>>,
+    /// Whether the first bytes were looked at.
+    sniffed: bool,
+    /// Bytes read from `inner` that are in no chunk yet.
+    pending: Vec<u8>,
+    /// Absolute offset of `pending[0]`.
+    pending_base: u64,
+    inner_eof: bool,
+    chunks: VecDeque<Chunk>,
+    /// Absolute offset of the next byte `read` returns.
+    served: u64,
+}
+
+impl<'p, R: Read> Ahead<'p, R> {
+    /// Reads `inner` in chunks of about `chunk_bytes` compressed bytes and inflates them on
+    /// `pool`, holding at most `max_chunks` chunks; `pool` `None` passes bytes through.
+    pub(crate) fn new(inner: R, pool: Option<&'p ThreadPool>, chunk_bytes: usize, max_chunks: usize) -> Self {
+        let spec = pool.map(|pool| Speculation { pool, chunk_bytes: chunk_bytes.max(1024), max_chunks: max_chunks.max(1) });
+        Self {
+            inner,
+            spec,
+            sniffed: false,
+            pending: Vec::new(),
+            pending_base: 0,
+            inner_eof: false,
+            chunks: VecDeque::new(),
+            served: 0,
+        }
+    }
+
+    /// Appends the output of the member whose header is at absolute offset `start`, when a
+    /// task inflated it, and returns the offset just past it.
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the input, met while reading further chunks ahead.
+    pub(crate) fn take_member(&mut self, start: u64, out: &mut Vec<u8>) -> io::Result<Option<u64>> {
+        if self.spec.is_none() {
+            return Ok(None);
+        }
+        while self.chunks.front().is_some_and(|c| c.end() <= start) {
+            self.chunks.pop_front();
+        }
+        self.top_up()?;
+        let Some(chunk) = self.chunks.front_mut().filter(|c| c.base <= start) else { return Ok(None) };
+        let mut cursor = chunk.cursor;
+        let inflated = chunk.inflated();
+        while inflated.entries.get(cursor).is_some_and(|e| e.start < start) {
+            cursor += 1;
+        }
+        let found = inflated.entries.get(cursor).filter(|e| e.start == start).map(|e| {
+            out.extend_from_slice(&inflated.out[e.out.clone()]);
+            e.end
+        });
+        chunk.cursor = cursor;
+        Ok(found)
+    }
+
+    /// Reads chunks ahead until `max_chunks` are held or the input ends.
+    fn top_up(&mut self) -> io::Result<()> {
+        let max = self.spec.as_ref().map_or(0, |s| s.max_chunks);
+        while self.chunks.len() < max && self.next_chunk()? {}
+        Ok(())
+    }
+
+    /// Looks at the first bytes: only gzip input is inflated ahead.
+    fn sniff(&mut self) -> io::Result<()> {
+        self.sniffed = true;
+        if self.spec.is_none() {
+            return Ok(());
+        }
+        while self.pending.len() < 2 && self.read_more(2)? > 0 {}
+        if !self.pending.starts_with(&[0x1f, 0x8b]) {
+            self.spec = None;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `n` more bytes of input into `pending`; returns how many (0 at the end).
+    fn read_more(&mut self, n: usize) -> io::Result<usize> {
+        if self.inner_eof {
+            return Ok(0);
+        }
+        let old = self.pending.len();
+        self.pending.resize(old + n, 0);
+        let got = loop {
+            match self.inner.read(&mut self.pending[old..]) {
+                Ok(got) => break got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.pending.truncate(old);
+                    return Err(e);
+                }
+            }
+        };
+        self.pending.truncate(old + got);
+        self.inner_eof = got == 0;
+        Ok(got)
+    }
+
+    /// Cuts the next chunk off the input and starts its task; `false` at the end of input.
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        let Some(chunk_bytes) = self.spec.as_ref().map(|s| s.chunk_bytes) else { return Ok(false) };
+        let mut from = chunk_bytes;
+        let cut = loop {
+            let found = member::next_header_at(&self.pending, from).filter(|&i| i > 0);
+            if let Some(i) = found {
+                break i;
+            }
+            if self.inner_eof {
+                break self.pending.len();
+            }
+            if self.pending.len() >= MAX_CHUNK_FACTOR * chunk_bytes {
+                break self.pending.len() - LOOKAHEAD;
+            }
+            // A header cut by the end of what was read is found again after reading more.
+            from = from.max(self.pending.len().saturating_sub(3));
+            self.read_more(chunk_bytes)?;
+        };
+        if cut == 0 {
+            return Ok(false);
+        }
+        let rest = self.pending.split_off(cut);
+        let mut data = std::mem::replace(&mut self.pending, rest);
+        data.extend_from_slice(&self.pending[..self.pending.len().min(LOOKAHEAD)]);
+        let base = self.pending_base;
+        self.pending_base += cut as u64;
+        let to_end = self.inner_eof && self.pending.is_empty();
+        let data = Arc::new(data);
+        let (tx, rx) = mpsc::channel();
+        let task_data = Arc::clone(&data);
+        if let Some(spec) = &self.spec {
+            spec.pool.spawn(move || {
+                // A send error means the reader is gone: nobody wants the answer.
+                let _ = tx.send(inflate_chunk(&task_data, cut, base, to_end));
+            });
+        }
+        self.chunks.push_back(Chunk { base, data, len: cut, answer: Answer::Waiting(rx), cursor: 0 });
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for Ahead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.sniffed {
+            self.sniff()?;
+        }
+        if self.spec.is_none() {
+            if self.pending.is_empty() {
+                return self.inner.read(buf);
+            }
+            let n = buf.len().min(self.pending.len());
+            buf[..n].copy_from_slice(&self.pending[..n]);
+            self.pending.drain(..n);
+            return Ok(n);
+        }
+        let served = self.served;
+        // Chunks the decoder never asked about (a long streamed member) are let go here.
+        let max = self.spec.as_ref().map_or(0, |s| s.max_chunks);
+        while self.chunks.len() > max && self.chunks.front().is_some_and(|c| c.end() <= served) {
+            self.chunks.pop_front();
+        }
+        if self.chunks.back().is_none_or(|c| c.end() <= served) && !self.next_chunk()? {
+            return Ok(0);
+        }
+        let Some(chunk) = self.chunks.iter().find(|c| c.base <= served && served < c.end()) else {
+            return Ok(0);
+        };
+        let from = usize::try_from(served - chunk.base).unwrap_or(usize::MAX);
+        let n = buf.len().min(chunk.len - from);
+        buf[..n].copy_from_slice(&chunk.data[from..from + n]);
+        self.served += n as u64;
+        Ok(n)
+    }
+}
+
+/// Inflates every member of `data[..len]` that [`WholeMember`] proves whole, following the
+/// chain of members from the start (after a failure, from the next plausible header). `base`
+/// is the absolute offset of `data[0]`; `to_end` says that `data` ends at the end of input.
+fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool) -> Inflated {
+    let mut whole = WholeMember::new();
+    let mut inflated = Inflated { entries: Vec::new(), out: Vec::with_capacity(len * 6) };
+    let mut p = 0;
+    while p < len {
+        if let HeaderParse::Complete(header_len) = parse_header(&data[p..]) {
+            let end = member::next_header_at(data, p + header_len).or(to_end.then_some(data.len()));
+            if let Some(end) = end.filter(|&e| e - p < member::MAX_INPUT) {
+                let before = inflated.out.len();
+                if whole.inflate(&data[p..end], header_len, &mut inflated.out) {
+                    inflated.entries.push(Entry {
+                        start: base + p as u64,
+                        end: base + end as u64,
+                        out: before..inflated.out.len(),
+                    });
+                    p = end;
+                    continue;
+                }
+            }
+        }
+        match member::next_header_at(data, p + 1) {
+            Some(next) if next < len => p = next,
+            _ => break,
+        }
+    }
+    inflated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gzip::tests::gz;
+    use super::*;
+
+    fn pool() -> ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+    }
+
+    #[test]
+    fn bytes_pass_through_unchanged() {
+        let mut input = gz(b"one");
+        input.extend_from_slice(b"junk\x1f\x8b\x08");
+        input.extend(gz(b"two"));
+        let pool = pool();
+        for spec in [None, Some(&pool)] {
+            let mut got = Vec::new();
+            Ahead::new(&input[..], spec, 1024, 2).read_to_end(&mut got).unwrap();
+            assert_eq!(got, input);
+        }
+    }
+
+    #[test]
+    fn members_are_answered_by_offset() {
+        let parts: Vec<Vec<u8>> = (0..400).map(|i| gz(format!("member {i} ").repeat(i % 7 + 1).as_bytes())).collect();
+        let input = parts.concat();
+        let pool = pool();
+        let mut ahead = Ahead::new(&input[..], Some(&pool), 1024, 3);
+        let mut start = 0u64;
+        for (i, part) in parts.iter().enumerate() {
+            let mut out = Vec::new();
+            assert_eq!(ahead.take_member(start, &mut out).unwrap(), Some(start + part.len() as u64), "member {i}");
+            assert_eq!(out, format!("member {i} ").repeat(i % 7 + 1).as_bytes());
+            start += part.len() as u64;
+        }
+    }
+
+    #[test]
+    fn damaged_members_get_no_answer() {
+        let good = gz(b"good");
+        let mut bad = gz(b"bad");
+        let n = bad.len();
+        bad[n - 5] ^= 1;
+        let input = [good.clone(), bad.clone(), good.clone()].concat();
+        let pool = pool();
+        let mut ahead = Ahead::new(&input[..], Some(&pool), 1024, 2);
+        let mut out = Vec::new();
+        assert_eq!(ahead.take_member(0, &mut out).unwrap(), Some(good.len() as u64));
+        assert_eq!(ahead.take_member(good.len() as u64, &mut out).unwrap(), None);
+        let third = (good.len() + bad.len()) as u64;
+        assert_eq!(ahead.take_member(third, &mut out).unwrap(), Some(input.len() as u64));
+        assert_eq!(out, b"goodgood");
+    }
+
+    #[test]
+    fn a_truncated_last_member_gets_no_answer() {
+        let good = gz(b"kept");
+        let cut = gz(b"cut short");
+        let input = [&good[..], &cut[..cut.len() - 3]].concat();
+        let pool = pool();
+        let mut ahead = Ahead::new(&input[..], Some(&pool), 1024, 2);
+        let mut out = Vec::new();
+        assert_eq!(ahead.take_member(0, &mut out).unwrap(), Some(good.len() as u64));
+        assert_eq!(ahead.take_member(good.len() as u64, &mut out).unwrap(), None);
+    }
+}
