@@ -49,6 +49,9 @@ struct Entry {
 struct Inflated {
     entries: Vec<Entry>,
     out: Vec<u8>,
+    /// Whether the entries chain from the chunk's first byte to its end: its output is then
+    /// the whole decoded stream of the chunk.
+    whole: bool,
 }
 
 /// The answer of a chunk's task.
@@ -76,12 +79,12 @@ impl Chunk {
     }
 
     /// The task's answer, waiting for it if needed.
-    fn inflated(&mut self) -> &Inflated {
+    fn inflated(&mut self) -> &mut Inflated {
         if let Answer::Waiting(rx) = &self.answer {
             // A task that panicked answers nothing: the decoder then inflates every member itself.
             self.answer = Answer::Ready(rx.recv().unwrap_or_default());
         }
-        match &self.answer {
+        match &mut self.answer {
             Answer::Ready(inflated) => inflated,
             Answer::Waiting(_) => unreachable!("the answer was just received"),
         }
@@ -110,6 +113,8 @@ pub(crate) struct Ahead<'p, R> {
     chunks: VecDeque<Chunk>,
     /// Absolute offset of the next byte `read` returns.
     served: u64,
+    /// Emptied output buffers, for the next tasks.
+    spare: Vec<Vec<u8>>,
 }
 
 impl<'p, R: Read> Ahead<'p, R> {
@@ -126,24 +131,70 @@ impl<'p, R: Read> Ahead<'p, R> {
             inner_eof: false,
             chunks: VecDeque::new(),
             served: 0,
+            spare: Vec::new(),
         }
     }
 
-    /// Appends the output of the member whose header is at absolute offset `start`, when a
-    /// task inflated it, and returns the offset just past it.
+    /// When the chunk that starts at absolute offset `start` was inflated whole, swaps its
+    /// output with the empty `out` (whose buffer is kept for later tasks) and returns the
+    /// chunk's end offset and its number of members. The caller then skips the chunk's
+    /// compressed bytes ([`Ahead::skip_to`]).
     ///
     /// # Errors
     ///
     /// I/O errors of the input, met while reading further chunks ahead.
-    pub(crate) fn take_member(&mut self, start: u64, out: &mut Vec<u8>) -> io::Result<Option<u64>> {
+    pub(crate) fn take_chunk(&mut self, start: u64, out: &mut Vec<u8>) -> io::Result<Option<(u64, u64)>> {
+        debug_assert!(out.is_empty());
         if self.spec.is_none() {
             return Ok(None);
         }
-        while self.chunks.front().is_some_and(|c| c.end() <= start) {
+        self.drop_chunks_before(start)?;
+        let Some(chunk) = self.chunks.front_mut().filter(|c| c.base == start && c.cursor == 0) else { return Ok(None) };
+        let end = chunk.end();
+        let inflated = chunk.inflated();
+        if !inflated.whole {
+            return Ok(None);
+        }
+        std::mem::swap(out, &mut inflated.out);
+        let members = inflated.entries.len() as u64;
+        let mut spare = std::mem::take(&mut inflated.out);
+        self.chunks.pop_front();
+        if spare.capacity() > 0 && self.spare.len() < self.chunks.len() + 1 {
+            spare.clear();
+            self.spare.push(spare);
+        }
+        Ok(Some((end, members)))
+    }
+
+    /// Moves the read position forward to absolute offset `offset`, which lies within the
+    /// chunks read so far, skipping the bytes in between.
+    pub(crate) fn skip_to(&mut self, offset: u64) {
+        debug_assert!(offset <= self.pending_base);
+        self.served = self.served.max(offset);
+    }
+
+    /// Lets go of the chunks that end at or before `offset` and reads ahead again.
+    fn drop_chunks_before(&mut self, offset: u64) -> io::Result<()> {
+        while self.chunks.front().is_some_and(|c| c.end() <= offset) {
             self.chunks.pop_front();
         }
-        self.top_up()?;
+        self.top_up()
+    }
+
+    /// Appends the output of the member whose header is at absolute offset `start`, when a
+    /// task inflated it, and returns the offset just past it and whether that is the end of
+    /// a chunk (where [`Ahead::take_chunk`] may take the next one whole).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors of the input, met while reading further chunks ahead.
+    pub(crate) fn take_member(&mut self, start: u64, out: &mut Vec<u8>) -> io::Result<Option<(u64, bool)>> {
+        if self.spec.is_none() {
+            return Ok(None);
+        }
+        self.drop_chunks_before(start)?;
         let Some(chunk) = self.chunks.front_mut().filter(|c| c.base <= start) else { return Ok(None) };
+        let chunk_end = chunk.end();
         let mut cursor = chunk.cursor;
         let inflated = chunk.inflated();
         while inflated.entries.get(cursor).is_some_and(|e| e.start < start) {
@@ -151,7 +202,7 @@ impl<'p, R: Read> Ahead<'p, R> {
         }
         let found = inflated.entries.get(cursor).filter(|e| e.start == start).map(|e| {
             out.extend_from_slice(&inflated.out[e.out.clone()]);
-            e.end
+            (e.end, e.end == chunk_end)
         });
         chunk.cursor = cursor;
         Ok(found)
@@ -230,10 +281,11 @@ impl<'p, R: Read> Ahead<'p, R> {
         let data = Arc::new(data);
         let (tx, rx) = mpsc::channel();
         let task_data = Arc::clone(&data);
+        let out = self.spare.pop().unwrap_or_default();
         if let Some(spec) = &self.spec {
             spec.pool.spawn(move || {
                 // A send error means the reader is gone: nobody wants the answer.
-                let _ = tx.send(inflate_chunk(&task_data, cut, base, to_end));
+                let _ = tx.send(inflate_chunk(&task_data, cut, base, to_end, out));
             });
         }
         self.chunks.push_back(Chunk { base, data, len: cut, answer: Answer::Waiting(rx), cursor: 0 });
@@ -277,10 +329,13 @@ impl<R: Read> Read for Ahead<'_, R> {
 
 /// Inflates every member of `data[..len]` that [`WholeMember`] proves whole, following the
 /// chain of members from the start (after a failure, from the next plausible header). `base`
-/// is the absolute offset of `data[0]`; `to_end` says that `data` ends at the end of input.
-fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool) -> Inflated {
+/// is the absolute offset of `data[0]`; `to_end` says that `data` ends at the end of input;
+/// `out` is an empty buffer to reuse for the output.
+fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<u8>) -> Inflated {
     let mut whole = WholeMember::new();
-    let mut inflated = Inflated { entries: Vec::new(), out: Vec::with_capacity(len * 6) };
+    out.clear();
+    out.reserve(len * 6);
+    let mut inflated = Inflated { entries: Vec::new(), out, whole: true };
     let mut p = 0;
     while p < len {
         if let HeaderParse::Complete(header_len) = parse_header(&data[p..]) {
@@ -298,6 +353,7 @@ fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool) -> Inflated {
                 }
             }
         }
+        inflated.whole = false;
         match member::next_header_at(data, p + 1) {
             Some(next) if next < len => p = next,
             _ => break,
@@ -337,10 +393,41 @@ mod tests {
         let mut start = 0u64;
         for (i, part) in parts.iter().enumerate() {
             let mut out = Vec::new();
-            assert_eq!(ahead.take_member(start, &mut out).unwrap(), Some(start + part.len() as u64), "member {i}");
+            assert_eq!(ahead.take_member(start, &mut out).unwrap().map(|(end, _)| end), Some(start + part.len() as u64), "member {i}");
             assert_eq!(out, format!("member {i} ").repeat(i % 7 + 1).as_bytes());
             start += part.len() as u64;
         }
+    }
+
+    #[test]
+    fn whole_chunks_are_swapped_in_and_damaged_ones_are_not() {
+        let parts: Vec<Vec<u8>> = (0..300).map(|i| gz(format!("part {i} ").repeat(i % 5 + 1).as_bytes())).collect();
+        let mut input = parts.concat();
+        let bad_at = input.len() * 3 / 4;
+        input[bad_at] ^= 0x55;
+        let pool = pool();
+        let mut ahead = Ahead::new(&input[..], Some(&pool), 1024, 4);
+        let (mut start, mut whole, mut refused) = (0u64, 0, 0);
+        while start < input.len() as u64 {
+            let mut out = Vec::new();
+            let Some((end, members)) = ahead.take_chunk(start, &mut out).unwrap() else {
+                refused += 1;
+                // Move on member by member to the next chunk.
+                let (end, _) = ahead.take_member(start, &mut out).unwrap().unwrap_or((start + 1, false));
+                start = input[end as usize..].windows(3).position(|w| w == [0x1f, 0x8b, 0x08]).map_or(input.len() as u64, |i| end + i as u64);
+                ahead.skip_to(start);
+                continue;
+            };
+            assert!(end > start && members > 0);
+            assert!(end <= bad_at as u64 || start > bad_at as u64, "the damaged chunk was taken");
+            let mut want = Vec::new();
+            flate2::read::MultiGzDecoder::new(&input[start as usize..end as usize]).read_to_end(&mut want).unwrap();
+            assert_eq!(out, want);
+            ahead.skip_to(end);
+            start = end;
+            whole += 1;
+        }
+        assert!(whole > 5 && refused > 0, "{whole} {refused}");
     }
 
     #[test]
@@ -353,10 +440,10 @@ mod tests {
         let pool = pool();
         let mut ahead = Ahead::new(&input[..], Some(&pool), 1024, 2);
         let mut out = Vec::new();
-        assert_eq!(ahead.take_member(0, &mut out).unwrap(), Some(good.len() as u64));
-        assert_eq!(ahead.take_member(good.len() as u64, &mut out).unwrap(), None);
+        assert_eq!(ahead.take_member(0, &mut out).unwrap().map(|(end, _)| end), Some(good.len() as u64));
+        assert_eq!(ahead.take_member(good.len() as u64, &mut out).unwrap().map(|(end, _)| end), None);
         let third = (good.len() + bad.len()) as u64;
-        assert_eq!(ahead.take_member(third, &mut out).unwrap(), Some(input.len() as u64));
+        assert_eq!(ahead.take_member(third, &mut out).unwrap().map(|(end, _)| end), Some(input.len() as u64));
         assert_eq!(out, b"goodgood");
     }
 
@@ -368,7 +455,7 @@ mod tests {
         let pool = pool();
         let mut ahead = Ahead::new(&input[..], Some(&pool), 1024, 2);
         let mut out = Vec::new();
-        assert_eq!(ahead.take_member(0, &mut out).unwrap(), Some(good.len() as u64));
-        assert_eq!(ahead.take_member(good.len() as u64, &mut out).unwrap(), None);
+        assert_eq!(ahead.take_member(0, &mut out).unwrap().map(|(end, _)| end), Some(good.len() as u64));
+        assert_eq!(ahead.take_member(good.len() as u64, &mut out).unwrap().map(|(end, _)| end), None);
     }
 }

@@ -27,6 +27,9 @@ const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 pub(crate) enum Fill {
     /// Decompressed bytes were appended; the stream goes on.
     Data,
+    /// Like `Data`, and the input now sits at the start of a chunk that was inflated ahead
+    /// (`ahead`): the next call with an empty output takes that chunk's output as it is.
+    Boundary,
     /// Bytes were lost after the appended data (a bad member or garbage): whatever record is
     /// unfinished at the end of the output must be dropped.
     Break,
@@ -124,7 +127,15 @@ impl<'p, R: Read> GzipDecoder<'p, R> {
                         return Ok(Fill::Break);
                     }
                     Header::Found { len, .. } => {
-                        if self.take_inflated(out)? || self.inflate_whole(out, len)? {
+                        if out.is_empty() && self.take_chunk(out)? {
+                            return Ok(Fill::Boundary);
+                        }
+                        match self.take_inflated(out)? {
+                            Some(true) => return Ok(Fill::Boundary),
+                            Some(false) => continue,
+                            None => {}
+                        }
+                        if self.inflate_whole(out, len)? {
                             continue;
                         }
                         let start = self.input.offset();
@@ -173,22 +184,33 @@ impl<'p, R: Read> GzipDecoder<'p, R> {
         }
     }
 
+    /// Swaps the empty `out` with the output of the read-ahead chunk that starts at the read
+    /// position, when its task inflated all of it. Returns whether it did; the chunk is then
+    /// consumed and its members counted.
+    fn take_chunk(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        let start = self.input.offset();
+        let Some((end, members)) = self.input.reader_mut().take_chunk(start, out)? else { return Ok(false) };
+        self.input.skip_to(end);
+        self.stats.members += members;
+        Ok(true)
+    }
+
     /// Takes the member whose header is at the read position from the inflate-ahead reader
-    /// when one of its tasks inflated it. Returns whether it did; the member is then consumed
-    /// and counted.
-    fn take_inflated(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+    /// when one of its tasks inflated it. Returns `None` when it did not, otherwise whether
+    /// the member ended its chunk; the member is then consumed and counted.
+    fn take_inflated(&mut self, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
         let start = self.input.offset();
         let before = out.len();
-        let Some(end) = self.input.reader_mut().take_member(start, out)? else { return Ok(false) };
+        let Some((end, chunk_end)) = self.input.reader_mut().take_member(start, out)? else { return Ok(None) };
         let len = usize::try_from(end - start).unwrap_or(usize::MAX);
         if !self.input.want(len, None)? {
             // unreachable: the task saw these bytes
             out.truncate(before);
-            return Ok(false);
+            return Ok(None);
         }
         self.input.consume(len);
         self.stats.members += 1;
-        Ok(true)
+        Ok(Some(chunk_end))
     }
 
     /// Inflates the member whose `header_len`-byte header is at the read position in one call
@@ -381,7 +403,7 @@ pub(crate) mod tests {
         let mut breaks = 0;
         loop {
             match dec.fill(&mut out, 1).unwrap() {
-                Fill::Data => {}
+                Fill::Data | Fill::Boundary => {}
                 Fill::Break => breaks += 1,
                 Fill::End => break,
             }

@@ -6,6 +6,8 @@
 
 use std::io::{self, Read};
 
+use super::ahead::Ahead;
+
 /// Input buffer size: large enough to hold a typical Common Crawl WAT gzip member whole, so
 /// that a corrupt member can be rescanned from its first byte.
 const CAPACITY: usize = 1 << 20;
@@ -115,5 +117,21 @@ impl<R: Read> InputBuf<R> {
             }
         }
         Ok(true)
+    }
+}
+
+impl<R: Read> InputBuf<Ahead<'_, R>> {
+    /// Moves the read position to absolute offset `offset`, at or after it, dropping what is
+    /// buffered before it and telling the reader to skip the rest.
+    pub(crate) fn skip_to(&mut self, offset: u64) {
+        let buffered_end = self.base + self.end as u64;
+        if offset <= buffered_end {
+            self.pos = usize::try_from(offset - self.base).unwrap_or(self.end);
+        } else {
+            self.input.skip_to(offset);
+            self.base = offset;
+            self.pos = 0;
+            self.end = 0;
+        }
     }
 }

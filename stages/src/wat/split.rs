@@ -59,9 +59,9 @@ pub(crate) struct Splitter<'p, R> {
 }
 
 impl<'p, R: Read> Splitter<'p, R> {
-    /// Sniffs the input (gzip or plain WARC) and prepares to split it. With a `pool`, gzip
-    /// members are inflated ahead on it ([`Ahead`]), in chunks of a quarter of `batch_bytes`
-    /// compressed, at most `2 × threads + 2` chunks at a time.
+    /// Sniffs the input (gzip or plain WARC) and prepares to split it. With a `pool` of two
+    /// threads or more, gzip members are inflated ahead on it ([`Ahead`]), in chunks of a
+    /// quarter of `batch_bytes` compressed, at most `2 × threads + 2` chunks at a time.
     ///
     /// # Errors
     ///
@@ -73,8 +73,11 @@ impl<'p, R: Read> Splitter<'p, R> {
         batch_bytes: usize,
         max_record: u64,
     ) -> Result<Self, WatError> {
-        let max_chunks = 2 * pool.map_or(0, ThreadPool::current_num_threads) + 2;
-        let mut input = InputBuf::new(Ahead::new(input, pool, batch_bytes / 4, max_chunks));
+        // With one pool thread, inflating on the calling thread while the pool parses is the
+        // better split of the work (docs/wat.md).
+        let threads = pool.map_or(0, ThreadPool::current_num_threads);
+        let ahead_pool = pool.filter(|_| threads >= 2);
+        let mut input = InputBuf::new(Ahead::new(input, ahead_pool, batch_bytes / 4, 2 * threads + 2));
         input.want(5, None).map_err(WatError::Read)?;
         let head = input.available();
         let source = if head.starts_with(&[0x1f, 0x8b]) {
@@ -145,6 +148,11 @@ impl<'p, R: Read> Splitter<'p, R> {
             self.scan_records()?;
             match fill {
                 Fill::Data => {}
+                // Cutting here lets the next chunk's output become the next batch as it is.
+                Fill::Boundary if self.scan > 0 && self.scan == self.cur.len() && self.skip == 0 => {
+                    return Ok(Some(self.cut(spare)));
+                }
+                Fill::Boundary => {}
                 Fill::Break => self.drop_partial(),
                 Fill::End => {
                     self.drop_partial();
