@@ -34,6 +34,10 @@ const LOOKAHEAD: usize = 4;
 /// A chunk is cut without a header when none is found within this many chunk sizes.
 const MAX_CHUNK_FACTOR: usize = 4;
 
+/// Bytes `read` returns at most from the start of a chunk: enough for the member header that
+/// the decoder looks at before taking the whole chunk, whose bytes it then skips uncopied.
+const HEAD_READ: usize = 4096;
+
 /// One member inflated by a task.
 struct Entry {
     /// Absolute offset of its header.
@@ -115,6 +119,8 @@ pub(crate) struct Ahead<'p, R> {
     served: u64,
     /// Emptied output buffers, for the next tasks.
     spare: Vec<Vec<u8>>,
+    /// Input buffers of finished chunks, for reading the next ones.
+    spare_input: Vec<Vec<u8>>,
 }
 
 impl<'p, R: Read> Ahead<'p, R> {
@@ -132,6 +138,7 @@ impl<'p, R: Read> Ahead<'p, R> {
             chunks: VecDeque::new(),
             served: 0,
             spare: Vec::new(),
+            spare_input: Vec::new(),
         }
     }
 
@@ -158,8 +165,8 @@ impl<'p, R: Read> Ahead<'p, R> {
         std::mem::swap(out, &mut inflated.out);
         let members = inflated.entries.len() as u64;
         let mut spare = std::mem::take(&mut inflated.out);
-        self.chunks.pop_front();
-        if spare.capacity() > 0 && self.spare.len() < self.chunks.len() + 1 {
+        self.pop_chunk();
+        if spare.capacity() > 0 && self.spare.len() <= self.chunks.len() {
             spare.clear();
             self.spare.push(spare);
         }
@@ -176,9 +183,19 @@ impl<'p, R: Read> Ahead<'p, R> {
     /// Lets go of the chunks that end at or before `offset` and reads ahead again.
     fn drop_chunks_before(&mut self, offset: u64) -> io::Result<()> {
         while self.chunks.front().is_some_and(|c| c.end() <= offset) {
-            self.chunks.pop_front();
+            self.pop_chunk();
         }
         self.top_up()
+    }
+
+    /// Lets go of the first chunk, keeping its input buffer when its task is done with it.
+    fn pop_chunk(&mut self) {
+        let Some(chunk) = self.chunks.pop_front() else { return };
+        if let Ok(data) = Arc::try_unwrap(chunk.data) {
+            if self.spare_input.len() <= self.chunks.len() {
+                self.spare_input.push(data);
+            }
+        }
     }
 
     /// Appends the output of the member whose header is at absolute offset `start`, when a
@@ -272,7 +289,10 @@ impl<'p, R: Read> Ahead<'p, R> {
         if cut == 0 {
             return Ok(false);
         }
-        let rest = self.pending.split_off(cut);
+        let mut rest = self.spare_input.pop().unwrap_or_default();
+        rest.clear();
+        rest.extend_from_slice(&self.pending[cut..]);
+        self.pending.truncate(cut);
         let mut data = std::mem::replace(&mut self.pending, rest);
         data.extend_from_slice(&self.pending[..self.pending.len().min(LOOKAHEAD)]);
         let base = self.pending_base;
@@ -284,8 +304,11 @@ impl<'p, R: Read> Ahead<'p, R> {
         let out = self.spare.pop().unwrap_or_default();
         if let Some(spec) = &self.spec {
             spec.pool.spawn(move || {
+                let inflated = inflate_chunk(&task_data, cut, base, to_end, out);
+                // The input goes back to the reader for reuse once the answer is in.
+                drop(task_data);
                 // A send error means the reader is gone: nobody wants the answer.
-                let _ = tx.send(inflate_chunk(&task_data, cut, base, to_end, out));
+                let _ = tx.send(inflated);
             });
         }
         self.chunks.push_back(Chunk { base, data, len: cut, answer: Answer::Waiting(rx), cursor: 0 });
@@ -311,7 +334,7 @@ impl<R: Read> Read for Ahead<'_, R> {
         // Chunks the decoder never asked about (a long streamed member) are let go here.
         let max = self.spec.as_ref().map_or(0, |s| s.max_chunks);
         while self.chunks.len() > max && self.chunks.front().is_some_and(|c| c.end() <= served) {
-            self.chunks.pop_front();
+            self.pop_chunk();
         }
         if self.chunks.back().is_none_or(|c| c.end() <= served) && !self.next_chunk()? {
             return Ok(0);
@@ -320,7 +343,8 @@ impl<R: Read> Read for Ahead<'_, R> {
             return Ok(0);
         };
         let from = usize::try_from(served - chunk.base).unwrap_or(usize::MAX);
-        let n = buf.len().min(chunk.len - from);
+        let limit = if from == 0 { HEAD_READ } else { chunk.len - from };
+        let n = buf.len().min(limit).min(chunk.len - from);
         buf[..n].copy_from_slice(&chunk.data[from..from + n]);
         self.served += n as u64;
         Ok(n)
