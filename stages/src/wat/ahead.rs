@@ -4,9 +4,11 @@
 //! reads the compressed input in chunks of about `chunk_bytes`, cut just before a plausible
 //! member header, and hands each chunk to a pool task that inflates, one libdeflate call each
 //! ([`WholeMember`]), every member it can prove whole. The decoder, still reading the input
-//! through this reader in file order, asks for the member at its read position
-//! ([`Ahead::take_member`]) before inflating anything itself; every member the tasks could not take
-//! (damaged, cut by a chunk boundary, too big) it decodes exactly as without this reader.
+//! through this reader in file order, asks before inflating anything itself: for the whole
+//! output of the chunk that starts at its read position, when every member of that chunk was
+//! inflated ([`Ahead::take_chunk`]; the buffer changes hands, nothing is copied), otherwise for
+//! the member at its read position ([`Ahead::take_member`]). Every member the tasks could not
+//! take (damaged, cut by a chunk boundary, too big) it decodes exactly as without this reader.
 //!
 //! A task computes for a member at offset `s` what the decoder's own one-call path would: the
 //! member's end is the first plausible header after its header, or the end of input; the task
@@ -156,7 +158,7 @@ impl<'p, R: Read> Ahead<'p, R> {
             return Ok(None);
         }
         self.drop_chunks_before(start)?;
-        let Some(chunk) = self.chunks.front_mut().filter(|c| c.base == start && c.cursor == 0) else { return Ok(None) };
+        let Some(chunk) = self.chunks.front_mut().filter(|c| c.base == start) else { return Ok(None) };
         let end = chunk.end();
         let inflated = chunk.inflated();
         if !inflated.whole {

@@ -121,8 +121,9 @@ impl<R: Read> InputBuf<R> {
 }
 
 impl<R: Read> InputBuf<Ahead<'_, R>> {
-    /// Moves the read position to absolute offset `offset`, at or after it, dropping what is
-    /// buffered before it and telling the reader to skip the rest.
+    /// Moves the read position forward to absolute offset `offset` (within what the reader has
+    /// read ahead), dropping the buffered bytes before it and telling the reader to skip the
+    /// ones it has not handed over yet.
     pub(crate) fn skip_to(&mut self, offset: u64) {
         let buffered_end = self.base + self.end as u64;
         if offset <= buffered_end {
