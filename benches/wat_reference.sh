@@ -2,8 +2,9 @@
 # WAT → pairs beside the Python references, on the same corpus in the same run: Cascade's
 # file-to-parquet extraction (`wat_throughput FILE THREADS parquet DIR`, what `cascade wat`
 # runs), cc2dataset 1.5.0's `process_wat` and bare FastWARC record iteration, interleaved,
-# ROUNDS rounds. Prints each run, then MB/s (compressed input) ranges and medians and the
-# ratios of Cascade to both references.
+# ROUNDS rounds. Prints each run, then MB/s (compressed input) ranges and medians, CPU-seconds
+# (user + sys; steadier than wall time on a shared machine) and the ratios of Cascade to both
+# references.
 #
 # The references are installed in a throw-away virtual environment under /tmp (PyPI only);
 # this script is for developers' machines and never runs in CI.
@@ -57,21 +58,25 @@ echo "references: cc2dataset $("$venv/bin/python" -c 'import importlib.metadata 
   "$("$venv/bin/python" --version)"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 results=$work/results
+TIMEFORMAT='%U %S'
+# Runs a wat_throughput build: NAME BINARY THREADS.
+run_cascade() {
+  local cpu
+  cpu=$( { time "$2" "$corpus" "$3" parquet "$work" >"$work/line"; } 2>&1)
+  echo "round $round: $1 threads=$3: $(cat "$work/line"), CPU $cpu"
+  echo "$1_t$3 $(awk '{print $3}' "$work/line") $(echo "$cpu" | awk '{print $1 + $2}')" >>"$results"
+}
 for round in $(seq "$rounds"); do
   for t in $threads; do
-    line=$("$bin" "$corpus" "$t" parquet "$work")
-    echo "round $round: cascade threads=$t: $line"
-    echo "cascade_t$t $(echo "$line" | awk '{print $3}')" >>"$results"
+    run_cascade cascade "$bin" "$t"
     if [ -n "${BASELINE:-}" ]; then
-      line=$("$BASELINE" "$corpus" "$t" parquet "$work")
-      echo "round $round: baseline threads=$t: $line"
-      echo "baseline_t$t $(echo "$line" | awk '{print $3}')" >>"$results"
+      run_cascade baseline "$BASELINE" "$t"
     fi
   done
   for mode in fastwarc cc2dataset; do
     line=$("$venv/bin/python" benches/wat_reference.py "$mode" "$corpus" 2>/dev/null)
     echo "round $round: $line"
-    echo "$line" | awk '{print $1, $2}' >>"$results"
+    echo "$line" | awk '{print $1, $2, $4}' >>"$results"
   done
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
