@@ -14,6 +14,7 @@ use std::io::{self, Read};
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
+use super::ahead::Ahead;
 use super::input::InputBuf;
 use super::member::{self, WholeMember};
 
@@ -26,6 +27,9 @@ const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 pub(crate) enum Fill {
     /// Decompressed bytes were appended; the stream goes on.
     Data,
+    /// Like `Data`, and the input now sits at the start of a chunk that was inflated ahead
+    /// (`ahead`): the next call with an empty output takes that chunk's output as it is.
+    Boundary,
     /// Bytes were lost after the appended data (a bad member or garbage): whatever record is
     /// unfinished at the end of the output must be dropped.
     Break,
@@ -63,8 +67,8 @@ enum Header {
 }
 
 /// Streams the decompressed content of a (possibly damaged) multi-member gzip file.
-pub(crate) struct GzipDecoder<R> {
-    input: InputBuf<R>,
+pub(crate) struct GzipDecoder<'p, R> {
+    input: InputBuf<Ahead<'p, R>>,
     inflate: Decompress,
     whole: WholeMember,
     member: Option<Member>,
@@ -72,9 +76,9 @@ pub(crate) struct GzipDecoder<R> {
     done: bool,
 }
 
-impl<R: Read> GzipDecoder<R> {
+impl<'p, R: Read> GzipDecoder<'p, R> {
     /// Decodes from `input`, whose read position is at the first member header.
-    pub(crate) fn new(input: InputBuf<R>) -> Self {
+    pub(crate) fn new(input: InputBuf<Ahead<'p, R>>) -> Self {
         Self {
             input,
             inflate: Decompress::new(false),
@@ -123,6 +127,14 @@ impl<R: Read> GzipDecoder<R> {
                         return Ok(Fill::Break);
                     }
                     Header::Found { len, .. } => {
+                        if out.is_empty() && self.take_chunk(out)? {
+                            return Ok(Fill::Boundary);
+                        }
+                        match self.take_inflated(out)? {
+                            Some(true) => return Ok(Fill::Boundary),
+                            Some(false) => continue,
+                            None => {}
+                        }
                         if self.inflate_whole(out, len)? {
                             continue;
                         }
@@ -170,6 +182,35 @@ impl<R: Read> GzipDecoder<R> {
                 }
             }
         }
+    }
+
+    /// Swaps the empty `out` with the output of the read-ahead chunk that starts at the read
+    /// position, when its task inflated all of it. Returns whether it did; the chunk is then
+    /// consumed and its members counted.
+    fn take_chunk(&mut self, out: &mut Vec<u8>) -> io::Result<bool> {
+        let start = self.input.offset();
+        let Some((end, members)) = self.input.reader_mut().take_chunk(start, out)? else { return Ok(false) };
+        self.input.skip_to(end);
+        self.stats.members += members;
+        Ok(true)
+    }
+
+    /// Takes the member whose header is at the read position from the inflate-ahead reader
+    /// when one of its tasks inflated it. Returns `None` when it did not, otherwise whether
+    /// the member ended its chunk; the member is then consumed and counted.
+    fn take_inflated(&mut self, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
+        let start = self.input.offset();
+        let before = out.len();
+        let Some((end, chunk_end)) = self.input.reader_mut().take_member(start, out)? else { return Ok(None) };
+        let len = usize::try_from(end - start).unwrap_or(usize::MAX);
+        if !self.input.want(len, None)? {
+            // unreachable: the task saw these bytes
+            out.truncate(before);
+            return Ok(None);
+        }
+        self.input.consume(len);
+        self.stats.members += 1;
+        Ok(Some(chunk_end))
     }
 
     /// Inflates the member whose `header_len`-byte header is at the read position in one call
@@ -298,14 +339,18 @@ impl<R: Read> GzipDecoder<R> {
     }
 }
 
-enum HeaderParse {
+/// What [`parse_header`] found.
+pub(crate) enum HeaderParse {
+    /// A whole header of this length.
     Complete(usize),
+    /// The bytes end inside what may be a header.
     NeedMore,
+    /// No header here.
     Invalid,
 }
 
 /// Parses a gzip member header (RFC 1952) at the start of `b`.
-fn parse_header(b: &[u8]) -> HeaderParse {
+pub(crate) fn parse_header(b: &[u8]) -> HeaderParse {
     if b.len() < 10 {
         return if MAGIC.starts_with(&b[..b.len().min(3)]) { HeaderParse::NeedMore } else { HeaderParse::Invalid };
     }
@@ -353,12 +398,12 @@ pub(crate) mod tests {
     }
 
     fn decode_all(input: &[u8]) -> (Vec<u8>, GzipStats, usize) {
-        let mut dec = GzipDecoder::new(InputBuf::new(input));
+        let mut dec = GzipDecoder::new(InputBuf::new(Ahead::new(input, None, 0, 0)));
         let mut out = Vec::new();
         let mut breaks = 0;
         loop {
             match dec.fill(&mut out, 1).unwrap() {
-                Fill::Data => {}
+                Fill::Data | Fill::Boundary => {}
                 Fill::Break => breaks += 1,
                 Fill::End => break,
             }

@@ -6,6 +6,8 @@
 
 use std::io::{self, Read};
 
+use super::ahead::Ahead;
+
 /// Input buffer size: large enough to hold a typical Common Crawl WAT gzip member whole, so
 /// that a corrupt member can be rescanned from its first byte.
 const CAPACITY: usize = 1 << 20;
@@ -32,6 +34,11 @@ impl<R: Read> InputBuf<R> {
     /// The unread bytes.
     pub(crate) fn available(&self) -> &[u8] {
         &self.buf[self.pos..self.end]
+    }
+
+    /// The underlying reader.
+    pub(crate) fn reader_mut(&mut self) -> &mut R {
+        &mut self.input
     }
 
     /// Marks `n` unread bytes as consumed.
@@ -110,5 +117,22 @@ impl<R: Read> InputBuf<R> {
             }
         }
         Ok(true)
+    }
+}
+
+impl<R: Read> InputBuf<Ahead<'_, R>> {
+    /// Moves the read position forward to absolute offset `offset` (within what the reader has
+    /// read ahead), dropping the buffered bytes before it and telling the reader to skip the
+    /// ones it has not handed over yet.
+    pub(crate) fn skip_to(&mut self, offset: u64) {
+        let buffered_end = self.base + self.end as u64;
+        if offset <= buffered_end {
+            self.pos = usize::try_from(offset - self.base).unwrap_or(self.end);
+        } else {
+            self.input.skip_to(offset);
+            self.base = offset;
+            self.pos = 0;
+            self.end = 0;
+        }
     }
 }

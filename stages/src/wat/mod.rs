@@ -14,6 +14,7 @@
 //! - `split`, `warc`: batching the decompressed stream into whole WARC records;
 //! - `source`: a local path or an `http(s)://` URL, streamed;
 //! - `gzip`, `member`, `input`: the damage-tolerant multi-member gzip decoder;
+//! - `ahead`: whole members inflated ahead of that decoder on the rayon pool;
 //! - `record`: [`parse_metadata_record`], one record's JSON to pairs (the fuzz target);
 //! - `urljoin`: Python's `urljoin`, ported for byte-identical URLs;
 //! - `options`, `summary`, `error`, `parquet_out`: settings, counters, errors, output;
@@ -32,6 +33,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod ahead;
 mod error;
 mod extract;
 mod gzip;

@@ -2,14 +2,16 @@
 //!
 //! Five required UTF-8 string columns `uid, url, alt, cc_filename, page_url`, snappy
 //! compression, dictionary encoding (which collapses the repeated `cc_filename` and
-//! `page_url` values). Rows are buffered per column and flushed as a row group every
-//! `row_group_rows` rows.
+//! `page_url` values). Rows are buffered per column, each column's strings back to back in one
+//! buffer, and flushed as a row group every `row_group_rows` rows: the pairs' own strings are
+//! freed as they arrive rather than all at once when the row group is written.
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType};
 use parquet::file::properties::WriterProperties;
@@ -31,9 +33,39 @@ pub const PAIR_SCHEMA: &str = "message wat_pair {
 /// Streams pairs into one parquet file.
 pub struct PairWriter {
     writer: SerializedFileWriter<BufWriter<File>>,
-    columns: [Vec<ByteArray>; 5],
+    columns: [Column; 5],
     row_group_rows: usize,
     rows: u64,
+}
+
+/// One column of the row group being built.
+#[derive(Default)]
+struct Column {
+    /// The values, back to back.
+    bytes: Vec<u8>,
+    /// Where each value ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Column {
+    fn push(&mut self, value: &str) {
+        self.bytes.extend_from_slice(value.as_bytes());
+        self.ends.push(self.bytes.len());
+    }
+
+    /// The values as parquet byte arrays (slices of one shared buffer); the column is left
+    /// empty.
+    fn take(&mut self) -> Vec<ByteArray> {
+        let bytes = Bytes::from(std::mem::take(&mut self.bytes));
+        let mut start = 0;
+        let values = self
+            .ends
+            .iter()
+            .map(|&end| ByteArray::from(bytes.slice(std::mem::replace(&mut start, end)..end)))
+            .collect();
+        self.ends.clear();
+        values
+    }
 }
 
 impl PairWriter {
@@ -61,12 +93,12 @@ impl PairWriter {
     pub fn write(&mut self, pairs: Vec<Pair>) -> Result<(), WatError> {
         for p in pairs {
             let [uid, url, alt, file, page] = &mut self.columns;
-            uid.push(p.uid.into_bytes().into());
-            url.push(p.url.into_bytes().into());
-            alt.push(p.alt.into_bytes().into());
-            file.push(p.cc_filename.into_bytes().into());
-            page.push(p.page_url.into_bytes().into());
-            if self.columns[0].len() >= self.row_group_rows {
+            uid.push(&p.uid);
+            url.push(&p.url);
+            alt.push(&p.alt);
+            file.push(&p.cc_filename);
+            page.push(&p.page_url);
+            if self.columns[0].ends.len() >= self.row_group_rows {
                 self.flush()?;
             }
         }
@@ -74,16 +106,15 @@ impl PairWriter {
     }
 
     fn flush(&mut self) -> Result<(), WatError> {
-        if self.columns[0].is_empty() {
+        if self.columns[0].ends.is_empty() {
             return Ok(());
         }
         let mut row_group = self.writer.next_row_group()?;
         for values in &mut self.columns {
             // unwrap-free: the schema has exactly five columns, one per buffer.
             let Some(mut column) = row_group.next_column()? else { break };
-            column.typed::<ByteArrayType>().write_batch(values, None, None)?;
+            column.typed::<ByteArrayType>().write_batch(&values.take(), None, None)?;
             column.close()?;
-            values.clear();
         }
         self.rows += row_group.close()?.num_rows() as u64;
         Ok(())

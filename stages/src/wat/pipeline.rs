@@ -105,7 +105,7 @@ where
     S: FnMut(Vec<Pair>) -> Result<(), WatError>,
     P: FnMut(u64, u64),
 {
-    let mut splitter = Splitter::new(input, options.batch_bytes, options.max_record_bytes)?;
+    let mut splitter = Splitter::new(input, pool, options.batch_bytes, options.max_record_bytes)?;
     let mut c = Collector {
         summary: WatSummary::default(),
         seen: options.filters.dedup_uid.then(HashSet::new),

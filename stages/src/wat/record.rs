@@ -70,7 +70,8 @@ pub fn parse_metadata_record(
     out: &mut Vec<Pair>,
     stats: &mut WatSummary,
 ) -> Result<(), RecordError> {
-    let text = std::str::from_utf8(body).map_err(|_| RecordError::InvalidUtf8)?;
+    // simdutf8 gives the same answer as `std::str::from_utf8` in about a third of its time.
+    let text = simdutf8::basic::from_utf8(body).map_err(|_| RecordError::InvalidUtf8)?;
     let root = match fast::parse(text) {
         Some(root) => root,
         None => serde_json::from_str::<Root<'_>>(text).map_err(|e| match e.classify() {

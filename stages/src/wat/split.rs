@@ -8,6 +8,9 @@
 use std::io::Read;
 use std::ops::Range;
 
+use rayon::ThreadPool;
+
+use super::ahead::Ahead;
 use super::error::WatError;
 use super::gzip::{Fill, GzipDecoder, GzipStats};
 use super::input::InputBuf;
@@ -23,9 +26,9 @@ pub(crate) struct Batch {
     pub(crate) bytes_read: u64,
 }
 
-enum Source<R> {
-    Gzip(Box<GzipDecoder<R>>),
-    Plain(InputBuf<R>),
+enum Source<'p, R> {
+    Gzip(Box<GzipDecoder<'p, R>>),
+    Plain(InputBuf<Ahead<'p, R>>),
 }
 
 /// Stream-level counters of the splitter.
@@ -41,8 +44,8 @@ pub(crate) struct SplitStats {
 }
 
 /// Turns a WAT input into batches.
-pub(crate) struct Splitter<R> {
-    source: Source<R>,
+pub(crate) struct Splitter<'p, R> {
+    source: Source<'p, R>,
     cur: Vec<u8>,
     scan: usize,
     metadata: Vec<Range<usize>>,
@@ -55,15 +58,26 @@ pub(crate) struct Splitter<R> {
     stats: SplitStats,
 }
 
-impl<R: Read> Splitter<R> {
-    /// Sniffs the input (gzip or plain WARC) and prepares to split it.
+impl<'p, R: Read> Splitter<'p, R> {
+    /// Sniffs the input (gzip or plain WARC) and prepares to split it. With a `pool` of two
+    /// threads or more, gzip members are inflated ahead on it ([`Ahead`]), in chunks of a
+    /// quarter of `batch_bytes` compressed, at most `2 × threads + 2` chunks at a time.
     ///
     /// # Errors
     ///
     /// [`WatError::Read`] on I/O errors, [`WatError::NotWarc`] when the input starts with
     /// neither a gzip header nor `WARC/`.
-    pub(crate) fn new(input: R, batch_bytes: usize, max_record: u64) -> Result<Self, WatError> {
-        let mut input = InputBuf::new(input);
+    pub(crate) fn new(
+        input: R,
+        pool: Option<&'p ThreadPool>,
+        batch_bytes: usize,
+        max_record: u64,
+    ) -> Result<Self, WatError> {
+        // With one pool thread, inflating on the calling thread while the pool parses is the
+        // better split of the work (docs/wat.md).
+        let threads = pool.map_or(0, ThreadPool::current_num_threads);
+        let ahead_pool = pool.filter(|_| threads >= 2);
+        let mut input = InputBuf::new(Ahead::new(input, ahead_pool, batch_bytes / 4, 2 * threads + 2));
         input.want(5, None).map_err(WatError::Read)?;
         let head = input.available();
         let source = if head.starts_with(&[0x1f, 0x8b]) {
@@ -134,6 +148,11 @@ impl<R: Read> Splitter<R> {
             self.scan_records()?;
             match fill {
                 Fill::Data => {}
+                // Cutting here lets the next chunk's output become the next batch as it is.
+                Fill::Boundary if self.scan > 0 && self.scan == self.cur.len() && self.skip == 0 => {
+                    return Ok(Some(self.cut(spare)));
+                }
+                Fill::Boundary => {}
                 Fill::Break => self.drop_partial(),
                 Fill::End => {
                     self.drop_partial();
