@@ -39,7 +39,6 @@ pub use protocol::{
 };
 pub use stage::StageId;
 pub use store::{
-    event, Appended, Eta, EventCount, JobDetail, JobEvent, JobState, JobSummary, JobStore, LeaderboardEntry,
-    Page, ProblemJob, StageCounts,
-    StateCount, SweepReport, ThroughputPoint, WorkerView,
+    event, AdminAction, Appended, Eta, EventCount, JobDetail, JobEvent, JobSelection, JobState, JobSummary, JobStore,
+    LeaderboardEntry, Page, PausedStage, ProblemJob, StageCounts, StateCount, SweepReport, ThroughputPoint, WorkerView,
 };

@@ -23,6 +23,7 @@
 //! tokio's blocking pool on PostgreSQL, and awaited; every other call runs on actix's blocking
 //! thread pool (`web::block`).
 
+pub mod admin_client;
 pub mod api;
 pub mod client;
 mod dashboard;
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod pools;
 pub mod server;
 
+pub use admin_client::AdminClient;
 pub use client::{ClientError, TrackerClient, WorkerSession};
 pub use error::{ApiError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNKNOWN_WORKER};
 pub use pools::{PoolRegistry, PoolSnapshot};

@@ -16,6 +16,7 @@
 //! }
 //! ```
 
+mod admin;
 #[cfg(feature = "clip")]
 mod clip;
 mod download;
@@ -65,6 +66,10 @@ enum Command {
     Worker(worker::WorkerArgs),
     /// Show job counts per stage and the expected time to finish.
     Status,
+    /// Operator actions on jobs: requeue, cancel, add, and the action log.
+    Jobs(admin::JobsArgs),
+    /// Pause or resume a stage.
+    Stage(admin::StageArgs),
     /// Extract image URL / alt-text pairs from Common Crawl WAT files into parquet shards.
     Wat(wat::WatArgs),
     /// Download the images of pair shards into webdataset shards (img2dataset's layout).
@@ -170,6 +175,8 @@ fn run(cli: Cli, registry: &StageRegistry) -> anyhow::Result<()> {
         Command::Run(args) => run::run(&cli, args, registry),
         Command::Worker(args) => worker::run(&cli, args, registry),
         Command::Status => status::run(&cli),
+        Command::Jobs(args) => admin::run_jobs(&cli, args),
+        Command::Stage(args) => admin::run_stage(&cli, args),
         Command::Wat(args) => wat::run(args),
         Command::Download(args) => download::run(args),
         #[cfg(feature = "clip")]

@@ -9,11 +9,13 @@ pub(crate) fn run(cli: &Cli) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let counts = store.stage_counts()?;
     let eta = store.eta()?;
+    let paused = store.paused_stages()?;
     println!("{}  ({})", config.project, config.database_url().describe());
     println!("{:<6} {:<14} {:>10} {:>10} {:>10} {:>10} {:>8}", "stage", "name", "open", "leased", "done", "failed", "workers");
     for stage in counts.iter().filter(|c| c.name.is_some()) {
+        let pause = paused.iter().find(|p| p.stage == stage.stage).map_or("", |_| "  paused");
         println!(
-            "{:<6} {:<14} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "{:<6} {:<14} {:>10} {:>10} {:>10} {:>10} {:>8}{pause}",
             stage.stage.letter(),
             stage.name.as_deref().unwrap_or(""),
             stage.open,

@@ -60,4 +60,22 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(jobs, workers, leaderboard, job_events);
+diesel::table! {
+    paused_stages (stage) {
+        stage -> Text,
+        paused_at -> BigInt,
+        paused_by -> Text,
+    }
+}
+
+diesel::table! {
+    admin_actions (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        detail -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(jobs, workers, leaderboard, job_events, paused_stages, admin_actions);

@@ -205,42 +205,49 @@ pub(crate) struct LockedRow {
 }
 
 statements! {
-    /// The lowest numbered open job of a stage that is due. On PostgreSQL the row is locked
+    /// The lowest numbered open job of a stage that is due, unless the stage is paused. On PostgreSQL the row is locked
     /// until the claim commits and rows other transactions are claiming are skipped (SQLite's
     /// writer holds the database's write lock for the whole transaction).
-    query find_open(stage: StageId, now: UnixMs) -> CandidateRow =
+    query find_open(stage: StageId, now: UnixMs, unpaused: StageId) -> CandidateRow =
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
-         WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) ORDER BY id LIMIT 1"
+         WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1"
         postgres
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
-         WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) ORDER BY id LIMIT 1 \
+         WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1 \
          FOR UPDATE SKIP LOCKED";
 
-    /// The lowest numbered job of a stage whose lease expired; locked as in [`find_open`].
-    query find_expired(stage: StageId, now: UnixMs) -> CandidateRow =
+    /// The lowest numbered job of a stage whose lease expired, unless the stage is paused;
+    /// locked as in [`find_open`].
+    query find_expired(stage: StageId, now: UnixMs, unpaused: StageId) -> CandidateRow =
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
-         WHERE stage = ? AND state = 'leased' AND lease_expires_at <= ? ORDER BY id LIMIT 1"
+         WHERE stage = ? AND state = 'leased' AND lease_expires_at <= ? \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1"
         postgres
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
-         WHERE stage = ? AND state = 'leased' AND lease_expires_at <= ? ORDER BY id LIMIT 1 \
+         WHERE stage = ? AND state = 'leased' AND lease_expires_at <= ? \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1 \
          FOR UPDATE SKIP LOCKED";
 
     /// One given job, when it is at the stage and open and due or leased with an expired
-    /// lease; locked as in [`find_open`].
-    query find_job(job: JobId, stage: StageId, due: UnixMs, expired_by: UnixMs) -> CandidateRow =
+    /// lease, and the stage is not paused; locked as in [`find_open`].
+    query find_job(job: JobId, stage: StageId, due: UnixMs, expired_by: UnixMs, unpaused: StageId) -> CandidateRow =
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
          WHERE id = ? AND stage = ? AND ((state = 'open' AND (retry_at IS NULL OR retry_at <= ?)) \
-         OR (state = 'leased' AND lease_expires_at <= ?))"
+         OR (state = 'leased' AND lease_expires_at <= ?)) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?)"
         postgres
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
          WHERE id = ? AND stage = ? AND ((state = 'open' AND (retry_at IS NULL OR retry_at <= ?)) \
-         OR (state = 'leased' AND lease_expires_at <= ?)) FOR UPDATE SKIP LOCKED";
+         OR (state = 'leased' AND lease_expires_at <= ?)) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) FOR UPDATE SKIP LOCKED";
 
     /// Leases a job found by a search to a worker.
     execute lease_job(owner: &WorkerToken, lease: LeaseEpoch, expires: UnixMs, attempts: i64, now: UnixMs, job: JobId) =

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::views::{JobDetail, JobEvent, JobState, JobSummary, Page};
 use super::JobStore;
-use crate::db::schema::{job_events, jobs, leaderboard, workers};
+use crate::db::schema::{admin_actions, job_events, jobs, leaderboard, paused_stages, workers};
 use crate::db::statements;
 use crate::db::{per_backend, DbConnection};
 use crate::error::TrackerError;
@@ -79,13 +79,37 @@ fn insert_jobs(conn: &mut DbConnection, first: i64, items: &[String], now: i64) 
     Ok(())
 }
 
+/// Appends `items` after the last job, skipping inputs already present (see
+/// [`JobStore::append_jobs`]), inside the caller's write transaction.
+pub(super) fn append_in(conn: &mut DbConnection, items: &[String], now: i64) -> Result<Appended, TrackerError> {
+    if let DbConnection::Pg(_) = conn {
+        statements::lock_appends(conn, APPEND_LOCK_KEY)?;
+    }
+    let mut present = std::collections::HashSet::new();
+    for chunk in items.chunks(INSERT_CHUNK) {
+        let found: Vec<Option<String>> =
+            jobs::table.filter(jobs::data_a.eq_any(chunk)).select(jobs::data_a).load(conn)?;
+        present.extend(found.into_iter().flatten());
+    }
+    let mut fresh = Vec::new();
+    for item in items {
+        if present.insert(item.clone()) {
+            fresh.push(item.clone());
+        }
+    }
+    let last: Option<i64> = jobs::table.select(diesel::dsl::max(jobs::id)).first(conn)?;
+    insert_jobs(conn, last.unwrap_or(0) + 1, &fresh, now)?;
+    Ok(Appended { added: fresh.len(), skipped: items.len() - fresh.len() })
+}
+
 /// A `job_events` row as a job's history reads it: kind, stage, worker, time, detail.
 type EventRow = (String, String, Option<String>, i64, Option<String>);
 
 impl JobStore {
     /// Loads `items` as jobs `1..=N` open at stage `a`. Refuses when jobs exist already, unless
-    /// `reset` is set, in which case every job, worker, leaderboard row and event is deleted
-    /// first — in the same transaction, so a failed load leaves the old data in place.
+    /// `reset` is set, in which case every job, worker, leaderboard row, event, paused stage and
+    /// operator action is deleted first — in the same transaction, so a failed load leaves the
+    /// old data in place.
     ///
     /// # Errors
     /// [`TrackerError::NotEmpty`] without `reset`; database errors.
@@ -105,6 +129,8 @@ impl JobStore {
                 diesel::delete(workers::table).execute(conn)?;
                 diesel::delete(leaderboard::table).execute(conn)?;
                 diesel::delete(jobs::table).execute(conn)?;
+                diesel::delete(paused_stages::table).execute(conn)?;
+                diesel::delete(admin_actions::table).execute(conn)?;
             }
             insert_jobs(conn, 1, &items, now)?;
             Ok(loaded)
@@ -122,39 +148,25 @@ impl JobStore {
     pub fn append_jobs(&self, items: &[String]) -> Result<Appended, TrackerError> {
         let now = self.now_ms();
         let items = items.to_vec();
-        let given = items.len();
         self.pools.write(move |tx| {
             tx.protect()?;
-            let conn: &mut DbConnection = tx;
-            if let DbConnection::Pg(_) = conn {
-                statements::lock_appends(conn, APPEND_LOCK_KEY)?;
-            }
-            let mut present = std::collections::HashSet::new();
-            for chunk in items.chunks(INSERT_CHUNK) {
-                let found: Vec<Option<String>> =
-                    jobs::table.filter(jobs::data_a.eq_any(chunk)).select(jobs::data_a).load(conn)?;
-                present.extend(found.into_iter().flatten());
-            }
-            let mut fresh = Vec::new();
-            for item in items {
-                if present.insert(item.clone()) {
-                    fresh.push(item);
-                }
-            }
-            let last: Option<i64> = jobs::table.select(diesel::dsl::max(jobs::id)).first(conn)?;
-            insert_jobs(conn, last.unwrap_or(0) + 1, &fresh, now)?;
-            Ok(Appended { added: fresh.len(), skipped: given - fresh.len() })
+            append_in(tx, &items, now)
         })
     }
 
     /// Jobs waiting at `stage` (open, or leased with an expired lease): what a worker of that
-    /// stage could claim now.
+    /// stage could claim now; 0 while the stage is paused.
     ///
     /// # Errors
     /// Database errors.
     pub fn job_count(&self, stage: StageId) -> Result<i64, TrackerError> {
         let now = self.now_ms();
         self.pools.read(|conn| {
+            let paused: i64 =
+                paused_stages::table.filter(paused_stages::stage.eq(stage.letter())).count().get_result(conn)?;
+            if paused > 0 {
+                return Ok(0);
+            }
             Ok(jobs::table
                 .filter(jobs::stage.eq(stage.letter()))
                 .filter(

@@ -23,7 +23,8 @@ enum Search {
     Only(JobId),
 }
 
-/// The lowest numbered job `search` finds at `stage` at time `now`; nothing is written.
+/// The lowest numbered job `search` finds at `stage` at time `now`, none while the stage is
+/// paused; nothing is written.
 fn find_candidate(
     conn: &mut DbConnection,
     search: Search,
@@ -31,9 +32,9 @@ fn find_candidate(
     now: UnixMs,
 ) -> Result<Option<CandidateRow>, TrackerError> {
     let rows = match search {
-        Search::Open => statements::find_open(conn, stage, now),
-        Search::Expired => statements::find_expired(conn, stage, now),
-        Search::Only(job) => statements::find_job(conn, job, stage, now, now),
+        Search::Open => statements::find_open(conn, stage, now, stage),
+        Search::Expired => statements::find_expired(conn, stage, now, stage),
+        Search::Only(job) => statements::find_job(conn, job, stage, now, now, stage),
     }?;
     Ok(rows.into_iter().next())
 }

@@ -6,6 +6,7 @@
 //! leased — a late, duplicate or stale call changes nothing and gets
 //! [`TrackerError::LeaseLost`] or [`TrackerError::NoJobHeld`].
 
+mod admin;
 mod counters;
 mod jobs;
 mod lease_protocol;
@@ -22,6 +23,7 @@ use crate::config::StoreConfig;
 use crate::db::{DatabaseUrl, Pools};
 use crate::error::TrackerError;
 
+pub use admin::{AdminAction, JobSelection, PausedStage};
 pub use counters::{EventCount, StateCount};
 pub use jobs::Appended;
 pub use problems::ProblemJob;
@@ -98,4 +100,8 @@ pub mod event {
     pub const RETRY: &str = "retry";
     /// The job failed (fatal error, attempts or send-backs exhausted); the detail says why.
     pub const FAIL: &str = "fail";
+    /// An operator re-opened the failed job (the detail names who).
+    pub const REQUEUE: &str = "requeue";
+    /// An operator cancelled the job (the detail names who).
+    pub const CANCEL: &str = "cancel";
 }

@@ -4,17 +4,23 @@
 //! | path | body | effect |
 //! |---|---|---|
 //! | `POST /v1/admin/jobs` | `{"jobs": ["…", …]}` | adds jobs to the running project after its last job, skipping inputs already there: `{added, skipped}` |
+//! | `POST /v1/admin/jobs/requeue` | `{"stage": "b", "numbers": [4, 9]}`, both optional | re-opens failed jobs (all, of a stage, or those numbers) with their attempts cleared: `{jobs}` |
+//! | `POST /v1/admin/jobs/cancel` | `{"stage": "b", "numbers": [4, 9]}`, at least one | fails the unfinished jobs selected as `cancelled by …`; their holders' leases are void: `{jobs}` |
+//! | `POST /v1/admin/stages/{stage}/pause` | none | hands out no more leases at the stage (workers see `jobCount` 0): `{stage, paused, changed}` |
+//! | `POST /v1/admin/stages/{stage}/resume` | none | undoes a pause: `{stage, paused, changed}` |
+//! | `GET /v1/admin/actions?limit=N` | none | the action log, newest first |
 //!
 //! Requests carry `Authorization: Bearer TOKEN`; a missing or wrong token is a 401 (compared in
-//! constant time). Each action is logged with the caller's address and what it did.
+//! constant time). Each action is logged (the `admin_actions` table, shown on the dashboard, and
+//! the process log) with the caller's address and what it did.
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cascade_tracker::JobStore;
+use cascade_tracker::{JobSelection, JobStore};
 use serde::{Deserialize, Serialize};
 
-use super::blocking;
+use super::{blocking, parse_stage};
 use crate::error::ApiError;
 
 /// The token operators present; `None` disables the admin API.
@@ -28,14 +34,14 @@ impl std::fmt::Debug for AdminToken {
 }
 
 /// Body of `POST /v1/admin/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AddJobsBody {
     /// The jobs' stage-`a` inputs.
     pub jobs: Vec<String>,
 }
 
 /// Answer of `POST /v1/admin/jobs`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AddedJobs {
     /// New jobs.
     pub added: usize,
@@ -43,9 +49,39 @@ pub struct AddedJobs {
     pub skipped: usize,
 }
 
+/// Answer of the requeue and cancel actions.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangedJobs {
+    /// How many jobs the action changed.
+    pub jobs: usize,
+}
+
+/// Answer of the pause and resume actions.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StagePause {
+    /// The stage.
+    pub stage: String,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// Whether this request changed that (`false`: it already was).
+    pub changed: bool,
+}
+
+/// Query of `GET /v1/admin/actions`.
+#[derive(Debug, Deserialize)]
+pub struct ActionsQuery {
+    /// How many, newest first (default 100, at most 1,000).
+    pub limit: Option<i64>,
+}
+
 /// Registers the `/v1/admin/*` routes.
 pub fn routes(config: &mut web::ServiceConfig) {
     crate::server::endpoint(config, "/v1/admin/jobs", web::post().to(add_jobs));
+    crate::server::endpoint(config, "/v1/admin/jobs/requeue", web::post().to(requeue_jobs));
+    crate::server::endpoint(config, "/v1/admin/jobs/cancel", web::post().to(cancel_jobs));
+    crate::server::endpoint(config, "/v1/admin/stages/{stage}/pause", web::post().to(pause_stage));
+    crate::server::endpoint(config, "/v1/admin/stages/{stage}/resume", web::post().to(resume_stage));
+    crate::server::endpoint(config, "/v1/admin/actions", web::get().to(actions));
 }
 
 /// Checks the request's bearer token against the configured one.
@@ -64,9 +100,10 @@ fn authorize(request: &HttpRequest, token: &AdminToken) -> Result<(), ApiError> 
     }
 }
 
-/// Who made the request, for the log.
+/// Who made the request, for the log: `admin@ADDRESS`.
 fn caller(request: &HttpRequest) -> String {
-    request.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string())
+    let address = request.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string());
+    format!("admin@{address}")
 }
 
 /// `POST /v1/admin/jobs {jobs}`.
@@ -81,9 +118,97 @@ async fn add_jobs(
     if jobs.is_empty() {
         return Err(ApiError::refused(StatusCode::BAD_REQUEST, "The job list is empty; nothing was changed."));
     }
-    let appended = blocking(&store, move |s| s.append_jobs(&jobs)).await?;
-    tracing::info!(by = %caller(&request), added = appended.added, skipped = appended.skipped, "Admin: jobs added.");
+    let actor = caller(&request);
+    let appended = blocking(&store, move |s| s.add_jobs(&jobs, &actor)).await?;
     Ok(HttpResponse::Ok()
         .content_type(ContentType::json())
         .json(AddedJobs { added: appended.added, skipped: appended.skipped }))
+}
+
+/// `POST /v1/admin/jobs/requeue {stage?, numbers?}`.
+async fn requeue_jobs(
+    request: HttpRequest,
+    token: web::Data<AdminToken>,
+    store: web::Data<JobStore>,
+    body: web::Json<JobSelection>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&request, &token)?;
+    let (selection, actor) = (body.into_inner(), caller(&request));
+    let jobs = blocking(&store, move |s| s.requeue_failed(&selection, &actor)).await?;
+    Ok(HttpResponse::Ok().json(ChangedJobs { jobs }))
+}
+
+/// `POST /v1/admin/jobs/cancel {stage?, numbers?}`.
+async fn cancel_jobs(
+    request: HttpRequest,
+    token: web::Data<AdminToken>,
+    store: web::Data<JobStore>,
+    body: web::Json<JobSelection>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&request, &token)?;
+    let selection = body.into_inner();
+    if selection.is_everything() {
+        return Err(ApiError::refused(
+            StatusCode::BAD_REQUEST,
+            "Name a stage or job numbers to cancel; nothing was changed.",
+        ));
+    }
+    let actor = caller(&request);
+    let jobs = blocking(&store, move |s| s.cancel_jobs(&selection, &actor)).await?;
+    Ok(HttpResponse::Ok().json(ChangedJobs { jobs }))
+}
+
+/// `POST /v1/admin/stages/{stage}/pause`.
+async fn pause_stage(
+    request: HttpRequest,
+    token: web::Data<AdminToken>,
+    store: web::Data<JobStore>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(&request, &token, store, &path, true).await
+}
+
+/// `POST /v1/admin/stages/{stage}/resume`.
+async fn resume_stage(
+    request: HttpRequest,
+    token: web::Data<AdminToken>,
+    store: web::Data<JobStore>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_paused(&request, &token, store, &path, false).await
+}
+
+/// Pauses (`paused`) or resumes the stage named `letter`.
+async fn set_paused(
+    request: &HttpRequest,
+    token: &AdminToken,
+    store: web::Data<JobStore>,
+    letter: &str,
+    paused: bool,
+) -> Result<HttpResponse, ApiError> {
+    authorize(request, token)?;
+    let stage = parse_stage(letter)?;
+    let actor = caller(request);
+    let changed = blocking(&store, move |s| {
+        if paused {
+            s.pause_stage(stage, &actor)
+        } else {
+            s.resume_stage(stage, &actor)
+        }
+    })
+    .await?;
+    Ok(HttpResponse::Ok().json(StagePause { stage: stage.letter().to_owned(), paused, changed }))
+}
+
+/// `GET /v1/admin/actions?limit`.
+async fn actions(
+    request: HttpRequest,
+    token: web::Data<AdminToken>,
+    store: web::Data<JobStore>,
+    query: web::Query<ActionsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&request, &token)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let actions = blocking(&store, move |s| s.admin_actions(limit)).await?;
+    Ok(HttpResponse::Ok().json(actions))
 }

@@ -6,7 +6,10 @@
 //! number of minutes.
 
 use actix_web::{web, HttpResponse};
-use cascade_tracker::{Eta, JobStore, LeaderboardEntry, Page, ProblemJob, StageCounts, StageId, ThroughputPoint, WorkerView};
+use cascade_tracker::{
+    AdminAction, Eta, JobStore, LeaderboardEntry, Page, PausedStage, ProblemJob, StageCounts, StageId, ThroughputPoint,
+    WorkerView,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{blocking, parse_stage};
@@ -21,6 +24,8 @@ pub const PROBLEMS_PAGE: i64 = 20;
 pub const LEADERBOARD_PAGE: i64 = 20;
 /// Minutes the jobs-per-minute chart covers.
 pub const CHART_MINUTES: i64 = 60;
+/// Operator actions shown, newest first.
+pub const ACTIONS_SHOWN: i64 = 10;
 /// Minutes the current jobs-per-minute rate and the stage ETAs average over (at most).
 const RATE_MINUTES: i64 = 10;
 
@@ -59,6 +64,8 @@ pub struct StageRow {
     pub eta_seconds: Option<i64>,
     /// The local pool of this stage in this process, if one runs.
     pub pool: Option<PoolSnapshot>,
+    /// When and by whom the stage was paused, while it is (no leases are handed out).
+    pub paused: Option<PausedStage>,
 }
 
 /// Answer of `/v1/dashboard`.
@@ -84,6 +91,8 @@ pub struct Dashboard {
     pub problems: Page<ProblemJob>,
     /// One page of the leaderboard.
     pub leaderboard: Page<LeaderboardEntry>,
+    /// The latest operator actions, newest first.
+    pub actions: Vec<AdminAction>,
 }
 
 /// Registers `/v1/dashboard` and `/v1/problems`.
@@ -110,7 +119,7 @@ async fn dashboard(
     let offsets = [query.workers_offset, query.problems_offset, query.leaderboard_offset].map(|o| o.unwrap_or(0).max(0));
     let now = store.now_ms();
     let chart_since = (now / 60_000 - (CHART_MINUTES - 1)) * 60_000;
-    let (counts, eta, throughput, workers, problems, leaderboard) = blocking(&store, move |s| {
+    let (counts, eta, throughput, workers, problems, leaderboard, paused, actions) = blocking(&store, move |s| {
         Ok((
             s.stage_counts()?,
             s.eta()?,
@@ -118,10 +127,12 @@ async fn dashboard(
             s.workers(stage, offsets[0], WORKERS_PAGE)?,
             s.problem_jobs(offsets[1], PROBLEMS_PAGE)?,
             s.leaderboard(offsets[2], LEADERBOARD_PAGE)?,
+            s.paused_stages()?,
+            s.admin_actions(ACTIONS_SHOWN)?,
         ))
     })
     .await?;
-    let stages = stage_rows(counts, &throughput, &pools.snapshots(), now);
+    let stages = stage_rows(counts, &throughput, &pools.snapshots(), &paused, now);
     Ok(HttpResponse::Ok().json(Dashboard {
         project: store.config().project.clone(),
         now,
@@ -133,6 +144,7 @@ async fn dashboard(
         workers,
         problems,
         leaderboard,
+        actions,
     }))
 }
 
@@ -143,12 +155,18 @@ async fn problems(store: web::Data<JobStore>, query: web::Query<ProblemsQuery>) 
     Ok(HttpResponse::Ok().json(page))
 }
 
-/// The stages worth showing, each with its rate, ETA and local pool.
+/// The stages worth showing, each with its rate, ETA, local pool and pause.
 ///
 /// A stage's rate is its completions over the last [`RATE_MINUTES`] (or since its first
 /// completion in them, at least one minute); what it still has to do is every job open or
 /// leased at it or at an earlier stage.
-fn stage_rows(counts: Vec<StageCounts>, throughput: &[ThroughputPoint], pools: &[PoolSnapshot], now: i64) -> Vec<StageRow> {
+fn stage_rows(
+    counts: Vec<StageCounts>,
+    throughput: &[ThroughputPoint],
+    pools: &[PoolSnapshot],
+    paused: &[PausedStage],
+    now: i64,
+) -> Vec<StageRow> {
     let rate_since = now - RATE_MINUTES * 60_000;
     let mut waiting_upstream = 0;
     let mut rows = Vec::new();
@@ -167,7 +185,8 @@ fn stage_rows(counts: Vec<StageCounts>, throughput: &[ThroughputPoint], pools: &
         let holds_jobs = counts.open + counts.leased + counts.done + counts.failed > 0;
         if counts.name.is_some() || holds_jobs {
             let pool = pools.iter().find(|p| p.stage == stage).cloned();
-            rows.push(StageRow { counts, jobs_per_minute, eta_seconds, pool });
+            let paused = paused.iter().find(|p| p.stage == stage).cloned();
+            rows.push(StageRow { counts, jobs_per_minute, eta_seconds, pool, paused });
         }
     }
     rows
@@ -200,7 +219,7 @@ mod tests {
         let mut points: Vec<_> = (0..10).map(|m| point("a", m, 3)).collect();
         points.push(point("a", 30, 100)); // outside the rate window
         let pools = [PoolSnapshot { busy: 1, ..PoolSnapshot::idle(StageId::B, "download", 2, 4) }];
-        let rows = stage_rows(counts, &points, &pools, NOW);
+        let rows = stage_rows(counts, &points, &pools, &[], NOW);
         let shown: Vec<_> = rows.iter().map(|r| r.counts.stage).collect();
         assert_eq!(shown, [StageId::A, StageId::B, StageId::D], "disabled and empty stages are left out");
         let a = &rows[0];

@@ -159,6 +159,7 @@
     const workers = table("workers", [["Name"], ["Stage"], ["Nickname"], ["Job"], ["Progress"], ["Completed", "num"], ["Last seen"]]);
     const problems = table("problems", [["Job"], ["Stage"], ["State"], ["Flags", "num"], ["Reason"], ["Changed"]]);
     const board = table("leaderboard", [["#", "num"], ["Nickname"], ["Jobs completed", "num"]]);
+    const actions = table("actions", [["When"], ["Action"], ["Detail"], ["By"]]);
     const counts = { workers: h("small"), problems: h("small"), leaderboard: h("small") };
     const filter = h("select", { id: "worker-stage", onchange: () => { state.stage = filter.value; state.workers = 0; refresh(); } },
       h("option", { value: "" }, "all stages"), args.stages.map((st) => h("option", { value: st.letter }, stageLabel(st.letter))));
@@ -176,6 +177,7 @@
         h("section", {}, h("h2", {}, "Workers", counts.workers, filter), workers.node, pagers.workers.node),
         h("section", {}, h("h2", {}, "Failed and flagged jobs", counts.problems), problems.node, pagers.problems.node)),
       h("section", {}, h("h2", {}, "Leaderboard", counts.leaderboard), board.node, pagers.leaderboard.node),
+      h("section", {}, h("h2", {}, "Operator actions", h("small", {}, "latest first")), actions.node),
     );
 
     function render(data) {
@@ -188,7 +190,8 @@
         h("span", {}, "Remaining ", h("b", {}, num(eta.remaining))),
       );
       fill(stages.body, data.stages.map((row) => h("tr", { "data-stage": row.stage },
-        cell(row.name ? `${row.name} (${row.stage.toUpperCase()})` : `${row.stage.toUpperCase()} (disabled)`, "name"),
+        h("td", { class: "name" }, row.name ? `${row.name} (${row.stage.toUpperCase()})` : `${row.stage.toUpperCase()} (disabled)`,
+          row.paused ? h("span", { class: "paused", title: `paused by ${row.paused.paused_by} ${ago(row.paused.paused_at, data.now)}` }, "paused") : ""),
         numCell(row.open, "open"), numCell(row.leased, "leased"), numCell(row.done, "done"),
         numCell(row.failed, row.failed ? "failed bad" : "failed"),
         cell(row.jobs_per_minute.toFixed(1), "num rate"), cell(duration(row.eta_seconds), "num eta"),
@@ -216,6 +219,10 @@
         numCell(data.leaderboard.offset + i + 1), cell(e.nickname), numCell(e.jobs_completed))),
         3, "There are no users on the leaderboard yet.");
       pagers.leaderboard.update(data.leaderboard);
+
+      fill(actions.body, data.actions.map((a) => h("tr", { class: "action" },
+        cell(ago(a.at, data.now)), cell(a.action, "kind"), cell(a.detail, "wrap detail"), cell(a.actor))),
+        4, "No operator actions yet.");
     }
 
     const tick = poll(() => {
