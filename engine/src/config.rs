@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cascade_tracker::{DatabaseUrl, StageId, StoreConfig};
+use cascade_web::limits::AbuseLimits;
 use cascade_web::ServerConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
@@ -114,6 +115,25 @@ pub struct EngineSettings {
     pub poll_interval: Duration,
 }
 
+/// Abuse limits and connection handling of the HTTP server (`[limits]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitSettings {
+    /// Worker registrations per minute and client address; 0: no limit.
+    pub registrations_per_minute: u32,
+    /// Requests with an unknown worker token or a wrong admin token per minute and client
+    /// address before its token requests are refused for a while; 0: no limit.
+    pub bad_tokens_per_minute: u32,
+    /// Open connections per HTTP thread.
+    pub max_connections: usize,
+    /// How long an idle keep-alive connection stays open.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// How long a client may take to send a request's head.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
 /// Everything `cascade.toml` may say.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -142,6 +162,8 @@ pub struct Config {
     pub db_connections: u32,
     /// Local workers, retries and shutdown.
     pub engine: EngineSettings,
+    /// Abuse limits and connection handling of the HTTP server.
+    pub limits: LimitSettings,
     /// Enabled stages by letter; none given means the LAION stages a = wat, b = download,
     /// c = clip.
     #[serde(default)]
@@ -273,6 +295,12 @@ impl Config {
         if self.admin_token.as_deref().is_some_and(|token| token.len() < 16) {
             problems.push("admin-token must be at least 16 characters".to_owned());
         }
+        if self.limits.max_connections == 0 {
+            problems.push("limits.max-connections must be at least 1".to_owned());
+        }
+        if self.limits.request_timeout < Duration::from_millis(100) {
+            problems.push("limits.request-timeout must be at least 100ms".to_owned());
+        }
         if self.max_body_bytes < 1024 {
             problems.push("max-body-bytes must be at least 1024".to_owned());
         }
@@ -313,6 +341,13 @@ impl Config {
             bind: self.bind,
             max_body_bytes: self.max_body_bytes,
             admin_token: self.admin_token.clone(),
+            abuse_limits: AbuseLimits {
+                registrations_per_minute: self.limits.registrations_per_minute,
+                bad_tokens_per_minute: self.limits.bad_tokens_per_minute,
+            },
+            max_connections: self.limits.max_connections,
+            keep_alive: self.limits.keep_alive,
+            request_timeout: self.limits.request_timeout,
             ..ServerConfig::default()
         }
     }

@@ -40,5 +40,5 @@ pub use protocol::{
 pub use stage::StageId;
 pub use store::{
     event, AdminAction, Appended, Eta, EventCount, JobDetail, JobEvent, JobSelection, JobState, JobSummary, JobStore,
-    LeaderboardEntry, Page, PausedStage, ProblemJob, StageCounts, StateCount, SweepReport, ThroughputPoint, WorkerView,
+    LeaderboardEntry, Page, PausedStage, ProblemJob, StageCounts, StateCount, SweepReport, ThroughputPoint, WorkerView, MAX_NICKNAME_CHARS, MAX_PROGRESS_CHARS,
 };

@@ -49,10 +49,19 @@ pub enum ApiError {
     /// The admin API's bearer token is missing or wrong.
     #[error("unauthorized")]
     Unauthorized,
+    /// The client's address is over one of its abuse limits ([`crate::limits`]).
+    #[error("too many requests; retry after {retry_after} s")]
+    TooManyRequests {
+        /// Seconds until it may try again.
+        retry_after: u64,
+    },
     /// The database failed; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
 }
+
+/// The `Retry-After` of a 503 while the database is unavailable, in seconds.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
 
 impl ApiError {
     /// A refusal with `status` and `message`.
@@ -107,6 +116,7 @@ impl ResponseError for ApiError {
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -125,7 +135,12 @@ impl ResponseError for ApiError {
                 .insert_header((actix_web::http::header::WWW_AUTHENTICATE, "Bearer"))
                 .content_type(ContentType::plaintext())
                 .body("A valid admin token is required: Authorization: Bearer TOKEN."),
+            Self::TooManyRequests { retry_after } => response
+                .insert_header((actix_web::http::header::RETRY_AFTER, retry_after.to_string()))
+                .content_type(ContentType::plaintext())
+                .body(format!("Too many requests from this address. Retry after {retry_after} seconds.")),
             Self::Unavailable(_) => response
+                .insert_header((actix_web::http::header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER.to_string()))
                 .content_type(ContentType::plaintext())
                 .body("The tracker's database is unavailable. Keep retrying."),
         }

@@ -1,17 +1,18 @@
-//! Building the HTTP server: routes, body limits, request timing, and plain-text 404/405/422
-//! answers.
+//! Building the HTTP server: routes, body limits, connection limits and timeouts, the abuse
+//! limits per client address, request timing, and plain-text 404/405/422/429 answers.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::{Server, Service, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::header::ContentType;
-use actix_web::http::Method;
-use actix_web::{web, App, HttpResponse, HttpServer, Route};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, App, HttpResponse, HttpServer, ResponseError, Route};
 use cascade_tracker::JobStore;
 
 use crate::error::ApiError;
+use crate::limits::{self, AbuseLimits, ClientLimiter};
 use crate::metrics::{HttpMetrics, UNMATCHED};
 use crate::pools::PoolRegistry;
 use crate::{api, dashboard, metrics};
@@ -35,6 +36,14 @@ pub struct ServerConfig {
     pub http_metrics: HttpMetrics,
     /// The bearer token of the admin API (`/v1/admin/*`); `None` disables it.
     pub admin_token: Option<String>,
+    /// Registrations and bad tokens allowed per client address.
+    pub abuse_limits: AbuseLimits,
+    /// Open connections per HTTP thread; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive: Duration,
+    /// How long a client may take to send a request's head before it gets 408.
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +56,10 @@ impl Default for ServerConfig {
             pools: PoolRegistry::default(),
             http_metrics: HttpMetrics::default(),
             admin_token: None,
+            abuse_limits: AbuseLimits::default(),
+            max_connections: 25_000,
+            keep_alive: Duration::from_secs(75),
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,9 +121,12 @@ fn observe<B>(metrics: &HttpMetrics, method: &str, started: Instant, result: &Re
 pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     let (max_body_bytes, pools, http_metrics) = (config.max_body_bytes, config.pools.clone(), config.http_metrics.clone());
     let admin_token = api::admin::AdminToken(config.admin_token.clone());
+    let limiter = web::Data::new(ClientLimiter::new(config.abuse_limits));
     move |config: &mut web::ServiceConfig| {
         let timing = http_metrics.clone();
+        let guard = limiter.clone();
         config
+            .app_data(limiter)
             .app_data(web::Data::new(store))
             .app_data(web::Data::new(pools))
             .app_data(web::Data::new(http_metrics))
@@ -124,6 +140,31 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
             .app_data(web::QueryConfig::default().error_handler(|error, _| query_error(error)))
             .service(
                 web::scope("")
+                    // Innermost first: the address limits, then the timing of every answer.
+                    .wrap_fn(move |request, service| {
+                        let address = request.peer_addr().map(|addr| addr.ip()).filter(|_| takes_token(request.path()));
+                        let refused = address.and_then(|address| guard.admit(address).err());
+                        let limiter = guard.clone();
+                        let response = match refused {
+                            None => Ok(service.call(request)),
+                            Some(wait) => {
+                                let retry_after = limits::retry_after_seconds(wait);
+                                Err(request.into_response(ApiError::TooManyRequests { retry_after }.error_response()))
+                            }
+                        };
+                        async move {
+                            let result = match response {
+                                Ok(call) => call.await,
+                                Err(refusal) => return Ok(refusal),
+                            };
+                            if let (Some(address), Ok(answer)) = (address, &result) {
+                                if matches!(answer.status(), StatusCode::NOT_FOUND | StatusCode::UNAUTHORIZED) {
+                                    limiter.bad_token(address);
+                                }
+                            }
+                            result
+                        }
+                    })
                     .wrap_fn(move |request, service| {
                         let (started, method) = (Instant::now(), method_label(request.method()));
                         let metrics = timing.clone();
@@ -146,6 +187,14 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
     }
 }
 
+/// Whether requests to `path` present a worker token or an admin token (and so count towards,
+/// and are refused by, the bad-token limit).
+fn takes_token(path: &str) -> bool {
+    (path.starts_with("/api/") && !matches!(path, "/api/new" | "/api/jobCount"))
+        || path.starts_with("/v1/lease/")
+        || path.starts_with("/v1/admin/")
+}
+
 /// Binds the server and returns it (not yet awaited) with the addresses it listens on.
 ///
 /// # Errors
@@ -157,7 +206,10 @@ pub fn build_server(store: JobStore, config: &ServerConfig) -> std::io::Result<(
         cascade_threads::no_wakeup_preemption();
         App::new().configure(routes.clone())
     })
-    .shutdown_timeout(5);
+    .shutdown_timeout(5)
+    .max_connections(config.max_connections)
+    .keep_alive(config.keep_alive)
+    .client_request_timeout(config.request_timeout);
     if let Some(workers) = config.http_workers {
         server = server.workers(workers.max(1));
     }

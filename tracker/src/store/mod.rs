@@ -29,7 +29,7 @@ pub use jobs::Appended;
 pub use problems::ProblemJob;
 pub use stats::{Eta, StageCounts, ThroughputPoint};
 pub use views::{JobDetail, JobEvent, JobState, JobSummary, LeaderboardEntry, Page, WorkerView};
-pub use workers::SweepReport;
+pub use workers::{SweepReport, MAX_NICKNAME_CHARS, MAX_PROGRESS_CHARS};
 
 /// The tracker's store: a handle to the database plus the pipeline settings. Cheap to clone;
 /// clones share the connection pools.

@@ -12,10 +12,12 @@ use crate::error::TrackerError;
 use crate::protocol::{Registration, WorkerToken};
 use crate::stage::StageId;
 
-/// Longest nickname kept (longer ones are cut).
-const MAX_NICKNAME_CHARS: usize = 128;
-/// Longest progress text kept (longer ones are cut).
-const MAX_PROGRESS_CHARS: usize = 1024;
+/// Longest nickname, in characters: the HTTP API refuses longer ones (422); the store cuts
+/// longer ones from other callers.
+pub const MAX_NICKNAME_CHARS: usize = 128;
+/// Longest progress text, in characters: the HTTP API refuses longer ones (422); the store cuts
+/// longer ones from other callers (a local stage's own text).
+pub const MAX_PROGRESS_CHARS: usize = 1024;
 /// Key of the PostgreSQL advisory lock that makes one tracker process sweep at a time.
 const SWEEP_LOCK_KEY: i64 = 0x0063_6173_6361_6465; // "cascade"
 

@@ -9,14 +9,15 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use cascade_tracker::protocol::{
     named_lease, CompleteBody, FlagBody, NewJobAnswer, NewWorkerQuery, ProgressBody, StageQuery, TokenBody,
 };
-use cascade_tracker::{JobStore, TrackerError};
+use cascade_tracker::{JobStore, TrackerError, MAX_NICKNAME_CHARS, MAX_PROGRESS_CHARS};
 
 use super::{blocking, parse_stage, run_blocking};
 use crate::error::{ApiError, NOT_WORKING};
+use crate::limits::{retry_after_seconds, ClientLimiter};
 
 fn text(body: impl Into<String>) -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::plaintext()).body(body.into())
@@ -38,10 +39,31 @@ pub fn routes(config: &mut web::ServiceConfig) {
     crate::server::endpoint(config, "/api/bye", web::post().to(bye));
 }
 
-/// `GET /api/new?nickname&stage`: registers a worker.
-async fn new_worker(store: web::Data<JobStore>, query: web::Query<NewWorkerQuery>) -> Result<HttpResponse, ApiError> {
+/// Refuses `text` (the `what` of a request at `location`) when it is longer than `max`
+/// characters.
+fn check_length(text: &str, max: usize, what: &str, location: &'static str) -> Result<(), ApiError> {
+    if text.chars().nth(max).is_some() {
+        return Err(ApiError::Unprocessable { location, message: format!("{what} is longer than {max} characters") });
+    }
+    Ok(())
+}
+
+/// `GET /api/new?nickname&stage`: registers a worker (at most the configured number per
+/// minute from one address).
+async fn new_worker(
+    request: HttpRequest,
+    limiter: web::Data<ClientLimiter>,
+    store: web::Data<JobStore>,
+    query: web::Query<NewWorkerQuery>,
+) -> Result<HttpResponse, ApiError> {
     let NewWorkerQuery { nickname, stage } = query.into_inner();
+    check_length(&nickname, MAX_NICKNAME_CHARS, "nickname", "query")?;
     let stage = parse_stage(&stage)?;
+    if let Some(address) = request.peer_addr() {
+        limiter
+            .register(address.ip())
+            .map_err(|wait| ApiError::TooManyRequests { retry_after: retry_after_seconds(wait) })?;
+    }
     let registration = blocking(&store, move |s| s.register_worker(&nickname, stage, None)).await?;
     Ok(HttpResponse::Ok().json(registration))
 }
@@ -67,6 +89,7 @@ async fn job_count(store: web::Data<JobStore>, query: web::Query<StageQuery>) ->
 
 /// `POST /api/updateProgress {token, progress}`.
 async fn update_progress(store: web::Data<JobStore>, body: web::Json<ProgressBody>) -> Result<HttpResponse, ApiError> {
+    check_length(&body.progress, MAX_PROGRESS_CHARS, "progress", "body")?;
     store.update_progress_async(&body.token, &body.progress).await?;
     Ok(ok_text())
 }

@@ -40,6 +40,12 @@ pub fn config() -> StoreConfig {
 impl TestServer {
     /// Starts a server on `db` with [`config`].
     pub fn start(db: TestDatabase) -> Self {
+        Self::start_with(db, ServerConfig::default())
+    }
+
+    /// Starts a server on `db` with [`config`] and `settings` (its address, threads and pool
+    /// registry are the test's).
+    pub fn start_with(db: TestDatabase, settings: ServerConfig) -> Self {
         let clock = ManualClock::new(START_MS);
         let store = JobStore::open(db.url(), config(), Arc::new(clock.clone()), 8).expect("store opens");
         let pools = PoolRegistry::default();
@@ -47,7 +53,7 @@ impl TestServer {
             bind: "127.0.0.1:0".parse().expect("address"),
             http_workers: Some(2),
             pools: pools.clone(),
-            ..ServerConfig::default()
+            ..settings
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let served = store.clone();
