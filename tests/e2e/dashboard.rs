@@ -1,6 +1,6 @@
 //! A real headless Chromium loads `/web` from a running daemon, sees the per-stage counts and
 //! the failed-and-flagged list change while jobs are completed over HTTP (without reloading),
-//! follows a worker link to the worker page, and saves screenshots (paths printed).
+//! sees a stage paused from the command line marked and logged, follows a worker link to the worker page, and saves screenshots (paths printed).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,6 +67,12 @@ fn the_dashboard_updates_live_and_links_to_worker_pages() {
     assert_eq!(browser.text(&stage_cell("a", "leased")).as_deref(), Some("1"));
     assert_eq!(browser.text(&stage_cell("b", "open")).as_deref(), Some("3"));
     wait_for_text(&browser, "#problems tr.problem td.reason", "truncated parquet footer");
+    assert_eq!(browser.text("#actions td.empty").as_deref(), Some("No operator actions yet."));
+    let (ok, out, err) = cascade(&["stage", "pause", "b", "--database", &url]);
+    assert!(ok, "pause failed: {out}{err}");
+    wait_for_text(&browser, &format!("{} .paused", stage_cell("b", "name")), "paused");
+    assert_eq!(browser.text("#actions tr.action td.kind").as_deref(), Some("pause"));
+    assert_eq!(browser.text("#actions tr.action td.detail").as_deref(), Some("stage b"));
     assert_eq!(browser.eval("return window.loadedOnce === true;"), serde_json::json!(true), "updated in place");
     let rows = browser.eval("return document.querySelectorAll('#workers tr.worker').length;");
     assert_eq!(rows, serde_json::json!(2));
