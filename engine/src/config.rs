@@ -158,6 +158,11 @@ pub struct Config {
     /// `CASCADE__ADMIN_TOKEN`, out of files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<String>,
+    /// The key workers must present to register (a private project; unset: anyone may). They
+    /// are given the tracker URL `http://HOST:PORT/key/KEY`. Best given as
+    /// `CASCADE__WORKER_KEY`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_key: Option<String>,
     /// Database connections.
     pub db_connections: u32,
     /// Local workers, retries and shutdown.
@@ -295,6 +300,9 @@ impl Config {
         if self.admin_token.as_deref().is_some_and(|token| token.len() < 16) {
             problems.push("admin-token must be at least 16 characters".to_owned());
         }
+        if self.worker_key.as_deref().is_some_and(|key| key.len() < 16 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')) {
+            problems.push("worker-key must be at least 16 characters of letters, digits, - and _".to_owned());
+        }
         if self.limits.max_connections == 0 {
             problems.push("limits.max-connections must be at least 1".to_owned());
         }
@@ -341,6 +349,7 @@ impl Config {
             bind: self.bind,
             max_body_bytes: self.max_body_bytes,
             admin_token: self.admin_token.clone(),
+            worker_key: self.worker_key.clone(),
             abuse_limits: AbuseLimits {
                 registrations_per_minute: self.limits.registrations_per_minute,
                 bad_tokens_per_minute: self.limits.bad_tokens_per_minute,

@@ -56,3 +56,47 @@ fn python_client_runs_a_three_stage_flow_on_sqlite() {
 fn python_client_runs_a_three_stage_flow_on_postgres() {
     run_flow(&TestDatabase::postgres(), &["a=CPU", "b=GPU", "c=CLIP"]);
 }
+
+/// The unmodified client in a private project: without the key it cannot register; given the
+/// tracker URL with the key in its path, it works as usual.
+const PRIVATE_FLOW: &str = r#"
+import sys
+import distcompute_client as dc
+from distcompute_client.errors import ServerError
+url, key = sys.argv[1], sys.argv[2]
+try:
+    dc.init(url, "a", nickname="nokey", verbose=False)
+    raise AssertionError("registered without the worker key")
+except ServerError as error:
+    assert "private" in str(error) and "status 401" in str(error), error
+client = dc.init(f"{url}/key/{key}", "a", nickname="keyholder", verbose=False)
+assert client.job_count() == 1
+client.new_job()
+assert client.job == "job-1", client.job
+client.log("working")
+client.complete_job("out-1")
+assert client.job_count() == 0
+client.bye()
+print("PRIVATE PROJECT OK")
+"#;
+
+#[test]
+fn python_client_joins_a_private_project_through_the_keyed_url() {
+    const KEY: &str = "private-project-key-1";
+    let db = TestDatabase::sqlite();
+    let url = db.url_string();
+    let (ok, out, err) = cascade(&["init", "--database", &url, "--brace", "job-{1..1}"]);
+    assert!(ok, "init failed: {out}{err}");
+    let config = tempfile_with(&format!("worker-key = \"{KEY}\"\n"));
+    let toml = config.with_extension("toml");
+    std::fs::rename(&config, &toml).unwrap();
+    let daemon = Daemon::start(&["--config", toml.to_str().unwrap(), "--database", &url, "--stage", "a=CPU"], 0);
+    let output = Command::new(python_with_distcompute()).args(["-c", PRIVATE_FLOW, &daemon.url, KEY]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("PRIVATE PROJECT OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let _ = std::fs::remove_file(toml);
+}

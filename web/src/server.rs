@@ -8,7 +8,7 @@ use actix_web::dev::{Server, Service, ServiceResponse};
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
 use actix_web::http::header::ContentType;
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, App, HttpResponse, HttpServer, ResponseError, Route};
+use actix_web::{web, App, HttpMessage, HttpResponse, HttpServer, ResponseError, Route};
 use cascade_tracker::JobStore;
 
 use crate::error::ApiError;
@@ -36,6 +36,11 @@ pub struct ServerConfig {
     pub http_metrics: HttpMetrics,
     /// The bearer token of the admin API (`/v1/admin/*`); `None` disables it.
     pub admin_token: Option<String>,
+    /// The key a worker must present to register (a private project); `None`: anyone may.
+    /// Workers present it in the tracker URL they are given, `http://HOST:PORT/key/KEY`
+    /// (every path under `/key/KEY/` is served as the same path without it), or in an
+    /// `X-Worker-Key` header.
+    pub worker_key: Option<String>,
     /// Registrations and bad tokens allowed per client address.
     pub abuse_limits: AbuseLimits,
     /// Open connections per HTTP thread; more wait in the kernel's accept queue.
@@ -56,6 +61,7 @@ impl Default for ServerConfig {
             pools: PoolRegistry::default(),
             http_metrics: HttpMetrics::default(),
             admin_token: None,
+            worker_key: None,
             abuse_limits: AbuseLimits::default(),
             max_connections: 25_000,
             keep_alive: Duration::from_secs(75),
@@ -121,6 +127,7 @@ fn observe<B>(metrics: &HttpMetrics, method: &str, started: Instant, result: &Re
 pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web::ServiceConfig) + Clone {
     let (max_body_bytes, pools, http_metrics) = (config.max_body_bytes, config.pools.clone(), config.http_metrics.clone());
     let admin_token = api::admin::AdminToken(config.admin_token.clone());
+    let worker_key = api::distcompute::WorkerKey(config.worker_key.clone());
     let limiter = web::Data::new(ClientLimiter::new(config.abuse_limits));
     move |config: &mut web::ServiceConfig| {
         let timing = http_metrics.clone();
@@ -131,6 +138,7 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
             .app_data(web::Data::new(pools))
             .app_data(web::Data::new(http_metrics))
             .app_data(web::Data::new(admin_token))
+            .app_data(web::Data::new(worker_key))
             .app_data(
                 web::JsonConfig::default()
                     .limit(max_body_bytes)
@@ -140,7 +148,9 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
             .app_data(web::QueryConfig::default().error_handler(|error, _| query_error(error)))
             .service(
                 web::scope("")
-                    // Innermost first: the address limits, then the timing of every answer.
+                    // Innermost first: the address limits, then the timing of every answer, then
+                    // the worker key taken out of the path (so every answer is timed under
+                    // its route without the key).
                     .wrap_fn(move |request, service| {
                         let address = request.peer_addr().map(|addr| addr.ip()).filter(|_| takes_token(request.path()));
                         let refused = address.and_then(|address| guard.admit(address).err());
@@ -175,6 +185,12 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
                             result
                         }
                     })
+                    .wrap_fn(|mut request, service| {
+                        if let Some(key) = take_worker_key(&mut request) {
+                            request.extensions_mut().insert(PresentedWorkerKey(key));
+                        }
+                        service.call(request)
+                    })
                     .configure(api::distcompute::routes)
                     .configure(api::native::routes)
                     .configure(api::lease::routes)
@@ -187,12 +203,32 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
     }
 }
 
-/// Whether requests to `path` present a worker token or an admin token (and so count towards,
-/// and are refused by, the bad-token limit).
+/// Whether requests to `path` present a worker token, a worker key or an admin token (and so
+/// count towards, and are refused by, the bad-token limit).
 fn takes_token(path: &str) -> bool {
-    (path.starts_with("/api/") && !matches!(path, "/api/new" | "/api/jobCount"))
+    (path.starts_with("/api/") && path != "/api/jobCount")
         || path.starts_with("/v1/lease/")
         || path.starts_with("/v1/admin/")
+}
+
+/// The worker key a request presented in its path (`/key/KEY/…`).
+#[derive(Debug, Clone)]
+pub(crate) struct PresentedWorkerKey(pub(crate) String);
+
+/// Takes `/key/KEY` off the front of the request's path, so the rest routes as usual, and
+/// returns `KEY`.
+fn take_worker_key(request: &mut actix_web::dev::ServiceRequest) -> Option<String> {
+    let rest = request.path().strip_prefix("/key/")?;
+    let (key, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let key = key.to_owned();
+    let path_and_query = match request.uri().query() {
+        Some(query) => format!("/{tail}?{query}"),
+        None => format!("/{tail}"),
+    };
+    let uri: actix_web::http::Uri = path_and_query.parse().ok()?;
+    request.match_info_mut().get_mut().update(&uri);
+    request.head_mut().uri = uri;
+    Some(key)
 }
 
 /// Binds the server and returns it (not yet awaited) with the addresses it listens on.

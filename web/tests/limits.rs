@@ -83,3 +83,39 @@ fn database_failures_answer_503_with_retry_after() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(retry_after, Some(UNAVAILABLE_RETRY_AFTER.to_string()));
 }
+
+/// A server for a private project with worker key `key`.
+fn private(key: &str) -> TestServer {
+    let settings = ServerConfig { worker_key: Some(key.to_owned()), ..ServerConfig::default() };
+    TestServer::start_with(TestDatabase::sqlite(), settings)
+}
+
+#[test]
+fn a_private_project_registers_only_workers_with_its_key() {
+    let key = "volunteers-only-2026";
+    let server = private(key);
+    server.store.load_jobs(&["job-1".to_owned()], false).unwrap();
+    let (status, _, body) = send(&server, "GET", "/api/new?nickname=x&stage=a", "");
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("/key/KEY"), "says how to present it: {body}");
+    assert_eq!(send(&server, "GET", "/key/not-the-key-at-all/api/new?nickname=x&stage=a", "").0, 401);
+    // The key in the tracker URL: every call goes under /key/KEY/, as the Python client makes them.
+    let keyed = TrackerClient::new(&format!("{}/key/{key}", server.url));
+    let worker = keyed.register("alice", "a").expect("the key opens registration");
+    assert_eq!(keyed.job_count("a").unwrap(), 1);
+    let job = worker.new_job().unwrap();
+    worker.complete_job(&format!("done {}", job.data)).unwrap();
+    let (status, _, page) = send(&server, "GET", &format!("/key/{key}/worker/cpu/{}", worker.display_name), "");
+    assert_eq!(status, 200, "the worker page the client prints: {page}");
+    // Or in a header; everything but registration works without it.
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let status = agent
+        .get(format!("{}/api/new?nickname=bob&stage=a", server.url))
+        .header("X-Worker-Key", key)
+        .call()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    assert_eq!(TrackerClient::new(&server.url).job_count("a").unwrap(), 0);
+    assert_eq!(server.store.workers(None, 0, 10).unwrap().total, 2);
+}

@@ -9,7 +9,7 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use cascade_tracker::protocol::{
     named_lease, CompleteBody, FlagBody, NewJobAnswer, NewWorkerQuery, ProgressBody, StageQuery, TokenBody,
 };
@@ -18,6 +18,37 @@ use cascade_tracker::{JobStore, TrackerError, MAX_NICKNAME_CHARS, MAX_PROGRESS_C
 use super::{blocking, parse_stage, run_blocking};
 use crate::error::{ApiError, NOT_WORKING};
 use crate::limits::{retry_after_seconds, ClientLimiter};
+use crate::server::PresentedWorkerKey;
+
+/// The key workers must present to register in a private project; `None` for an open one.
+#[derive(Clone, Default)]
+pub struct WorkerKey(pub Option<String>);
+
+impl std::fmt::Debug for WorkerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "WorkerKey(set)" } else { "WorkerKey(none)" })
+    }
+}
+
+/// The header a client may present the worker key in instead of the URL path.
+pub const WORKER_KEY_HEADER: &str = "x-worker-key";
+
+/// Refuses a registration without the project's worker key, when it has one.
+fn check_worker_key(request: &HttpRequest, key: &WorkerKey) -> Result<(), ApiError> {
+    let Some(expected) = &key.0 else { return Ok(()) };
+    let in_path = request.extensions().get::<PresentedWorkerKey>().map(|key| key.0.clone());
+    let presented = in_path.or_else(|| {
+        request.headers().get(WORKER_KEY_HEADER).and_then(|value| value.to_str().ok()).map(str::to_owned)
+    });
+    match presented {
+        Some(presented) if constant_time_eq::constant_time_eq(presented.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => Err(ApiError::refused(
+            StatusCode::UNAUTHORIZED,
+            "This project is private: register with the tracker URL that includes its worker key \
+             (http://HOST:PORT/key/KEY).",
+        )),
+    }
+}
 
 fn text(body: impl Into<String>) -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::plaintext()).body(body.into())
@@ -49,13 +80,15 @@ fn check_length(text: &str, max: usize, what: &str, location: &'static str) -> R
 }
 
 /// `GET /api/new?nickname&stage`: registers a worker (at most the configured number per
-/// minute from one address).
+/// minute from one address; with the worker key in a private project).
 async fn new_worker(
     request: HttpRequest,
+    key: web::Data<WorkerKey>,
     limiter: web::Data<ClientLimiter>,
     store: web::Data<JobStore>,
     query: web::Query<NewWorkerQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    check_worker_key(&request, &key)?;
     let NewWorkerQuery { nickname, stage } = query.into_inner();
     check_length(&nickname, MAX_NICKNAME_CHARS, "nickname", "query")?;
     let stage = parse_stage(&stage)?;
