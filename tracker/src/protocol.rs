@@ -13,6 +13,7 @@
 //!   workers alike.
 
 use std::fmt;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -37,20 +38,63 @@ impl fmt::Display for JobId {
 pub struct LeaseEpoch(pub i64);
 
 /// A worker's credential, given at registration and sent with every later call. Never shown
-/// in listings or logs.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WorkerToken(String);
+/// in listings or logs, and never stored: the database keeps its SHA-256 digest
+/// ([`stored_key`](Self::stored_key)), so a copy of the database cannot act as a worker.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub struct WorkerToken {
+    text: String,
+    /// The digest the database keeps, computed on first use.
+    stored: OnceLock<String>,
+}
 
 impl WorkerToken {
     /// The token `text`, as a worker sent it.
     pub fn new(text: impl Into<String>) -> Self {
-        Self(text.into())
+        Self { text: text.into(), stored: OnceLock::new() }
     }
 
     /// The token's text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// What the database keeps instead of the token: its SHA-256 digest in lowercase hex
+    /// (64 characters).
+    pub fn stored_key(&self) -> &str {
+        self.stored.get_or_init(|| stored_key_of(&self.text))
+    }
+}
+
+/// The SHA-256 digest of `token` in lowercase hex: how the database keeps a worker token.
+pub(crate) fn stored_key_of(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+impl PartialEq for WorkerToken {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for WorkerToken {}
+
+impl std::hash::Hash for WorkerToken {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl From<String> for WorkerToken {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<WorkerToken> for String {
+    fn from(token: WorkerToken) -> Self {
+        token.text
     }
 }
 

@@ -83,6 +83,30 @@ impl TestDatabase {
         }
     }
 
+    /// Runs `query`, a `SELECT count(*) AS n …`, on the database directly, and returns `n`.
+    ///
+    /// # Panics
+    /// When the database cannot be reached or the query fails.
+    pub fn count(&self, query: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let result: Result<Vec<Count>, String> = match &self.url {
+            DatabaseUrl::Sqlite(path) => SqliteConnection::establish(path)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| diesel::sql_query(query).load(&mut c).map_err(|e| e.to_string())),
+            DatabaseUrl::Postgres(url) => PgConnection::establish(url)
+                .map_err(|e| e.to_string())
+                .and_then(|mut c| diesel::sql_query(query).load(&mut c).map_err(|e| e.to_string())),
+        };
+        match result {
+            Ok(rows) => rows.first().map_or(0, |row| row.n),
+            Err(e) => panic!("test query failed: {e}: {query}"),
+        }
+    }
+
     /// The URL as the command line takes it.
     pub fn url_string(&self) -> String {
         match &self.url {

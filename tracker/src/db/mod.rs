@@ -268,5 +268,35 @@ fn migrate(conn: &mut DbConnection) -> Result<(), TrackerError> {
     if !applied.is_empty() {
         tracing::info!(count = applied.len(), "Applied database migrations.");
     }
-    Ok(())
+    rekey_clear_tokens(conn)
+}
+
+/// A worker token as earlier versions stored it.
+#[derive(diesel::QueryableByName)]
+struct ClearToken {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    token: String,
+}
+
+/// Replaces worker tokens that earlier versions stored in clear (anything but a 64-character
+/// digest) by their digests, in the workers and in the leases they hold, in one transaction;
+/// their workers carry on unaffected. Does nothing once done.
+fn rekey_clear_tokens(conn: &mut DbConnection) -> Result<(), TrackerError> {
+    use diesel::prelude::*;
+    use schema::{jobs, workers};
+    conn.transaction::<_, TrackerError, _>(|conn| {
+        let clear: Vec<ClearToken> =
+            diesel::sql_query("SELECT token FROM workers WHERE length(token) <> 64").load(conn)?;
+        for ClearToken { token } in &clear {
+            let key = crate::protocol::stored_key_of(token);
+            diesel::update(workers::table.filter(workers::token.eq(token))).set(workers::token.eq(&key)).execute(conn)?;
+            diesel::update(jobs::table.filter(jobs::lease_owner.eq(token)))
+                .set(jobs::lease_owner.eq(&key))
+                .execute(conn)?;
+        }
+        if !clear.is_empty() {
+            tracing::info!(workers = clear.len(), "Worker tokens stored in clear were replaced by their digests.");
+        }
+        Ok(())
+    })
 }

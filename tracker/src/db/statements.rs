@@ -50,9 +50,10 @@ impl<'a> SqlValue<'a> for Option<LeaseEpoch> {
     }
 }
 
+/// A worker token binds as the digest the database keeps ([`WorkerToken::stored_key`]).
 impl<'a> SqlValue<'a> for &'a WorkerToken {
     fn into_bind(self) -> Bind<'a> {
-        Bind::Text(self.as_str())
+        Bind::Text(self.stored_key())
     }
 }
 
