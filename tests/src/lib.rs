@@ -11,6 +11,7 @@
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 
 pub mod browser;
+pub mod fault_proxy;
 pub mod replay;
 
 use std::io::{BufRead, BufReader};

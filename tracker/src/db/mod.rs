@@ -153,6 +153,10 @@ fn connect_sqlite(path: &str) -> Result<DbConnection, TrackerError> {
     Ok(conn)
 }
 
+/// Longest wait for a PostgreSQL connection: while the server is unreachable, requests fail
+/// (503) after this long instead of queueing, and the pool reconnects once it is back.
+const PG_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Pools {
     /// Opens the pools and applies pending migrations.
     pub(crate) fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, TrackerError> {
@@ -176,7 +180,7 @@ impl Pools {
                     .max_size(max_connections.max(2))
                     .min_idle(Some(1))
                     .test_on_check_out(false)
-                    .connection_timeout(Duration::from_secs(30))
+                    .connection_timeout(PG_CONNECTION_TIMEOUT)
                     .build(ConnectionManager::<DbConnection>::new(url.clone()))?;
                 migrate(&mut *pool.get()?)?;
                 Self { writer: Writer::Pool(pool.clone()), reader: pool, _checkpointer: None }
