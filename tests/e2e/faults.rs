@@ -83,7 +83,7 @@ fn a_pipeline_survives_database_and_worker_network_faults_with_nothing_lost() {
         2,
     )
     .unwrap();
-    let done = || store.stage_counts().map_or(0, |counts| counts.iter().map(|c| c.done).sum::<i64>());
+    let done = || store.stage_counts().map_or(0, |counts| counts[1].done);
     wait_until("some jobs are done", Duration::from_secs(60), || done() >= 20);
 
     // The database goes away: the tracker answers 503 with Retry-After, and stays up.
@@ -131,4 +131,81 @@ fn a_pipeline_survives_database_and_worker_network_faults_with_nothing_lost() {
     let repeated: usize = completions.values().map(|&c| c - 1).sum();
     assert!(repeated <= expiries, "{repeated} repeated completions, {expiries} lease expiries");
     println!("faults: {JOBS} jobs, {repeated} repeated completions, {expiries} lease expiries");
+}
+
+#[test]
+fn a_worker_frozen_past_its_lease_cannot_complete_the_job_it_held() {
+    const JOBS: i64 = 60;
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "project = \"freeze\"\ndatabase = \"{}\"\nsweep-interval = \"200ms\"\nidle-timeout = \"2s\"\n\
+         [engine]\nartifacts = \"artifacts\"\nlease-ttl = \"1s\"\nretry-backoff = \"10ms\"\nmax-retry-backoff = \"50ms\"\n\
+         shutdown-grace = \"200ms\"\npoll-interval = \"20ms\"\n\
+         [stages.a]\nname = \"a\"\nkind = \"append\"\nworkers = 2\n[stages.a.settings]\nsuffix = \"|a\"\n\
+         [stages.b]\nname = \"b\"\nkind = \"append\"\nworkers = 1\n[stages.b.settings]\nsuffix = \"|b\"\ndelay-ms = 50\n",
+        db.url_string()
+    );
+    let config = dir.path().join("cascade.toml");
+    std::fs::write(&config, toml).unwrap();
+    let brace = format!("job-{{1..{JOBS}}}");
+    let args = ["run", "--config", config.to_str().unwrap(), "--no-progress", "--brace", &brace];
+    let daemon = Daemon::start_in(Path::new(BINARY), &args, 0, Some(dir.path()));
+    // A remote stage-b worker whose jobs take long enough to be caught holding one.
+    let mut remote = Command::new(BINARY)
+        .args(["worker", "--tracker", &daemon.url, "--stage", "b", "--kind", "append"])
+        .args(["--nickname", "sleeper", "--settings", r#"{"suffix": "|b", "delay-ms": 1000}"#])
+        .current_dir(dir.path())
+        .env("CASCADE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the remote worker starts");
+    let store = JobStore::open(
+        &DatabaseUrl::parse(&db.url_string()),
+        StoreConfig {
+            project: "freeze".into(),
+            stage_names: [Some("a".into()), Some("b".into()), None, None, None],
+            ..StoreConfig::default()
+        },
+        Arc::new(SystemClock),
+        2,
+    )
+    .unwrap();
+    let mut held = None;
+    wait_until("the remote worker holds a job", Duration::from_secs(60), || {
+        let workers = store.workers(Some(StageId::B), 0, 50).map(|page| page.items).unwrap_or_default();
+        held = workers.into_iter().find(|w| w.nickname == "sleeper").and_then(|w| w.job.map(|job| (job, w.display_name)));
+        held.is_some()
+    });
+    let (job, sleeper) = held.unwrap();
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &remote.id().to_string()]).status().unwrap();
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    // Past the idle timeout: the sleeper is swept and its job goes to the local worker.
+    wait_until("the frozen worker's job is done by another", Duration::from_secs(60), || {
+        store.job(job).is_ok_and(|detail| detail.summary.state == JobState::Done)
+    });
+    signal("-CONT");
+    // The sleeper wakes, finishes its job and reports it to the running tracker, which refuses.
+    std::thread::sleep(Duration::from_secs(3));
+    let all_done = || store.stage_counts().is_ok_and(|counts| counts[1].done == JOBS);
+    wait_until("every job is done", Duration::from_secs(120), all_done);
+    let _ = remote.kill();
+    let _ = remote.wait();
+    drop(daemon);
+
+    let detail = store.job(job).unwrap();
+    assert_eq!(detail.result, Some(format!("{}|a|b", detail.data[0].clone().unwrap())));
+    let completed_by: Vec<Option<String>> =
+        detail.events.iter().filter(|e| e.kind == "complete" && e.stage == StageId::B).map(|e| e.worker.clone()).collect();
+    assert_eq!(completed_by.len(), 1, "completed once at stage b: {:?}", detail.events);
+    assert_ne!(completed_by[0].as_deref(), Some(sleeper.as_str()), "not by the frozen worker");
+    for n in 1..=JOBS {
+        let job = store.job(n).unwrap();
+        assert_eq!(job.summary.state, JobState::Done, "job {n}");
+        let completions = job.events.iter().filter(|e| e.kind == "complete").count();
+        assert_eq!(completions, 2, "job {n} completed each stage once");
+    }
 }
