@@ -69,7 +69,14 @@ impl WorkerToken {
 /// The SHA-256 digest of `token` in lowercase hex: how the database keeps a worker token.
 pub(crate) fn stored_key_of(token: &str) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha2::Sha256::digest(token.as_bytes());
+    let mut key = String::with_capacity(2 * digest.len());
+    for byte in digest {
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    key
 }
 
 impl PartialEq for WorkerToken {
@@ -436,6 +443,13 @@ mod tests {
             serde_json::to_string(&registration).unwrap(),
             r#"{"token":"t","display_name":"d","project":"p","stage_name":"s"}"#
         );
+    }
+
+    #[test]
+    fn stored_keys_are_the_lowercase_hex_sha256_digest() {
+        // `printf 'secret' | sha256sum`
+        let expected = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+        assert_eq!(WorkerToken::new("secret").stored_key(), expected);
     }
 
     #[test]
