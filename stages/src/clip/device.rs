@@ -1,4 +1,4 @@
-//! Where the model runs: burn's CPU backend (ndarray), or a CUDA GPU with the `cuda` feature.
+//! Where the model runs: burn's CPU backend (burn-flex), or a CUDA GPU with the `cuda` feature.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,7 +15,7 @@ use super::tokenizer::TokenBatch;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum ClipDevice {
-    /// burn-ndarray on the CPU (its matrix products use all cores).
+    /// burn-flex on the CPU (its matrix products use the rayon pool's threads).
     #[default]
     Cpu,
     /// The CUDA GPU of this index (feature `cuda`).

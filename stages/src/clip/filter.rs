@@ -10,7 +10,7 @@ use super::config::ClipConfig;
 use super::device::{ClipDevice, Encode, OnDevice};
 use super::error::ClipError;
 use super::hub::{HubSettings, WeightsSource};
-use super::model::ClipModel;
+use super::model::{ClipModel, CpuBackend, CpuDevice};
 use super::tokenizer::{ClipTokenizer, TokenBatch};
 use super::weights::load_safetensors;
 
@@ -93,7 +93,7 @@ impl ClipFilter {
         let weights = resolved.weights.as_path();
         let encoder = match settings.device {
             ClipDevice::Cpu => {
-                on_device::<burn::backend::NdArray<f32>>(&config, weights, burn::backend::ndarray::NdArrayDevice::Cpu)?
+                on_device::<CpuBackend>(&config, weights, CpuDevice)?
             }
             // burn-cuda panics when the driver cannot be loaded or the GPU does not exist.
             #[cfg(feature = "cuda")]

@@ -3,9 +3,11 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::Tensor;
 
 use crate::clip::config::{Activation, TowerConfig};
 
@@ -42,21 +44,19 @@ impl<B: Backend> SelfAttention<B> {
         }
     }
 
-    /// `x`: `[batch, tokens, width]`; `mask`: `[tokens, tokens]`, true where a query may not
-    /// look.
-    fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
-        let [batch, tokens, width] = x.dims();
+    /// `x`: `[batch × tokens, width]` rows of `batch` sequences of `tokens`; `causal`: each
+    /// token attends only to itself and earlier tokens (the text tower).
+    fn forward(&self, x: Tensor<B, 2>, batch: usize, causal: bool) -> Tensor<B, 2> {
+        let [rows, width] = x.dims();
+        let tokens = rows / batch;
         let head_dim = width / self.heads;
-        let split = |t: Tensor<B, 3>| t.reshape([batch, tokens, self.heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(x.clone())).mul_scalar((head_dim as f64).powf(-0.5));
+        let split = |t: Tensor<B, 2>| t.reshape([batch, tokens, self.heads, head_dim]).swap_dims(1, 2);
+        let q = split(self.q_proj.forward(x.clone()));
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(mask) = mask {
-            let mask = mask.clone().unsqueeze::<4>().expand([batch, self.heads, tokens, tokens]);
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
+        // The backend's fused attention (scale 1/sqrt(head_dim), as CLIP's).
+        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
+        let context = attention(q, k, v, None, None, options).swap_dims(1, 2).reshape([rows, width]);
         self.out_proj.forward(context)
     }
 }
@@ -71,7 +71,7 @@ pub(crate) struct Mlp<B: Backend> {
 }
 
 impl<B: Backend> Mlp<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let h = self.fc1.forward(x);
         let h = match self.activation {
             Activation::QuickGelu => h.clone() * sigmoid(h.mul_scalar(1.702)),
@@ -113,11 +113,15 @@ impl<B: Backend> Encoder<B> {
         Self { layers }
     }
 
-    pub(crate) fn forward(&self, mut x: Tensor<B, 3>, mask: Option<&Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
+    /// `x`: `[batch, tokens, width]`; `causal` as in [`SelfAttention`]. The blocks run on the
+    /// `[batch × tokens, width]` rows, so each linear layer is one large matrix product.
+    pub(crate) fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let [batch, tokens, width] = x.dims();
+        let mut x = x.reshape([batch * tokens, width]);
         for layer in &self.layers {
-            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), mask);
+            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), batch, causal);
             x = x.clone() + layer.mlp.forward(layer.layer_norm2.forward(x));
         }
-        x
+        x.reshape([batch, tokens, width])
     }
 }

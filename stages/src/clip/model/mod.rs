@@ -2,8 +2,10 @@
 //! parameter names so that `model.safetensors` loads by path.
 //!
 //! burn's own transformer uses other parameter names and has no QuickGELU, so the blocks are
-//! built here from `Linear`, `LayerNorm` and `Embedding` (`layers`).
+//! built here from `Linear`, `LayerNorm` and `Embedding` (`layers`), with attention through
+//! the backend's fused `attention` op; `backend` names the CPU backend.
 
+mod backend;
 mod layers;
 mod text;
 mod vision;
@@ -14,6 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
 
 use super::config::ClipConfig;
+pub use backend::{CpuBackend, CpuDevice};
 use layers::linear;
 use text::TextTransformer;
 use vision::VisionTransformer;

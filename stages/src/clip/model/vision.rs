@@ -81,7 +81,7 @@ impl<B: Backend> VisionTransformer<B> {
         let class = self.embeddings.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let tokens = Tensor::cat(vec![class, embedded], 1);
         let x = tokens + self.embeddings.position_embedding.weight.val().unsqueeze::<3>();
-        let x = self.encoder.forward(self.pre_layernorm.forward(x), None);
+        let x = self.encoder.forward(self.pre_layernorm.forward(x), false);
         let pooled = x.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
         self.post_layernorm.forward(pooled)
     }
