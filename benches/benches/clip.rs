@@ -69,7 +69,11 @@ fn bench(c: &mut Criterion) {
     for &batch in &batches() {
         let input: Vec<f32> = pixels.iter().copied().cycle().take(batch * pixels.len()).collect();
         g.throughput(Throughput::Elements(batch as u64));
-        g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(if batch > 32 { 60 } else { 15 }));
+        g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(if batch > 32 {
+            60
+        } else {
+            15
+        }));
         g.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
                 let t = Tensor::<B, 4>::from_data(TensorData::new(input.clone(), [batch, 3, side, side]), &device);

@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::error::ClipError;
-use super::model::ClipModel;
+use super::model::{ClipBackend, ClipModel};
 use super::tokenizer::TokenBatch;
 
 /// A compute device, written `cpu`, `cuda` or `cuda:N` in configuration.
@@ -80,7 +80,7 @@ fn to_vec<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec().unwrap()
 }
 
-impl<B: Backend> Encode for OnDevice<B>
+impl<B: ClipBackend> Encode for OnDevice<B>
 where
     ClipModel<B>: Send,
     B::Device: Send,

@@ -3,12 +3,13 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
 
+use super::backend::ClipBackend;
 use crate::clip::config::{Activation, TowerConfig};
 
 /// Parameters are overwritten by the weight file, so initialise them cheaply.
@@ -32,7 +33,7 @@ pub(crate) struct SelfAttention<B: Backend> {
     heads: usize,
 }
 
-impl<B: Backend> SelfAttention<B> {
+impl<B: ClipBackend> SelfAttention<B> {
     fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         Self {
@@ -70,11 +71,11 @@ pub(crate) struct Mlp<B: Backend> {
     activation: Activation,
 }
 
-impl<B: Backend> Mlp<B> {
+impl<B: ClipBackend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let h = self.fc1.forward(x);
         let h = match self.activation {
-            Activation::QuickGelu => h.clone() * sigmoid(h.mul_scalar(1.702)),
+            Activation::QuickGelu => B::quick_gelu(h),
             Activation::Gelu => gelu(h),
         };
         self.fc2.forward(h)
@@ -96,7 +97,7 @@ pub(crate) struct Encoder<B: Backend> {
     layers: Vec<EncoderLayer<B>>,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: ClipBackend> Encoder<B> {
     pub(crate) fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let layers = (0..config.num_hidden_layers)
             .map(|_| EncoderLayer {

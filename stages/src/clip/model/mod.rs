@@ -3,9 +3,11 @@
 //!
 //! burn's own transformer uses other parameter names and has no QuickGELU, so the blocks are
 //! built here from `Linear`, `LayerNorm` and `Embedding` (`layers`), with attention through
-//! the backend's fused `attention` op; `backend` names the CPU backend.
+//! the backend's fused `attention` op; `backend`: [`ClipBackend`], the CPU backend and its fused
+//! `kernels`.
 
 mod backend;
+mod kernels;
 mod layers;
 mod text;
 mod vision;
@@ -16,7 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
 
 use super::config::ClipConfig;
-pub use backend::{CpuBackend, CpuDevice};
+pub use backend::{ClipBackend, CpuBackend, CpuDevice};
 use layers::linear;
 use text::TextTransformer;
 use vision::VisionTransformer;
@@ -32,7 +34,7 @@ pub struct ClipModel<B: Backend> {
     logit_scale: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> ClipModel<B> {
+impl<B: ClipBackend> ClipModel<B> {
     /// A model of the given sizes with zeroed parameters, to be filled by
     /// [`load_safetensors`](super::load_safetensors).
     #[must_use]

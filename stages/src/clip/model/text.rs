@@ -6,6 +6,7 @@ use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use super::backend::ClipBackend;
 use super::layers::{layer_norm, Encoder};
 use super::vision::PositionEmbedding;
 use crate::clip::config::TowerConfig;
@@ -25,7 +26,7 @@ pub(crate) struct TextTransformer<B: Backend> {
     final_layer_norm: LayerNorm<B>,
 }
 
-impl<B: Backend> TextTransformer<B> {
+impl<B: ClipBackend> TextTransformer<B> {
     pub(crate) fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let token_embedding = EmbeddingConfig::new(config.vocab_size, config.hidden_size)
             .with_initializer(Initializer::Zeros)
