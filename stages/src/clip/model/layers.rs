@@ -5,8 +5,6 @@ use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::Tensor;
 
 use super::backend::ClipBackend;
@@ -48,16 +46,10 @@ impl<B: ClipBackend> SelfAttention<B> {
     /// `x`: `[batch × tokens, width]` rows of `batch` sequences of `tokens`; `causal`: each
     /// token attends only to itself and earlier tokens (the text tower).
     fn forward(&self, x: Tensor<B, 2>, batch: usize, causal: bool) -> Tensor<B, 2> {
-        let [rows, width] = x.dims();
-        let tokens = rows / batch;
-        let head_dim = width / self.heads;
-        let split = |t: Tensor<B, 2>| t.reshape([batch, tokens, self.heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(x.clone()));
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
-        // The backend's fused attention (scale 1/sqrt(head_dim), as CLIP's).
-        let options = AttentionModuleOptions { scale: None, softcap: None, is_causal: causal };
-        let context = attention(q, k, v, None, None, options).swap_dims(1, 2).reshape([rows, width]);
+        let q = self.q_proj.forward(x.clone());
+        let k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
+        let context = B::multi_head_attention(q, k, v, batch, self.heads, causal);
         self.out_proj.forward(context)
     }
 }
