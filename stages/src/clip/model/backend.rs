@@ -21,6 +21,13 @@ pub use burn::backend::flex::FlexDevice as CpuDevice;
 /// A burn backend that can run [`ClipModel`](super::ClipModel): the CLIP-specific operations,
 /// each with a default in burn tensor operations that a backend may replace with a fused kernel.
 pub trait ClipBackend: Backend {
+    /// Into how many sub-batches, encoded in parallel, to split a batch of `batch` rows; by
+    /// default 1 (the backend parallelises each operation itself).
+    fn sub_batches(batch: usize) -> usize {
+        let _ = batch;
+        1
+    }
+
     /// OpenAI's QuickGELU, `x · σ(1.702 x)`, element-wise.
     fn quick_gelu(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         x.clone() * sigmoid(x.mul_scalar(1.702))
@@ -64,6 +71,13 @@ fn values(t: &FlexTensor) -> &[f32] {
 
 /// One pass in place (when `x` is not shared) instead of three tensors.
 impl ClipBackend for CpuBackend {
+    /// One sub-batch per thread of the current rayon pool: each thread then runs whole
+    /// layers on its own rows, rather than every small operation being split over the pool
+    /// and joined (the operations still split when a thread is free, e.g. at batch 1).
+    fn sub_batches(batch: usize) -> usize {
+        rayon::current_num_threads().min(batch)
+    }
+
     fn quick_gelu(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         let mut t = contiguous(x);
         // unwrap: `t` is contiguous.

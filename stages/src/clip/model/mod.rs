@@ -12,10 +12,13 @@ mod layers;
 mod text;
 mod vision;
 
+use std::ops::Range;
+
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
+use rayon::prelude::*;
 
 use super::config::ClipConfig;
 pub use backend::{ClipBackend, CpuBackend, CpuDevice};
@@ -52,13 +55,30 @@ impl<B: ClipBackend> ClipModel<B> {
     /// Image embeddings (projected, not normalised): `pixels` `[batch, 3, side, side]` as
     /// [`preprocess`](super::preprocess_image) makes them → `[batch, projection_dim]`.
     pub fn encode_image(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.visual_projection.forward(self.vision_model.forward(pixels))
+        let batch = pixels.dims()[0];
+        self.in_sub_batches(batch, |rows| {
+            self.visual_projection.forward(self.vision_model.forward(pixels.clone().slice(rows)))
+        })
     }
 
     /// Text embeddings (projected, not normalised): token ids `[batch, context]` and the
     /// `<|endoftext|>` position of each row → `[batch, projection_dim]`.
     pub fn encode_text(&self, ids: Tensor<B, 2, Int>, eot: &[usize]) -> Tensor<B, 2> {
-        self.text_projection.forward(self.text_model.forward(ids, eot))
+        self.in_sub_batches(eot.len(), |rows| {
+            self.text_projection.forward(self.text_model.forward(ids.clone().slice(rows.clone()), &eot[rows]))
+        })
+    }
+
+    /// `encode(rows)` over [`ClipBackend::sub_batches`] consecutive row ranges in parallel,
+    /// the results concatenated in order.
+    fn in_sub_batches(&self, batch: usize, encode: impl Fn(Range<usize>) -> Tensor<B, 2> + Sync) -> Tensor<B, 2> {
+        let parts = B::sub_batches(batch);
+        if parts <= 1 {
+            return encode(0..batch);
+        }
+        let parts: Vec<Tensor<B, 2>> =
+            (0..parts).into_par_iter().map(|p| encode(p * batch / parts..(p + 1) * batch / parts)).collect();
+        Tensor::cat(parts, 0)
     }
 
     /// `exp(logit_scale)`, the factor CLIP multiplies cosine similarities by for its logits.
