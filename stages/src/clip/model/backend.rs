@@ -69,7 +69,7 @@ fn values(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>().unwrap()
 }
 
-/// One pass in place (when `x` is not shared) instead of three tensors.
+/// The CPU kernels of `kernels` in place of burn's tensor operations.
 impl ClipBackend for CpuBackend {
     /// One sub-batch per thread of the current rayon pool: each thread then runs whole
     /// layers on its own rows, rather than every small operation being split over the pool
@@ -78,6 +78,7 @@ impl ClipBackend for CpuBackend {
         rayon::current_num_threads().min(batch)
     }
 
+    /// One pass in place (when `x` is not shared) instead of three tensors.
     fn quick_gelu(x: Tensor<Self, 2>) -> Tensor<Self, 2> {
         let mut t = contiguous(x);
         // unwrap: `t` is contiguous.
