@@ -92,9 +92,9 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     sums.iter().sum::<f32>() + tail
 }
 
-/// `eˣ` to within 2 ulp over the `f32` range (Cephes' `expf` polynomial), written without
-/// branches or calls so that loops over it vectorise; arguments outside `[-87.3, 88.3]` are
-/// clamped, which gives the tiny or huge (finite) value the caller's formula needs.
+/// `eˣ` within 5e-7 relative error over the `f32` range (Cephes' `expf` polynomial), written
+/// without branches or calls so that loops over it vectorise; arguments outside `[-87.3, 88.3]`
+/// are clamped, which gives the tiny or huge (finite) value the caller's formula needs.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     // Rounds to the nearest integer by adding and removing 1.5 · 2²³ (exact in this range).
