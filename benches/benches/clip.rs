@@ -10,17 +10,18 @@
 
 use std::time::Duration;
 
-use burn::backend::NdArray;
 use burn::tensor::{Int, Tensor, TensorData};
-use cascade_stages::clip::{load_safetensors, preprocess_batch, preprocess_image, ClipConfig, ClipModel, ClipTokenizer};
+use cascade_stages::clip::{
+    load_safetensors, preprocess_batch, preprocess_image, ClipConfig, ClipModel, ClipTokenizer, CpuBackend, CpuDevice,
+};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-type B = NdArray<f32>;
+type B = CpuBackend;
 
 const CAPTION: &str = "A photograph of a red vintage car parked on a cobblestone street in the old town at sunset";
 
 fn model(config: &ClipConfig) -> ClipModel<B> {
-    let mut model = ClipModel::<B>::new(config, &Default::default());
+    let mut model = ClipModel::<B>::new(config, &CpuDevice);
     if let Some(path) = std::env::var_os("CLIP_WEIGHTS") {
         load_safetensors(&mut model, path.as_ref()).expect("CLIP_WEIGHTS");
     }
@@ -48,7 +49,7 @@ fn test_image() -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     let config = ClipConfig::vit_b_32();
     let model = model(&config);
-    let device = Default::default();
+    let device = CpuDevice;
     let side = config.vision_config.image_size;
     let pixels = preprocess_image(&test_image(), side as u32).expect("preprocess");
     let tokenizer = ClipTokenizer::new(77);
@@ -68,7 +69,11 @@ fn bench(c: &mut Criterion) {
     for &batch in &batches() {
         let input: Vec<f32> = pixels.iter().copied().cycle().take(batch * pixels.len()).collect();
         g.throughput(Throughput::Elements(batch as u64));
-        g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(if batch > 32 { 60 } else { 15 }));
+        g.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(if batch > 32 {
+            60
+        } else {
+            15
+        }));
         g.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
             b.iter(|| {
                 let t = Tensor::<B, 4>::from_data(TensorData::new(input.clone(), [batch, 3, side, side]), &device);

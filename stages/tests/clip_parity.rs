@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use cascade_stages::clip::{
-    decode_rgb, normalize, resize_and_crop, ClipConfig, ClipError, ClipFilter, ClipModel, ClipTokenizer, ModelSettings,
-    TokenBatch,
+    decode_rgb, normalize, resize_and_crop, ClipConfig, ClipError, ClipFilter, ClipModel, ClipTokenizer, CpuBackend,
+    CpuDevice, ModelSettings, TokenBatch,
 };
 use safetensors::SafeTensors;
 
@@ -138,7 +138,7 @@ fn ill_fitting_weights_are_an_error_listing_names() {
     let mut config = ClipConfig::from_json_file(&dir.join("model/config.json")).unwrap();
     config.text_config.num_hidden_layers = 3;
     config.vision_config.intermediate_size = 48;
-    let mut model = ClipModel::<burn::backend::NdArray<f32>>::new(&config, &Default::default());
+    let mut model = ClipModel::<CpuBackend>::new(&config, &CpuDevice);
     let err = cascade_stages::clip::load_safetensors(&mut model, &dir.join("model/model.safetensors")).unwrap_err();
     let ClipError::WeightMismatch { missing, mismatched, .. } = &err else { panic!("{err}") };
     assert!(missing.iter().any(|m| m.starts_with("text_model.encoder.layers.2.")), "{missing:?}");

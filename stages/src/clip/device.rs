@@ -1,4 +1,4 @@
-//! Where the model runs: burn's CPU backend (ndarray), or a CUDA GPU with the `cuda` feature.
+//! Where the model runs: burn's CPU backend (burn-flex), or a CUDA GPU with the `cuda` feature.
 
 use std::fmt;
 use std::str::FromStr;
@@ -8,14 +8,14 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::error::ClipError;
-use super::model::ClipModel;
+use super::model::{ClipBackend, ClipModel};
 use super::tokenizer::TokenBatch;
 
 /// A compute device, written `cpu`, `cuda` or `cuda:N` in configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum ClipDevice {
-    /// burn-ndarray on the CPU (its matrix products use all cores).
+    /// burn-flex on the CPU (its matrix products use the rayon pool's threads).
     #[default]
     Cpu,
     /// The CUDA GPU of this index (feature `cuda`).
@@ -80,7 +80,7 @@ fn to_vec<B: Backend>(t: Tensor<B, 2>) -> Vec<f32> {
     t.into_data().convert::<f32>().into_vec().unwrap()
 }
 
-impl<B: Backend> Encode for OnDevice<B>
+impl<B: ClipBackend> Encode for OnDevice<B>
 where
     ClipModel<B>: Send,
     B::Device: Send,

@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use super::config::ClipConfig;
 use super::device::{ClipDevice, Encode, OnDevice};
 use super::error::ClipError;
 use super::hub::{HubSettings, WeightsSource};
-use super::model::ClipModel;
+use super::model::{ClipBackend, ClipModel, CpuBackend, CpuDevice};
 use super::tokenizer::{ClipTokenizer, TokenBatch};
 use super::weights::load_safetensors;
 
@@ -50,7 +49,11 @@ impl std::fmt::Debug for ClipFilter {
     }
 }
 
-fn on_device<B: Backend>(config: &ClipConfig, weights: &Path, device: B::Device) -> Result<Box<dyn Encode>, ClipError>
+fn on_device<B: ClipBackend>(
+    config: &ClipConfig,
+    weights: &Path,
+    device: B::Device,
+) -> Result<Box<dyn Encode>, ClipError>
 where
     OnDevice<B>: Encode + 'static,
 {
@@ -92,9 +95,7 @@ impl ClipFilter {
         config.validate()?;
         let weights = resolved.weights.as_path();
         let encoder = match settings.device {
-            ClipDevice::Cpu => {
-                on_device::<burn::backend::NdArray<f32>>(&config, weights, burn::backend::ndarray::NdArrayDevice::Cpu)?
-            }
+            ClipDevice::Cpu => on_device::<CpuBackend>(&config, weights, CpuDevice)?,
             // burn-cuda panics when the driver cannot be loaded or the GPU does not exist.
             #[cfg(feature = "cuda")]
             ClipDevice::Cuda(index) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

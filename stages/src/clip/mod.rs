@@ -11,9 +11,10 @@
 //!   Hugging Face cache ([`HubSettings`]);
 //! - `options`: [`FilterOptions`], [`FilterSummary`], [`ShardOutputs`];
 //! - `config`: [`ClipConfig`], ViT-B/32 or a Hugging Face `config.json`;
-//! - `model`: [`ClipModel`], the network in burn, generic over the backend;
+//! - `model`: [`ClipModel`], the network in burn, generic over the backend; [`ClipBackend`], the
+//!   backends it runs on, with [`CpuBackend`] the one without a GPU (burn-flex);
 //! - `weights`: [`load_safetensors`], Hugging Face `CLIPModel` safetensors into the model;
-//! - `device`: [`ClipDevice`], CPU (burn-ndarray) or CUDA (feature `cuda`); `device_share`:
+//! - `device`: [`ClipDevice`], CPU (burn-flex) or CUDA (feature `cuda`); `device_share`:
 //!   a stage's workers spread over several GPUs;
 //! - `tokenizer`, `clean`: [`ClipTokenizer`], id-for-id with OpenAI's tokenizer;
 //! - `preprocess`, `resample`: OpenAI's image preprocessing with Pillow's exact bicubic;
@@ -56,8 +57,10 @@ pub use config::{Activation, ClipConfig, TowerConfig};
 pub use device::ClipDevice;
 pub use error::{ClipError, HubError};
 pub use filter::{ClipFilter, ModelSettings};
-pub use hub::{HubSettings, ResolvedWeights, WeightsSource, CONFIG_FILE, DEFAULT_ENDPOINT, DEFAULT_REVISION, WEIGHTS_FILE};
-pub use model::ClipModel;
+pub use hub::{
+    HubSettings, ResolvedWeights, WeightsSource, CONFIG_FILE, DEFAULT_ENDPOINT, DEFAULT_REVISION, WEIGHTS_FILE,
+};
+pub use model::{ClipBackend, ClipModel, CpuBackend, CpuDevice};
 pub use npy::EmbeddingDtype;
 pub use options::{FilterOptions, FilterSummary, ShardOutputs};
 pub use parquet_out::SAMPLE_SCHEMA;

@@ -118,7 +118,7 @@ mod tests {
     fn every_tensor_of_a_hugging_face_file_is_used() {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clip/fixtures/model");
         let config = crate::clip::ClipConfig::from_json_file(&dir.join("config.json")).unwrap();
-        let mut model = ClipModel::<burn::backend::NdArray<f32>>::new(&config, &Default::default());
+        let mut model = ClipModel::<crate::clip::CpuBackend>::new(&config, &crate::clip::CpuDevice);
         let result = apply(&mut model, &dir.join("model.safetensors")).unwrap();
         assert!(result.missing.is_empty() && result.errors.is_empty(), "{result}");
         assert_eq!(unused(&result), Vec::<&str>::new());

@@ -3,10 +3,11 @@
 
 use burn::module::Module;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Tensor};
+use burn::tensor::Tensor;
 
+use super::backend::ClipBackend;
 use crate::clip::config::{Activation, TowerConfig};
 
 /// Parameters are overwritten by the weight file, so initialise them cheaply.
@@ -30,7 +31,7 @@ pub(crate) struct SelfAttention<B: Backend> {
     heads: usize,
 }
 
-impl<B: Backend> SelfAttention<B> {
+impl<B: ClipBackend> SelfAttention<B> {
     fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let d = config.hidden_size;
         Self {
@@ -42,21 +43,13 @@ impl<B: Backend> SelfAttention<B> {
         }
     }
 
-    /// `x`: `[batch, tokens, width]`; `mask`: `[tokens, tokens]`, true where a query may not
-    /// look.
-    fn forward(&self, x: Tensor<B, 3>, mask: Option<&Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
-        let [batch, tokens, width] = x.dims();
-        let head_dim = width / self.heads;
-        let split = |t: Tensor<B, 3>| t.reshape([batch, tokens, self.heads, head_dim]).swap_dims(1, 2);
-        let q = split(self.q_proj.forward(x.clone())).mul_scalar((head_dim as f64).powf(-0.5));
-        let k = split(self.k_proj.forward(x.clone()));
-        let v = split(self.v_proj.forward(x));
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(mask) = mask {
-            let mask = mask.clone().unsqueeze::<4>().expand([batch, self.heads, tokens, tokens]);
-            scores = scores.mask_fill(mask, f32::NEG_INFINITY);
-        }
-        let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, tokens, width]);
+    /// `x`: `[batch × tokens, width]` rows of `batch` sequences of `tokens`; `causal`: each
+    /// token attends only to itself and earlier tokens (the text tower).
+    fn forward(&self, x: Tensor<B, 2>, batch: usize, causal: bool) -> Tensor<B, 2> {
+        let q = self.q_proj.forward(x.clone());
+        let k = self.k_proj.forward(x.clone());
+        let v = self.v_proj.forward(x);
+        let context = B::multi_head_attention(q, k, v, batch, self.heads, causal);
         self.out_proj.forward(context)
     }
 }
@@ -70,11 +63,11 @@ pub(crate) struct Mlp<B: Backend> {
     activation: Activation,
 }
 
-impl<B: Backend> Mlp<B> {
-    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+impl<B: ClipBackend> Mlp<B> {
+    fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         let h = self.fc1.forward(x);
         let h = match self.activation {
-            Activation::QuickGelu => h.clone() * sigmoid(h.mul_scalar(1.702)),
+            Activation::QuickGelu => B::quick_gelu(h),
             Activation::Gelu => gelu(h),
         };
         self.fc2.forward(h)
@@ -96,7 +89,7 @@ pub(crate) struct Encoder<B: Backend> {
     layers: Vec<EncoderLayer<B>>,
 }
 
-impl<B: Backend> Encoder<B> {
+impl<B: ClipBackend> Encoder<B> {
     pub(crate) fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let layers = (0..config.num_hidden_layers)
             .map(|_| EncoderLayer {
@@ -113,11 +106,15 @@ impl<B: Backend> Encoder<B> {
         Self { layers }
     }
 
-    pub(crate) fn forward(&self, mut x: Tensor<B, 3>, mask: Option<&Tensor<B, 2, Bool>>) -> Tensor<B, 3> {
+    /// `x`: `[batch, tokens, width]`; `causal` as in [`SelfAttention`]. The blocks run on the
+    /// `[batch × tokens, width]` rows, so each linear layer is one large matrix product.
+    pub(crate) fn forward(&self, x: Tensor<B, 3>, causal: bool) -> Tensor<B, 3> {
+        let [batch, tokens, width] = x.dims();
+        let mut x = x.reshape([batch * tokens, width]);
         for layer in &self.layers {
-            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), mask);
+            x = x.clone() + layer.self_attn.forward(layer.layer_norm1.forward(x), batch, causal);
             x = x.clone() + layer.mlp.forward(layer.layer_norm2.forward(x));
         }
-        x
+        x.reshape([batch, tokens, width])
     }
 }

@@ -2,18 +2,26 @@
 //! parameter names so that `model.safetensors` loads by path.
 //!
 //! burn's own transformer uses other parameter names and has no QuickGELU, so the blocks are
-//! built here from `Linear`, `LayerNorm` and `Embedding` (`layers`).
+//! built here from `Linear`, `LayerNorm` and `Embedding` (`layers`), with attention through
+//! the backend's fused `attention` op; `backend`: [`ClipBackend`], the CPU backend and its fused
+//! `kernels`.
 
+mod backend;
+mod kernels;
 mod layers;
 mod text;
 mod vision;
+
+use std::ops::Range;
 
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor};
+use rayon::prelude::*;
 
 use super::config::ClipConfig;
+pub use backend::{ClipBackend, CpuBackend, CpuDevice};
 use layers::linear;
 use text::TextTransformer;
 use vision::VisionTransformer;
@@ -29,7 +37,7 @@ pub struct ClipModel<B: Backend> {
     logit_scale: Param<Tensor<B, 1>>,
 }
 
-impl<B: Backend> ClipModel<B> {
+impl<B: ClipBackend> ClipModel<B> {
     /// A model of the given sizes with zeroed parameters, to be filled by
     /// [`load_safetensors`](super::load_safetensors).
     #[must_use]
@@ -47,13 +55,30 @@ impl<B: Backend> ClipModel<B> {
     /// Image embeddings (projected, not normalised): `pixels` `[batch, 3, side, side]` as
     /// [`preprocess`](super::preprocess_image) makes them → `[batch, projection_dim]`.
     pub fn encode_image(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.visual_projection.forward(self.vision_model.forward(pixels))
+        let batch = pixels.dims()[0];
+        self.in_sub_batches(batch, |rows| {
+            self.visual_projection.forward(self.vision_model.forward(pixels.clone().slice(rows)))
+        })
     }
 
     /// Text embeddings (projected, not normalised): token ids `[batch, context]` and the
     /// `<|endoftext|>` position of each row → `[batch, projection_dim]`.
     pub fn encode_text(&self, ids: Tensor<B, 2, Int>, eot: &[usize]) -> Tensor<B, 2> {
-        self.text_projection.forward(self.text_model.forward(ids, eot))
+        self.in_sub_batches(eot.len(), |rows| {
+            self.text_projection.forward(self.text_model.forward(ids.clone().slice(rows.clone()), &eot[rows]))
+        })
+    }
+
+    /// `encode(rows)` over [`ClipBackend::sub_batches`] consecutive row ranges in parallel,
+    /// the results concatenated in order.
+    fn in_sub_batches(&self, batch: usize, encode: impl Fn(Range<usize>) -> Tensor<B, 2> + Sync) -> Tensor<B, 2> {
+        let parts = B::sub_batches(batch);
+        if parts <= 1 {
+            return encode(0..batch);
+        }
+        let parts: Vec<Tensor<B, 2>> =
+            (0..parts).into_par_iter().map(|p| encode(p * batch / parts..(p + 1) * batch / parts)).collect();
+        Tensor::cat(parts, 0)
     }
 
     /// `exp(logit_scale)`, the factor CLIP multiplies cosine similarities by for its logits.

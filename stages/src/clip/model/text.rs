@@ -4,8 +4,9 @@
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 
+use super::backend::ClipBackend;
 use super::layers::{layer_norm, Encoder};
 use super::vision::PositionEmbedding;
 use crate::clip::config::TowerConfig;
@@ -25,7 +26,7 @@ pub(crate) struct TextTransformer<B: Backend> {
     final_layer_norm: LayerNorm<B>,
 }
 
-impl<B: Backend> TextTransformer<B> {
+impl<B: ClipBackend> TextTransformer<B> {
     pub(crate) fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let token_embedding = EmbeddingConfig::new(config.vocab_size, config.hidden_size)
             .with_initializer(Initializer::Zeros)
@@ -48,9 +49,8 @@ impl<B: Backend> TextTransformer<B> {
         let positions = self.embeddings.position_embedding.weight.val().narrow(0, 0, context);
         let x = self.embeddings.token_embedding.forward(ids) + positions.unsqueeze::<3>();
         let width = x.dims()[2];
-        // True above the diagonal: a token never attends to later tokens.
-        let causal = Tensor::<B, 2, Bool>::tril_mask([context, context], 0, &device);
-        let x = self.final_layer_norm.forward(self.encoder.forward(x, Some(&causal)));
+        // Causal: a token never attends to later tokens.
+        let x = self.final_layer_norm.forward(self.encoder.forward(x, true));
         let rows: Vec<i64> = eot.iter().enumerate().map(|(b, &p)| (b * context + p) as i64).collect();
         let rows = Tensor::<B, 1, Int>::from_data(TensorData::new(rows, [batch]), &device);
         x.reshape([batch * context, width]).select(0, rows)

@@ -6,6 +6,7 @@ use burn::nn::LayerNorm;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use super::backend::ClipBackend;
 use super::layers::{layer_norm, Encoder};
 use crate::clip::config::TowerConfig;
 
@@ -49,13 +50,15 @@ pub(crate) struct VisionTransformer<B: Backend> {
     patch_size: usize,
 }
 
-impl<B: Backend> VisionTransformer<B> {
+impl<B: ClipBackend> VisionTransformer<B> {
     pub(crate) fn new(config: &TowerConfig, device: &B::Device) -> Self {
         let (width, patch) = (config.hidden_size, config.patch_size);
         Self {
             embeddings: VisionEmbeddings {
                 class_embedding: Param::from_tensor(Tensor::zeros([width], device)),
-                patch_embedding: PatchEmbedding { weight: Param::from_tensor(Tensor::zeros([width, 3, patch, patch], device)) },
+                patch_embedding: PatchEmbedding {
+                    weight: Param::from_tensor(Tensor::zeros([width, 3, patch, patch], device)),
+                },
                 position_embedding: PositionEmbedding::new(config.vision_tokens(), width, device),
             },
             pre_layernorm: layer_norm(config, device),
@@ -81,7 +84,7 @@ impl<B: Backend> VisionTransformer<B> {
         let class = self.embeddings.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let tokens = Tensor::cat(vec![class, embedded], 1);
         let x = tokens + self.embeddings.position_embedding.weight.val().unsqueeze::<3>();
-        let x = self.encoder.forward(self.pre_layernorm.forward(x), None);
+        let x = self.encoder.forward(self.pre_layernorm.forward(x), false);
         let pooled = x.slice([0..batch, 0..1, 0..width]).reshape([batch, width]);
         self.post_layernorm.forward(pooled)
     }
