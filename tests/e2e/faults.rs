@@ -37,6 +37,15 @@ fn status(url: &str) -> (u16, Option<String>) {
     }
 }
 
+/// The store of a two-stage pipeline on `db`, read directly beside the daemon.
+fn two_stage_store(db: &TestDatabase) -> JobStore {
+    let config = StoreConfig {
+        stage_names: [Some("a".into()), Some("b".into()), None, None, None],
+        ..StoreConfig::default()
+    };
+    JobStore::open(&DatabaseUrl::parse(&db.url_string()), config, Arc::new(SystemClock), 2).unwrap()
+}
+
 #[test]
 fn a_pipeline_survives_database_and_worker_network_faults_with_nothing_lost() {
     let db = TestDatabase::postgres();
@@ -72,17 +81,7 @@ fn a_pipeline_survives_database_and_worker_network_faults_with_nothing_lost() {
         .spawn()
         .expect("the remote worker starts");
 
-    let store = JobStore::open(
-        &DatabaseUrl::parse(&db.url_string()),
-        StoreConfig {
-            project: "faults".into(),
-            stage_names: [Some("a".into()), Some("b".into()), None, None, None],
-            ..StoreConfig::default()
-        },
-        Arc::new(SystemClock),
-        2,
-    )
-    .unwrap();
+    let store = two_stage_store(&db);
     let done = || store.stage_counts().map_or(0, |counts| counts[1].done);
     wait_until("some jobs are done", Duration::from_secs(60), || done() >= 20);
 
@@ -160,17 +159,7 @@ fn a_worker_frozen_past_its_lease_cannot_complete_the_job_it_held() {
         .stdout(Stdio::null())
         .spawn()
         .expect("the remote worker starts");
-    let store = JobStore::open(
-        &DatabaseUrl::parse(&db.url_string()),
-        StoreConfig {
-            project: "freeze".into(),
-            stage_names: [Some("a".into()), Some("b".into()), None, None, None],
-            ..StoreConfig::default()
-        },
-        Arc::new(SystemClock),
-        2,
-    )
-    .unwrap();
+    let store = two_stage_store(&db);
     let mut held = None;
     wait_until("the remote worker holds a job", Duration::from_secs(60), || {
         let workers = store.workers(Some(StageId::B), 0, 50).map(|page| page.items).unwrap_or_default();

@@ -173,11 +173,7 @@ pub(crate) fn run_jobs(cli: &Cli, args: &JobsArgs) -> anyhow::Result<()> {
             println!("Requeued {jobs} failed jobs.");
         }
         JobsAction::Cancel(selection) => {
-            let selection = selection.to_selection();
-            if selection.is_everything() {
-                anyhow::bail!("name a stage (--stage) or job numbers to cancel; nothing was changed");
-            }
-            let jobs = operator.cancel(&selection)?;
+            let jobs = operator.cancel(&selection.to_selection())?;
             println!("Cancelled {jobs} jobs.");
         }
         JobsAction::Add(list) => {

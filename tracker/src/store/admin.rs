@@ -116,11 +116,23 @@ fn select_jobs(
     Ok(found)
 }
 
-/// Records `kind` in the history of each job of `found`, with the actor as its detail.
-fn record_each(tx: &mut WriteTx<'_>, found: &[(i64, String)], kind: &'static str, actor: &str, now: i64) {
+/// Records `kind` (also the action's name) in the history of each job of `found`, with the
+/// actor as its detail, and the action in the log; returns how many jobs it changed.
+fn log_job_action(
+    tx: &mut WriteTx<'_>,
+    found: &[(i64, String)],
+    kind: &'static str,
+    selection: &JobSelection,
+    actor: &str,
+    now: i64,
+) -> Result<usize, TrackerError> {
     for (id, stage) in found {
         tx.record(*id, stage, kind, None, now, Some(actor));
     }
+    let detail = format!("{}: {} jobs", selection.describe(), found.len());
+    log_action(tx, now, actor, kind, &detail)?;
+    tracing::info!(by = %actor, action = kind, %detail, "Operator action on jobs.");
+    Ok(found.len())
 }
 
 impl JobStore {
@@ -149,11 +161,7 @@ impl JobStore {
                     ));
                 per_backend!(conn, |c| update.execute(c))?;
             }
-            record_each(tx, &found, event::REQUEUE, &actor, now);
-            let detail = format!("{}: {} jobs", selection.describe(), found.len());
-            log_action(tx, now, &actor, "requeue", &detail)?;
-            tracing::info!(by = %actor, %detail, "Operator requeued failed jobs.");
-            Ok(found.len())
+            log_job_action(tx, &found, event::REQUEUE, &selection, &actor, now)
         })
     }
 
@@ -162,8 +170,14 @@ impl JobStore {
     /// refused). A cancelled job can be requeued. Returns how many were cancelled.
     ///
     /// # Errors
-    /// Database errors.
+    /// [`TrackerError::InvalidJobs`] for a selection naming neither a stage nor jobs (cancelling
+    /// everything is not an action to take by omission); database errors.
     pub fn cancel_jobs(&self, selection: &JobSelection, actor: &str) -> Result<usize, TrackerError> {
+        if selection.is_everything() {
+            return Err(TrackerError::InvalidJobs(
+                "name a stage or job numbers to cancel; nothing was changed".to_owned(),
+            ));
+        }
         let now = self.now_ms();
         let (selection, actor) = (selection.clone(), actor.to_owned());
         self.pools.write(move |tx| {
@@ -185,11 +199,7 @@ impl JobStore {
                     ));
                 per_backend!(conn, |c| update.execute(c))?;
             }
-            record_each(tx, &found, event::CANCEL, &actor, now);
-            let detail = format!("{}: {} jobs", selection.describe(), found.len());
-            log_action(tx, now, &actor, "cancel", &detail)?;
-            tracing::info!(by = %actor, %detail, "Operator cancelled jobs.");
-            Ok(found.len())
+            log_job_action(tx, &found, event::CANCEL, &selection, &actor, now)
         })
     }
 
