@@ -6,7 +6,8 @@
 //! - [`Daemon`]: a running `cascade serve` child process, killable with SIGKILL and restartable.
 //! - [`python_with_distcompute`]: a Python interpreter that can import `distcompute_client`;
 //!   [`python_with_data_libraries`]: the same with numpy and pyarrow;
-//!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0.
+//!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0;
+//!   [`python_with_schemathesis`]: one with `schemathesis`, the API fuzzer.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 
@@ -222,6 +223,40 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
     }
 }
 
+/// A Python interpreter that can import `modules`: the one `env_var` names, or the one of the
+/// workspace's virtual environment `folder`, created and filled with `requirements` from PyPI
+/// on first use (as `.ci/run` does).
+///
+/// # Panics
+/// When no such interpreter can be found or made.
+fn python_in_venv(env_var: &str, folder: &str, requirements: &[&str], modules: &str) -> PathBuf {
+    let can_import = |python: &Path| {
+        Command::new(python)
+            .args(["-c", &format!("import {modules}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if let Ok(python) = std::env::var(env_var) {
+        let python = PathBuf::from(python);
+        assert!(can_import(&python), "{env_var} cannot import {modules}");
+        return python;
+    }
+    let venv = workspace_root().join(folder);
+    let python = venv.join("bin/python");
+    if !can_import(&python) {
+        let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
+        assert!(created.is_ok_and(|s| s.success()), "python3 -m venv failed");
+        let installed = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
+            .args(requirements)
+            .status();
+        assert!(installed.is_ok_and(|s| s.success()), "pip install {requirements:?} failed");
+    }
+    assert!(can_import(&python), "{} cannot import {modules}", python.display());
+    python
+}
+
 /// A Python interpreter with `distcompute-client==1.0.0` importable: `CASCADE_TEST_PYTHON`, or
 /// the workspace's `.venv` (created and filled from PyPI on first use, as `.ci/run` does).
 ///
@@ -229,31 +264,7 @@ pub fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 /// When no such interpreter can be found or made.
 pub fn python_with_distcompute() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let can_import = |python: &Path| {
-            Command::new(python)
-                .args(["-c", "import distcompute_client"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if let Ok(python) = std::env::var("CASCADE_TEST_PYTHON") {
-            let python = PathBuf::from(python);
-            assert!(can_import(&python), "CASCADE_TEST_PYTHON cannot import distcompute_client");
-            return python;
-        }
-        let venv = workspace_root().join(".venv");
-        let python = venv.join("bin/python");
-        if !can_import(&python) {
-            let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-            assert!(created.is_ok_and(|s| s.success()), "python3 -m venv failed");
-            let installed = Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "distcompute-client==1.0.0"])
-                .status();
-            assert!(installed.is_ok_and(|s| s.success()), "pip install distcompute-client failed");
-        }
-        assert!(can_import(&python), "{} cannot import distcompute_client", python.display());
-        python
-    })
+    PYTHON.get_or_init(|| python_in_venv("CASCADE_TEST_PYTHON", ".venv", &["distcompute-client==1.0.0"], "distcompute_client"))
 }
 
 /// [`python_with_distcompute`] with numpy, pyarrow and webdataset importable too (installed from PyPI into
@@ -291,29 +302,27 @@ pub const IMG2DATASET_REQUIREMENT: &str = "img2dataset==1.47.0";
 pub fn python_with_img2dataset() -> &'static Path {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
-        let can_import = |python: &Path| {
-            Command::new(python)
-                .args(["-c", "import img2dataset, cv2, pyarrow"])
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if let Ok(python) = std::env::var("CASCADE_TEST_IMG2DATASET_PYTHON") {
-            let python = PathBuf::from(python);
-            assert!(can_import(&python), "CASCADE_TEST_IMG2DATASET_PYTHON cannot import img2dataset");
-            return python;
-        }
-        let venv = workspace_root().join(".venv-img2dataset");
-        let python = venv.join("bin/python");
-        if !can_import(&python) {
-            let created = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-            assert!(created.is_ok_and(|s| s.success()), "python3 -m venv failed");
-            let installed = Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", IMG2DATASET_REQUIREMENT])
-                .status();
-            assert!(installed.is_ok_and(|s| s.success()), "pip install {IMG2DATASET_REQUIREMENT} failed");
-        }
-        assert!(can_import(&python), "{} cannot import img2dataset", python.display());
-        python
+        python_in_venv(
+            "CASCADE_TEST_IMG2DATASET_PYTHON",
+            ".venv-img2dataset",
+            &[IMG2DATASET_REQUIREMENT],
+            "img2dataset, cv2, pyarrow",
+        )
+    })
+}
+
+/// The `schemathesis` release that fuzzes the HTTP API from its OpenAPI description.
+pub const SCHEMATHESIS_REQUIREMENT: &str = "schemathesis==4.32.5";
+
+/// A Python interpreter with [`SCHEMATHESIS_REQUIREMENT`] importable:
+/// `CASCADE_TEST_SCHEMATHESIS_PYTHON`, or the workspace's `.venv-schemathesis` (created and
+/// filled from PyPI on first use, as `.ci/run` does). Its `schemathesis` command sits next to it.
+///
+/// # Panics
+/// When no such interpreter can be found or made.
+pub fn python_with_schemathesis() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        python_in_venv("CASCADE_TEST_SCHEMATHESIS_PYTHON", ".venv-schemathesis", &[SCHEMATHESIS_REQUIREMENT], "schemathesis")
     })
 }

@@ -16,14 +16,74 @@ use std::fmt;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::stage::StageId;
 
 /// A job's number: its identity in every stage, on the wire and in the database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 #[serde(transparent)]
 pub struct JobId(pub i64);
+
+impl<'de> Deserialize<'de> for JobId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        whole_number(deserializer).map(Self)
+    }
+}
+
+/// Reads a JSON integer, also when written with a zero fraction (`7.0`), as JSON Schema's
+/// `integer` allows and some JSON encoders write it.
+///
+/// # Errors
+/// A fraction, a number outside `i64`, or anything but a number.
+pub fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    struct Whole;
+    impl Visitor<'_> for Whole {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<i64, E> {
+            Ok(value)
+        }
+
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<i64, E> {
+            i64::try_from(value).map_err(|_| E::invalid_value(Unexpected::Unsigned(value), &self))
+        }
+
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<i64, E> {
+            // Past 2^53 a float no longer tells neighbouring integers apart.
+            const LIMIT: f64 = 9_007_199_254_740_992.0;
+            if value.fract() == 0.0 && (-LIMIT..=LIMIT).contains(&value) {
+                Ok(value as i64)
+            } else {
+                Err(E::invalid_value(Unexpected::Float(value), &self))
+            }
+        }
+    }
+    deserializer.deserialize_any(Whole)
+}
+
+/// [`whole_number`] for a list of numbers.
+///
+/// # Errors
+/// Anything but a list of whole numbers.
+pub fn whole_numbers<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+    Ok(Vec::<JobId>::deserialize(deserializer)?.into_iter().map(|number| number.0).collect())
+}
+
+/// [`whole_number`] for a count that cannot be negative.
+///
+/// # Errors
+/// Anything but a whole number from 0 up.
+pub fn whole_count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = whole_number(deserializer)?;
+    u64::try_from(value).map_err(|_| de::Error::invalid_value(Unexpected::Signed(value), &"a count from 0 up"))
+}
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -33,9 +93,15 @@ impl fmt::Display for JobId {
 
 /// The fencing token of one lease: it grows with every claim of the job, so an outcome sent
 /// under an older lease is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 #[serde(transparent)]
 pub struct LeaseEpoch(pub i64);
+
+impl<'de> Deserialize<'de> for LeaseEpoch {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        whole_number(deserializer).map(Self)
+    }
+}
 
 /// A worker's credential, given at registration and sent with every later call. Never shown
 /// in listings or logs, and never stored: the database keeps its SHA-256 digest
@@ -105,6 +171,17 @@ impl From<WorkerToken> for String {
     }
 }
 
+impl utoipa::PartialSchema for WorkerToken {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A worker's credential, as `/api/new` gave it."))
+            .into()
+    }
+}
+
+impl ToSchema for WorkerToken {}
+
 impl fmt::Debug for WorkerToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("WorkerToken(…)")
@@ -112,7 +189,7 @@ impl fmt::Debug for WorkerToken {
 }
 
 /// What a new worker is told (also the answer of `GET /api/new`, field for field).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Registration {
     /// The worker's credential; sent with every later request.
     pub token: WorkerToken,
@@ -125,7 +202,7 @@ pub struct Registration {
 }
 
 /// A job handed to a worker (the answer of `POST /v1/lease/claim`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClaimedJob {
     /// The job.
     pub number: JobId,
@@ -159,7 +236,7 @@ pub struct HeldLease {
 }
 
 /// Where a completed job went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Completion {
     /// The job.
     pub number: JobId,
@@ -181,31 +258,35 @@ pub struct FlagOutcome {
 }
 
 /// Query of `GET /api/new`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct NewWorkerQuery {
-    /// Owner's nickname (leaderboard key).
+    /// Owner's nickname (leaderboard key), at most 128 characters.
     pub nickname: String,
     /// Stage letter.
+    #[param(value_type = StageId)]
     pub stage: String,
 }
 
 /// Query of `GET /api/jobCount`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StageQuery {
     /// Stage letter.
+    #[param(value_type = StageId)]
     pub stage: String,
 }
 
 /// Body of the calls that take only a token: `/api/newJob`, `/api/validateWorker`,
 /// `/api/bye`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenBody {
     /// The worker's token.
     pub token: WorkerToken,
 }
 
 /// Answer of `POST /api/newJob`: exactly the two fields distcompute workers read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NewJobAnswer {
     /// The job's input at this stage (opaque text; `<!json!>`-prefixed for JSON).
     pub data: String,
@@ -214,7 +295,7 @@ pub struct NewJobAnswer {
 }
 
 /// Body of `POST /api/updateProgress`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProgressBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -223,7 +304,7 @@ pub struct ProgressBody {
 }
 
 /// Body of `POST /api/flagInvalidData`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FlagBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -240,7 +321,7 @@ pub struct FlagBody {
 }
 
 /// Body of `POST /api/completeJob`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CompleteBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -249,7 +330,7 @@ pub struct CompleteBody {
 }
 
 /// Body of `POST /v1/lease/claim`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ClaimBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -259,7 +340,7 @@ pub struct ClaimBody {
 }
 
 /// Body of `POST /v1/lease/complete`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LeaseCompleteBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -275,7 +356,7 @@ pub struct LeaseCompleteBody {
 }
 
 /// Body of `POST /v1/lease/release`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ReleaseBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -293,7 +374,7 @@ pub fn named_lease(number: Option<JobId>, lease: Option<LeaseEpoch>) -> Option<H
 }
 
 /// Answer of `POST /v1/lease/complete`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CompleteAnswer {
     /// Where the completed job went.
     pub completion: Completion,
@@ -302,7 +383,7 @@ pub struct CompleteAnswer {
 }
 
 /// Body of `POST /v1/lease/retry`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RetryBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -313,13 +394,14 @@ pub struct RetryBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseEpoch>,
     /// Delay before the job may be handed out again, in milliseconds (at most one day).
+    #[serde(deserialize_with = "whole_count")]
     pub retry_after_ms: u64,
     /// What went wrong.
     pub reason: String,
 }
 
 /// Body of `POST /v1/lease/fail`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct FailBody {
     /// The worker's token.
     pub token: WorkerToken,
@@ -455,5 +537,22 @@ mod tests {
     #[test]
     fn a_token_never_shows_in_debug_output() {
         assert!(!format!("{:?}", WorkerToken::new("secret")).contains("secret"));
+    }
+
+    #[test]
+    fn numbers_are_whole_also_with_a_zero_fraction() {
+        let number = |json: &str| serde_json::from_str::<JobId>(json).map(|id| id.0).map_err(|e| e.to_string());
+        assert_eq!(number("7"), Ok(7));
+        assert_eq!(number("-7.0"), Ok(-7));
+        assert_eq!(number("1843623965974757.0"), Ok(1_843_623_965_974_757), "parsed exactly");
+        assert!(number("7.5").is_err());
+        assert!(number("1e300").is_err());
+        assert!(number("18446744073709551615").is_err(), "past i64");
+        assert!(number("\"7\"").is_err());
+        let retry: Result<RetryBody, _> =
+            serde_json::from_str(r#"{"token": "t", "retry_after_ms": -1, "reason": "r"}"#);
+        assert!(retry.is_err(), "a negative delay is refused");
+        let retry: RetryBody = serde_json::from_str(r#"{"token": "t", "retry_after_ms": 1000.0, "reason": "r"}"#).unwrap();
+        assert_eq!(retry.retry_after_ms, 1000);
     }
 }

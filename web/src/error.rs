@@ -9,6 +9,8 @@ use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use cascade_tracker::{StageId, TrackerError};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The standard answer for an unknown token.
 pub const UNKNOWN_WORKER: &str = "The server could not find this worker. Did the worker time out?";
@@ -20,6 +22,28 @@ pub const NO_OPEN_JOB: &str = "You do not have an open job.";
 pub const NOT_WORKING: &str = "This worker is not currently working on a job.";
 /// The answer when the worker's lease expired and the job went back to the pool.
 pub const LEASE_LOST: &str = "Your lease on this job has expired and the job was re-opened for other workers.";
+
+/// The body of a 422 answer, shaped as FastAPI's (the original tracker's) validation errors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationError {
+    /// What is wrong; one entry.
+    pub detail: Vec<ValidationDetail>,
+}
+
+/// One validation problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationDetail {
+    /// Always `value_error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Where: `["body"]` or `["query"]`.
+    pub loc: Vec<&'static str>,
+    /// What is wrong.
+    pub msg: String,
+    /// Always `null`.
+    #[schema(value_type = Option<String>)]
+    pub input: Option<()>,
+}
 
 /// An HTTP error: a status and the text or JSON the client sees.
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +149,14 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         match self {
             Self::Refused { message, .. } => response.content_type(ContentType::plaintext()).body(message.clone()),
-            Self::Unprocessable { location, message } => response.json(serde_json::json!({
-                "detail": [{"type": "value_error", "loc": [location], "msg": message, "input": null}]
-            })),
+            Self::Unprocessable { location, message } => response.json(ValidationError {
+                detail: vec![ValidationDetail {
+                    kind: "value_error",
+                    loc: vec![location],
+                    msg: message.clone(),
+                    input: None,
+                }],
+            }),
             Self::TooLarge { limit } => response
                 .content_type(ContentType::plaintext())
                 .body(format!("Request body larger than {limit} bytes.")),

@@ -19,10 +19,11 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use cascade_tracker::StageId;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The figures of one local stage pool at one moment (what the engine reports about a pool,
 /// and what the dashboard and `/metrics` show).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PoolSnapshot {
     /// The stage the pool serves; one pool per stage.
     pub stage: StageId,

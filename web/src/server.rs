@@ -70,13 +70,33 @@ impl Default for ServerConfig {
     }
 }
 
-/// Registers `route` at `path`, answering other methods with `405 Method Not Allowed`.
-pub(crate) fn endpoint(config: &mut web::ServiceConfig, path: &str, route: Route) {
-    config.service(web::resource(path).route(route).default_service(web::to(method_not_allowed)));
+/// Registers `route` for GET requests at `path`, answering other methods with `405 Method Not
+/// Allowed`.
+pub(crate) fn get(config: &mut web::ServiceConfig, path: &str, route: Route) {
+    endpoint(config, path, Method::GET, route);
 }
 
-async fn method_not_allowed() -> HttpResponse {
-    HttpResponse::MethodNotAllowed().content_type(ContentType::plaintext()).body("Method Not Allowed")
+/// Registers `route` for POST requests at `path`, answering other methods with `405 Method Not
+/// Allowed`.
+pub(crate) fn post(config: &mut web::ServiceConfig, path: &str, route: Route) {
+    endpoint(config, path, Method::POST, route);
+}
+
+/// Registers `route` for `method` at `path`; other methods get 405 with the `Allow` header.
+fn endpoint(config: &mut web::ServiceConfig, path: &str, method: Method, route: Route) {
+    let allow = method.to_string();
+    config.service(
+        web::resource(path)
+            .route(route.method(method))
+            .default_service(web::to(move || method_not_allowed(allow.clone()))),
+    );
+}
+
+async fn method_not_allowed(allow: String) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allow))
+        .content_type(ContentType::plaintext())
+        .body("Method Not Allowed")
 }
 
 async fn not_found() -> HttpResponse {
@@ -198,6 +218,7 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
                     .configure(api::dashboard::routes)
                     .configure(dashboard::routes)
                     .configure(metrics::routes)
+                    .configure(api::openapi::routes)
                     .default_service(web::to(not_found)),
             );
     }
@@ -205,7 +226,7 @@ pub fn configure(store: JobStore, config: &ServerConfig) -> impl FnOnce(&mut web
 
 /// Whether requests to `path` present a worker token, a worker key or an admin token (and so
 /// count towards, and are refused by, the bad-token limit).
-fn takes_token(path: &str) -> bool {
+pub(crate) fn takes_token(path: &str) -> bool {
     (path.starts_with("/api/") && path != "/api/jobCount")
         || path.starts_with("/v1/lease/")
         || path.starts_with("/v1/admin/")

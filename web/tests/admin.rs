@@ -159,7 +159,9 @@ fn requeue_cancel_and_the_action_log_over_http() {
     let job = worker.new_job().unwrap();
     assert_eq!(job.number, cascade_tracker::JobId(1));
     let (status, body) = post(&url, "/v1/admin/jobs/cancel", Some(TOKEN), "{}");
-    assert_eq!(status, 400, "cancelling everything needs a stage or numbers: {body}");
+    assert_eq!(status, 403, "cancelling everything needs a stage or numbers: {body}");
+    let (status, body) = post(&url, "/v1/admin/jobs/requeue", Some(TOKEN), "[]");
+    assert_eq!(status, 422, "a list is not a selection (it would read as every job): {body}");
     assert_eq!(admin.cancel(&JobSelection { stage: None, numbers: vec![1, 2] }).unwrap(), 2);
     assert!(worker.complete_job("late").is_err(), "the cancelled job's lease is void");
     assert_eq!(store.job(1).unwrap().summary.error.as_deref().map(|e| e.starts_with("cancelled by admin@")), Some(true));

@@ -39,8 +39,8 @@ fn pages_answer_without_data_and_never_fail() {
 
     let refused = [
         ("/worker/cpu/nobody-here-1", 404, "Worker not found."),
-        ("/worker/CPU/x", 400, "Invalid worker stage."),
-        ("/worker/c/x", 400, "Invalid worker stage."),
+        ("/worker/CPU/x", 404, "No such stage."),
+        ("/worker/c/x", 404, "No such stage."),
         ("/web/job/1", 404, "Job 1 does not exist."),
         ("/web/job/one", 400, "Invalid job number: &#39;one&#39;."),
     ];

@@ -4,6 +4,7 @@
 
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::jobs::append_in;
 use super::views::JobState;
@@ -18,13 +19,13 @@ const ID_CHUNK: usize = 1000;
 
 /// The jobs an operator action applies to: those at `stage` (any stage when `None`), and of
 /// those only `numbers` when it is not empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct JobSelection {
     /// Only jobs at this stage.
     #[serde(default)]
     pub stage: Option<StageId>,
     /// Only these job numbers (all matching jobs when empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::protocol::whole_numbers")]
     pub numbers: Vec<i64>,
 }
 
@@ -55,7 +56,7 @@ impl JobSelection {
 }
 
 /// One entry of the operator action log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AdminAction {
     /// When, Unix ms.
     pub at: i64,
@@ -68,7 +69,7 @@ pub struct AdminAction {
 }
 
 /// A stage an operator paused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PausedStage {
     /// The stage.
     pub stage: StageId,

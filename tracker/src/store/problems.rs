@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::jobs::SummaryRow;
 use super::views::{JobState, JobSummary, Page};
@@ -13,7 +14,7 @@ use crate::db::schema::{job_events, jobs};
 use crate::error::TrackerError;
 
 /// A failed job, or one with invalid-input reports at its current stage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProblemJob {
     /// Where the job is.
     pub summary: JobSummary,

@@ -5,6 +5,7 @@ use diesel::dsl::{count_star, min};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::views::{JobState, LeaderboardEntry, Page, WorkerView};
 use super::JobStore;
@@ -17,7 +18,7 @@ use crate::stage::StageId;
 const ETA_WINDOW_MS: i64 = 60 * 60 * 1000;
 
 /// Job counts of one stage.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StageCounts {
     /// The stage.
     pub stage: StageId,
@@ -36,7 +37,7 @@ pub struct StageCounts {
 }
 
 /// Progress of the whole pipeline and its expected end.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Eta {
     /// All jobs.
     pub total: i64,
@@ -52,7 +53,7 @@ pub struct Eta {
 }
 
 /// Completions at one stage during one minute.
-#[derive(Debug, Clone, Serialize, QueryableByName)]
+#[derive(Debug, Clone, Serialize, QueryableByName, ToSchema)]
 pub struct ThroughputPoint {
     /// The stage's letter.
     #[diesel(sql_type = Text)]

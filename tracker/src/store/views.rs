@@ -1,11 +1,12 @@
 //! Read models: what the store reports about jobs, workers and the leaderboard.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::stage::StageId;
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting at its stage for a worker.
@@ -39,7 +40,7 @@ impl JobState {
 }
 
 /// One page of a longer listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Page<T> {
     /// How many items match in all.
     pub total: i64,
@@ -50,7 +51,7 @@ pub struct Page<T> {
 }
 
 /// A worker as the dashboard shows it (never its token, which is its credential).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct WorkerView {
     /// Human-readable name, e.g. `quiet-otter-17`.
     pub display_name: String,
@@ -71,7 +72,7 @@ pub struct WorkerView {
 }
 
 /// A job in a listing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobSummary {
     /// Job number (1..N in load order).
     pub id: i64,
@@ -90,7 +91,7 @@ pub struct JobSummary {
 }
 
 /// One thing that happened to a job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobEvent {
     /// What happened: `claim`, `complete`, `flag`, `sent_back`, `release` or `expire`.
     pub kind: String,
@@ -105,7 +106,7 @@ pub struct JobEvent {
 }
 
 /// Everything about one job.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobDetail {
     /// The job's current position.
     pub summary: JobSummary,
@@ -124,7 +125,7 @@ pub struct JobDetail {
 }
 
 /// A leaderboard row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct LeaderboardEntry {
     /// The owner's nickname.
     pub nickname: String,

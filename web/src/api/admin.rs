@@ -17,7 +17,9 @@
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cascade_tracker::{JobSelection, JobStore};
+use cascade_tracker::{AdminAction, JobSelection, JobStore, StageId};
+use utoipa::ToSchema;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{blocking, parse_stage};
@@ -34,14 +36,15 @@ impl std::fmt::Debug for AdminToken {
 }
 
 /// Body of `POST /v1/admin/jobs`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AddJobsBody {
     /// The jobs' stage-`a` inputs.
+    #[schema(min_items = 1)]
     pub jobs: Vec<String>,
 }
 
 /// Answer of `POST /v1/admin/jobs`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AddedJobs {
     /// New jobs.
     pub added: usize,
@@ -50,14 +53,14 @@ pub struct AddedJobs {
 }
 
 /// Answer of the requeue and cancel actions.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ChangedJobs {
     /// How many jobs the action changed.
     pub jobs: usize,
 }
 
 /// Answer of the pause and resume actions.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct StagePause {
     /// The stage.
     pub stage: String,
@@ -76,12 +79,12 @@ pub struct ActionsQuery {
 
 /// Registers the `/v1/admin/*` routes.
 pub fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/v1/admin/jobs", web::post().to(add_jobs));
-    crate::server::endpoint(config, "/v1/admin/jobs/requeue", web::post().to(requeue_jobs));
-    crate::server::endpoint(config, "/v1/admin/jobs/cancel", web::post().to(cancel_jobs));
-    crate::server::endpoint(config, "/v1/admin/stages/{stage}/pause", web::post().to(pause_stage));
-    crate::server::endpoint(config, "/v1/admin/stages/{stage}/resume", web::post().to(resume_stage));
-    crate::server::endpoint(config, "/v1/admin/actions", web::get().to(actions));
+    crate::server::post(config, "/v1/admin/jobs", web::to(add_jobs));
+    crate::server::post(config, "/v1/admin/jobs/requeue", web::to(requeue_jobs));
+    crate::server::post(config, "/v1/admin/jobs/cancel", web::to(cancel_jobs));
+    crate::server::post(config, "/v1/admin/stages/{stage}/pause", web::to(pause_stage));
+    crate::server::post(config, "/v1/admin/stages/{stage}/resume", web::to(resume_stage));
+    crate::server::get(config, "/v1/admin/actions", web::to(actions));
 }
 
 /// Checks the request's bearer token against the configured one.
@@ -100,6 +103,16 @@ fn authorize(request: &HttpRequest, token: &AdminToken) -> Result<(), ApiError> 
     }
 }
 
+/// A JSON object, as every admin body is.
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// Reads an admin body as `T` from a JSON object. Other JSON is refused before this (a list
+/// would otherwise read as a selection with no filter, that is every job).
+fn from_object<T: DeserializeOwned>(body: JsonObject) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|error| ApiError::Unprocessable { location: "body", message: error.to_string() })
+}
+
 /// Who made the request, for the log: `admin@ADDRESS`.
 fn caller(request: &HttpRequest) -> String {
     let address = request.peer_addr().map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string());
@@ -107,14 +120,19 @@ fn caller(request: &HttpRequest) -> String {
 }
 
 /// `POST /v1/admin/jobs {jobs}`.
+#[utoipa::path(post, path = "/v1/admin/jobs", tag = "admin", request_body = AddJobsBody,
+    responses(
+        (status = 200, description = "How many jobs were added and skipped.", body = AddedJobs),
+        (status = 400, description = "The job list is empty.", body = String, content_type = "text/plain"),
+    ))]
 async fn add_jobs(
     request: HttpRequest,
     token: web::Data<AdminToken>,
     store: web::Data<JobStore>,
-    body: web::Json<AddJobsBody>,
+    body: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &token)?;
-    let jobs = body.into_inner().jobs;
+    let AddJobsBody { jobs } = from_object(body.into_inner())?;
     if jobs.is_empty() {
         return Err(ApiError::refused(StatusCode::BAD_REQUEST, "The job list is empty; nothing was changed."));
     }
@@ -126,32 +144,55 @@ async fn add_jobs(
 }
 
 /// `POST /v1/admin/jobs/requeue {stage?, numbers?}`.
+#[utoipa::path(post, path = "/v1/admin/jobs/requeue", tag = "admin", request_body = JobSelection,
+    responses(
+        (status = 200, description = "How many jobs were re-opened.", body = ChangedJobs),
+        (status = 400, description = "Invalid selection.", body = String, content_type = "text/plain"),
+    ))]
 async fn requeue_jobs(
     request: HttpRequest,
     token: web::Data<AdminToken>,
     store: web::Data<JobStore>,
-    body: web::Json<JobSelection>,
+    body: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &token)?;
-    let (selection, actor) = (body.into_inner(), caller(&request));
+    let (selection, actor) = (from_object::<JobSelection>(body.into_inner())?, caller(&request));
     let jobs = blocking(&store, move |s| s.requeue_failed(&selection, &actor)).await?;
     Ok(HttpResponse::Ok().json(ChangedJobs { jobs }))
 }
 
 /// `POST /v1/admin/jobs/cancel {stage?, numbers?}`.
+#[utoipa::path(post, path = "/v1/admin/jobs/cancel", tag = "admin", request_body = JobSelection,
+    responses(
+        (status = 200, description = "How many jobs were cancelled.", body = ChangedJobs),
+        (status = 400, description = "Invalid selection.", body = String, content_type = "text/plain"),
+        (status = 403, description = "The selection names neither a stage nor jobs: cancelling every job is refused.", body = String, content_type = "text/plain"),
+    ))]
 async fn cancel_jobs(
     request: HttpRequest,
     token: web::Data<AdminToken>,
     store: web::Data<JobStore>,
-    body: web::Json<JobSelection>,
+    body: web::Json<JsonObject>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &token)?;
-    let (selection, actor) = (body.into_inner(), caller(&request));
+    let (selection, actor) = (from_object::<JobSelection>(body.into_inner())?, caller(&request));
+    if selection.is_everything() {
+        return Err(ApiError::refused(
+            StatusCode::FORBIDDEN,
+            "Cancelling every job is refused: name a stage or job numbers; nothing was changed.",
+        ));
+    }
     let jobs = blocking(&store, move |s| s.cancel_jobs(&selection, &actor)).await?;
     Ok(HttpResponse::Ok().json(ChangedJobs { jobs }))
 }
 
 /// `POST /v1/admin/stages/{stage}/pause`.
+#[utoipa::path(post, path = "/v1/admin/stages/{stage}/pause", tag = "admin",
+    params(("stage" = StageId, Path, description = "The stage.")),
+    responses(
+        (status = 200, description = "The stage is paused.", body = StagePause),
+        (status = 400, description = "Unknown stage.", body = String, content_type = "text/plain"),
+    ))]
 async fn pause_stage(
     request: HttpRequest,
     token: web::Data<AdminToken>,
@@ -162,6 +203,12 @@ async fn pause_stage(
 }
 
 /// `POST /v1/admin/stages/{stage}/resume`.
+#[utoipa::path(post, path = "/v1/admin/stages/{stage}/resume", tag = "admin",
+    params(("stage" = StageId, Path, description = "The stage.")),
+    responses(
+        (status = 200, description = "The stage is not paused.", body = StagePause),
+        (status = 400, description = "Unknown stage.", body = String, content_type = "text/plain"),
+    ))]
 async fn resume_stage(
     request: HttpRequest,
     token: web::Data<AdminToken>,
@@ -194,6 +241,11 @@ async fn set_paused(
 }
 
 /// `GET /v1/admin/actions?limit`.
+#[utoipa::path(get, path = "/v1/admin/actions", tag = "admin",
+    params(("limit" = Option<i64>, Query, description = "How many, newest first (default 100, at most 1,000).")),
+    responses(
+        (status = 200, description = "The action log, newest first.", body = Vec<AdminAction>),
+    ))]
 async fn actions(
     request: HttpRequest,
     token: web::Data<AdminToken>,

@@ -11,6 +11,7 @@ use cascade_tracker::{
     WorkerView,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{blocking, parse_stage};
 use crate::error::ApiError;
@@ -52,7 +53,7 @@ pub struct ProblemsQuery {
 }
 
 /// One stage as the dashboard shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StageRow {
     /// Job and worker counts.
     #[serde(flatten)]
@@ -69,7 +70,7 @@ pub struct StageRow {
 }
 
 /// Answer of `/v1/dashboard`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Dashboard {
     /// Project name.
     pub project: String,
@@ -97,8 +98,8 @@ pub struct Dashboard {
 
 /// Registers `/v1/dashboard` and `/v1/problems`.
 pub fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/v1/dashboard", web::get().to(dashboard));
-    crate::server::endpoint(config, "/v1/problems", web::get().to(problems));
+    crate::server::get(config, "/v1/dashboard", web::to(dashboard));
+    crate::server::get(config, "/v1/problems", web::to(problems));
 }
 
 /// Done jobs as a percentage of all (100 when there are none).
@@ -110,6 +111,16 @@ pub(crate) fn completion_percent(eta: &Eta) -> f64 {
     }
 }
 
+/// Everything one refresh of the `/web` page shows, in one answer of bounded size.
+#[utoipa::path(get, path = "/v1/dashboard", tag = "read",
+    params(("stage" = Option<StageId>, Query, description = "Only workers of this stage."),
+        ("workers_offset" = Option<i64>, Query, description = "First worker shown, default 0."),
+        ("problems_offset" = Option<i64>, Query, description = "First failed or flagged job shown, default 0."),
+        ("leaderboard_offset" = Option<i64>, Query, description = "First leaderboard row shown, default 0.")),
+    responses(
+        (status = 200, description = "The snapshot.", body = Dashboard),
+        (status = 400, description = "Unknown stage.", body = String, content_type = "text/plain"),
+    ))]
 async fn dashboard(
     store: web::Data<JobStore>,
     pools: web::Data<PoolRegistry>,
@@ -148,6 +159,11 @@ async fn dashboard(
     }))
 }
 
+/// Failed and flagged jobs with their reasons, most recently changed first.
+#[utoipa::path(get, path = "/v1/problems", tag = "read",
+    params(("offset" = Option<i64>, Query, description = "First job, default 0."),
+        ("limit" = Option<i64>, Query, description = "Page size, default 20, at most 500.")),
+    responses((status = 200, description = "One page of failed and flagged jobs.", body = Page<ProblemJob>)))]
 async fn problems(store: web::Data<JobStore>, query: web::Query<ProblemsQuery>) -> Result<HttpResponse, ApiError> {
     let offset = query.offset.unwrap_or(0).max(0);
     let limit = query.limit.unwrap_or(PROBLEMS_PAGE).clamp(0, 500);

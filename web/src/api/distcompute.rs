@@ -11,7 +11,8 @@ use actix_web::http::header::ContentType;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use cascade_tracker::protocol::{
-    named_lease, CompleteBody, FlagBody, NewJobAnswer, NewWorkerQuery, ProgressBody, StageQuery, TokenBody,
+    named_lease, CompleteBody, FlagBody, NewJobAnswer, NewWorkerQuery, ProgressBody, Registration, StageQuery,
+    TokenBody,
 };
 use cascade_tracker::{JobStore, TrackerError, MAX_NICKNAME_CHARS, MAX_PROGRESS_CHARS};
 
@@ -60,14 +61,14 @@ fn ok_text() -> HttpResponse {
 
 /// Registers all `/api/*` routes.
 pub fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/api/new", web::get().to(new_worker));
-    crate::server::endpoint(config, "/api/validateWorker", web::post().to(validate_worker));
-    crate::server::endpoint(config, "/api/newJob", web::post().to(new_job));
-    crate::server::endpoint(config, "/api/jobCount", web::get().to(job_count));
-    crate::server::endpoint(config, "/api/updateProgress", web::post().to(update_progress));
-    crate::server::endpoint(config, "/api/completeJob", web::post().to(complete_job));
-    crate::server::endpoint(config, "/api/flagInvalidData", web::post().to(flag_invalid_data));
-    crate::server::endpoint(config, "/api/bye", web::post().to(bye));
+    crate::server::get(config, "/api/new", web::to(new_worker));
+    crate::server::post(config, "/api/validateWorker", web::to(validate_worker));
+    crate::server::post(config, "/api/newJob", web::to(new_job));
+    crate::server::get(config, "/api/jobCount", web::to(job_count));
+    crate::server::post(config, "/api/updateProgress", web::to(update_progress));
+    crate::server::post(config, "/api/completeJob", web::to(complete_job));
+    crate::server::post(config, "/api/flagInvalidData", web::to(flag_invalid_data));
+    crate::server::post(config, "/api/bye", web::to(bye));
 }
 
 /// Refuses `text` (the `what` of a request at `location`) when it is longer than `max`
@@ -81,6 +82,12 @@ fn check_length(text: &str, max: usize, what: &str, location: &'static str) -> R
 
 /// `GET /api/new?nickname&stage`: registers a worker (at most the configured number per
 /// minute from one address; with the worker key in a private project).
+#[utoipa::path(get, path = "/api/new", tag = "worker", params(NewWorkerQuery),
+    responses(
+        (status = 200, description = "Registered: the worker's token and names.", body = Registration),
+        (status = 400, description = "Unknown or disabled stage.", body = String, content_type = "text/plain"),
+        (status = 401, description = "A private project's worker key is missing or wrong.", body = String, content_type = "text/plain"),
+    ))]
 async fn new_worker(
     request: HttpRequest,
     key: web::Data<WorkerKey>,
@@ -102,18 +109,31 @@ async fn new_worker(
 }
 
 /// `POST /api/validateWorker {token}`: `True` or `False`.
+#[utoipa::path(post, path = "/api/validateWorker", tag = "worker", request_body = TokenBody,
+    responses((status = 200, description = "`True` when the token belongs to a current worker, else `False`.", body = String, content_type = "text/plain")))]
 async fn validate_worker(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
     let alive = blocking(&store, move |s| s.validate_worker(&body.token)).await?;
     Ok(text(if alive { "True" } else { "False" }))
 }
 
 /// `POST /api/newJob {token}`: claims a job; `{"data", "number"}`.
+#[utoipa::path(post, path = "/api/newJob", tag = "worker", request_body = TokenBody,
+    responses(
+        (status = 200, description = "A job leased to the worker (its previous job, if any, is given back).", body = NewJobAnswer),
+        (status = 403, description = "No job is available at the worker's stage now.", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker (it left or was swept): register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn new_job(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
     let job = store.claim_async(&body.token, None).await?;
     Ok(HttpResponse::Ok().json(NewJobAnswer { data: job.data, number: job.number }))
 }
 
 /// `GET /api/jobCount?stage`: jobs waiting at a stage, as a decimal text.
+#[utoipa::path(get, path = "/api/jobCount", tag = "worker", params(StageQuery),
+    responses(
+        (status = 200, description = "Jobs waiting at the stage, as a decimal number (0 while it is paused).", body = String, content_type = "text/plain"),
+        (status = 400, description = "Unknown or disabled stage.", body = String, content_type = "text/plain"),
+    ))]
 async fn job_count(store: web::Data<JobStore>, query: web::Query<StageQuery>) -> Result<HttpResponse, ApiError> {
     let stage = parse_stage(&query.stage)?;
     let count = blocking(&store, move |s| s.job_count(stage)).await?;
@@ -121,6 +141,11 @@ async fn job_count(store: web::Data<JobStore>, query: web::Query<StageQuery>) ->
 }
 
 /// `POST /api/updateProgress {token, progress}`.
+#[utoipa::path(post, path = "/api/updateProgress", tag = "worker", request_body = ProgressBody,
+    responses(
+        (status = 200, description = "`200 OK`; also a heartbeat.", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn update_progress(store: web::Data<JobStore>, body: web::Json<ProgressBody>) -> Result<HttpResponse, ApiError> {
     check_length(&body.progress, MAX_PROGRESS_CHARS, "progress", "body")?;
     store.update_progress_async(&body.token, &body.progress).await?;
@@ -128,12 +153,24 @@ async fn update_progress(store: web::Data<JobStore>, body: web::Json<ProgressBod
 }
 
 /// `POST /api/completeJob {token, data}`.
+#[utoipa::path(post, path = "/api/completeJob", tag = "worker", request_body = CompleteBody,
+    responses(
+        (status = 200, description = "`200 OK`: the output became the next stage's input, or the job is done.", body = String, content_type = "text/plain"),
+        (status = 403, description = "The worker holds no job, or its lease expired.", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn complete_job(store: web::Data<JobStore>, body: web::Json<CompleteBody>) -> Result<HttpResponse, ApiError> {
     store.complete_async(&body.token, None, &body.data).await?;
     Ok(ok_text())
 }
 
 /// `POST /api/flagInvalidData {token, reason?, number?, lease?}`.
+#[utoipa::path(post, path = "/api/flagInvalidData", tag = "worker", request_body = FlagBody,
+    responses(
+        (status = 200, description = "`200 OK`: the report is recorded and the job given back.", body = String, content_type = "text/plain"),
+        (status = 403, description = "The worker holds no job (or not the one named).", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn flag_invalid_data(store: web::Data<JobStore>, body: web::Json<FlagBody>) -> Result<HttpResponse, ApiError> {
     let held = named_lease(body.number, body.lease);
     match run_blocking(&store, move |s| s.flag_invalid(&body.token, held, body.reason.as_deref())).await? {
@@ -144,6 +181,11 @@ async fn flag_invalid_data(store: web::Data<JobStore>, body: web::Json<FlagBody>
 }
 
 /// `POST /api/bye {token}`: leaves; the held job is re-opened.
+#[utoipa::path(post, path = "/api/bye", tag = "worker", request_body = TokenBody,
+    responses(
+        (status = 200, description = "`200 OK`: the worker is gone; its job is re-opened.", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker.", body = String, content_type = "text/plain"),
+    ))]
 async fn bye(store: web::Data<JobStore>, body: web::Json<TokenBody>) -> Result<HttpResponse, ApiError> {
     blocking(&store, move |s| s.bye(&body.token)).await?;
     Ok(ok_text())

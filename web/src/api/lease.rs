@@ -17,7 +17,7 @@
 
 use actix_web::{web, HttpResponse};
 use cascade_tracker::protocol::{
-    named_lease, ClaimBody, CompleteAnswer, FailBody, HeldLease, LeaseCompleteBody, ReleaseBody, RetryBody,
+    named_lease, ClaimBody, ClaimedJob, CompleteAnswer, FailBody, HeldLease, LeaseCompleteBody, ReleaseBody, RetryBody,
 };
 use cascade_tracker::JobStore;
 
@@ -29,22 +29,36 @@ const MAX_RETRY_AFTER_MS: u64 = 24 * 3600 * 1000;
 
 /// Registers the `/v1/lease/*` routes.
 pub fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/v1/lease/claim", web::post().to(claim));
-    crate::server::endpoint(config, "/v1/lease/complete", web::post().to(complete));
-    crate::server::endpoint(config, "/v1/lease/retry", web::post().to(retry));
-    crate::server::endpoint(config, "/v1/lease/fail", web::post().to(fail));
-    crate::server::endpoint(config, "/v1/lease/release", web::post().to(release));
+    crate::server::post(config, "/v1/lease/claim", web::to(claim));
+    crate::server::post(config, "/v1/lease/complete", web::to(complete));
+    crate::server::post(config, "/v1/lease/retry", web::to(retry));
+    crate::server::post(config, "/v1/lease/fail", web::to(fail));
+    crate::server::post(config, "/v1/lease/release", web::to(release));
 }
 
 fn ok() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("200 OK")
 }
 
+/// Claims a job at the worker's stage (the one named, if any).
+#[utoipa::path(post, path = "/v1/lease/claim", tag = "lease", request_body = ClaimBody,
+    responses(
+        (status = 200, description = "The job and its lease.", body = ClaimedJob),
+        (status = 403, description = "No job is available (or not the one named).", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn claim(store: web::Data<JobStore>, body: web::Json<ClaimBody>) -> Result<HttpResponse, ApiError> {
     let job = store.claim_async(&body.token, body.number).await?;
     Ok(HttpResponse::Ok().json(job))
 }
 
+/// Completes a lease and, with `claim_next`, claims the next job in the same transaction.
+#[utoipa::path(post, path = "/v1/lease/complete", tag = "lease", request_body = LeaseCompleteBody,
+    responses(
+        (status = 200, description = "Where the job went, and the next job.", body = CompleteAnswer),
+        (status = 403, description = "The lease named is not the worker's current one (expired, ended, or never held).", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn complete(store: web::Data<JobStore>, body: web::Json<LeaseCompleteBody>) -> Result<HttpResponse, ApiError> {
     let held = Some(HeldLease { number: body.number, lease: body.lease });
     let answer = if body.claim_next {
@@ -56,6 +70,13 @@ async fn complete(store: web::Data<JobStore>, body: web::Json<LeaseCompleteBody>
     Ok(HttpResponse::Ok().json(answer))
 }
 
+/// Gives the job back, not to be handed out again before the delay.
+#[utoipa::path(post, path = "/v1/lease/retry", tag = "lease", request_body = RetryBody,
+    responses(
+        (status = 200, description = "`200 OK`.", body = String, content_type = "text/plain"),
+        (status = 403, description = "The lease named is not the worker's current one (expired, ended, or never held).", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn retry(store: web::Data<JobStore>, body: web::Json<RetryBody>) -> Result<HttpResponse, ApiError> {
     let delay = i64::try_from(body.retry_after_ms.min(MAX_RETRY_AFTER_MS)).unwrap_or(i64::MAX);
     let held = named_lease(body.number, body.lease);
@@ -63,12 +84,26 @@ async fn retry(store: web::Data<JobStore>, body: web::Json<RetryBody>) -> Result
     Ok(ok())
 }
 
+/// Marks the job failed with the error.
+#[utoipa::path(post, path = "/v1/lease/fail", tag = "lease", request_body = FailBody,
+    responses(
+        (status = 200, description = "`200 OK`.", body = String, content_type = "text/plain"),
+        (status = 403, description = "The lease named is not the worker's current one (expired, ended, or never held).", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn fail(store: web::Data<JobStore>, body: web::Json<FailBody>) -> Result<HttpResponse, ApiError> {
     let held = named_lease(body.number, body.lease);
     blocking(&store, move |s| s.fail(&body.token, held, &body.error)).await?;
     Ok(ok())
 }
 
+/// Gives the job back at once, the attempt uncounted.
+#[utoipa::path(post, path = "/v1/lease/release", tag = "lease", request_body = ReleaseBody,
+    responses(
+        (status = 200, description = "`200 OK`.", body = String, content_type = "text/plain"),
+        (status = 403, description = "The lease named is not the worker's current one (expired, ended, or never held).", body = String, content_type = "text/plain"),
+        (status = 404, description = "Unknown worker: register again.", body = String, content_type = "text/plain"),
+    ))]
 async fn release(store: web::Data<JobStore>, body: web::Json<ReleaseBody>) -> Result<HttpResponse, ApiError> {
     let held = named_lease(body.number, body.lease);
     blocking(&store, move |s| s.release(&body.token, held)).await?;

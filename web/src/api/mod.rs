@@ -5,6 +5,7 @@ pub mod dashboard;
 pub mod distcompute;
 pub mod lease;
 pub mod native;
+pub mod openapi;
 
 use actix_web::web;
 use cascade_tracker::{JobStore, StageId, TrackerError};

@@ -18,7 +18,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
-use cascade_tracker::{JobState, JobStore, StageId};
+use cascade_tracker::{
+    JobDetail, JobState, JobStore, JobSummary, LeaderboardEntry, Page, StageId, ThroughputPoint, WorkerView,
+};
+use utoipa::ToSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{blocking, parse_stage};
@@ -76,7 +79,7 @@ pub struct ThroughputQuery {
 }
 
 /// Answer of `/v1/stats`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
     /// Project name.
     pub project: String,
@@ -90,15 +93,17 @@ pub struct Stats {
 
 /// Registers all `/v1/*` routes.
 pub fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/v1/stats", web::get().to(stats));
-    crate::server::endpoint(config, "/v1/workers", web::get().to(workers));
-    crate::server::endpoint(config, "/v1/workers/{stage}/{name}", web::get().to(worker));
-    crate::server::endpoint(config, "/v1/jobs", web::get().to(jobs));
-    crate::server::endpoint(config, "/v1/jobs/{number}", web::get().to(job));
-    crate::server::endpoint(config, "/v1/leaderboard", web::get().to(leaderboard));
-    crate::server::endpoint(config, "/v1/throughput", web::get().to(throughput));
+    crate::server::get(config, "/v1/stats", web::to(stats));
+    crate::server::get(config, "/v1/workers", web::to(workers));
+    crate::server::get(config, "/v1/workers/{stage}/{name}", web::to(worker));
+    crate::server::get(config, "/v1/jobs", web::to(jobs));
+    crate::server::get(config, "/v1/jobs/{number}", web::to(job));
+    crate::server::get(config, "/v1/leaderboard", web::to(leaderboard));
+    crate::server::get(config, "/v1/throughput", web::to(throughput));
 }
 
+/// Job counts per stage, overall progress and the ETA.
+#[utoipa::path(get, path = "/v1/stats", tag = "read", responses((status = 200, description = "The project's figures.", body = Stats)))]
 async fn stats(store: web::Data<JobStore>) -> Result<HttpResponse, ApiError> {
     let (stages, eta) = blocking(&store, |s| Ok((s.stage_counts()?, s.eta()?))).await?;
     Ok(HttpResponse::Ok().json(Stats {
@@ -109,6 +114,15 @@ async fn stats(store: web::Data<JobStore>) -> Result<HttpResponse, ApiError> {
     }))
 }
 
+/// A page of workers, in registration order.
+#[utoipa::path(get, path = "/v1/workers", tag = "read",
+    params(("stage" = Option<StageId>, Query, description = "Only workers of this stage."),
+        ("offset" = Option<i64>, Query, description = "First item, default 0."),
+        ("limit" = Option<i64>, Query, description = "Page size, default 50, at most 500."),),
+    responses(
+        (status = 200, description = "One page of workers.", body = Page<WorkerView>),
+        (status = 400, description = "Unknown stage.", body = String, content_type = "text/plain"),
+    ))]
 async fn workers(store: web::Data<JobStore>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let stage = query.stage()?;
     let (offset, limit) = query.page();
@@ -116,6 +130,15 @@ async fn workers(store: web::Data<JobStore>, query: web::Query<ListQuery>) -> Re
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// One worker, by its stage and display name.
+#[utoipa::path(get, path = "/v1/workers/{stage}/{name}", tag = "read",
+    params(("stage" = StageId, Path, description = "The worker's stage."),
+        ("name" = String, Path, description = "The worker's display name.")),
+    responses(
+        (status = 200, description = "The worker.", body = WorkerView),
+        (status = 400, description = "Unknown stage.", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such worker.", body = String, content_type = "text/plain"),
+    ))]
 async fn worker(store: web::Data<JobStore>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (stage, name) = path.into_inner();
     let stage = parse_stage(&stage)?;
@@ -125,6 +148,16 @@ async fn worker(store: web::Data<JobStore>, path: web::Path<(String, String)>) -
     }
 }
 
+/// A page of jobs, in number order.
+#[utoipa::path(get, path = "/v1/jobs", tag = "read",
+    params(("stage" = Option<StageId>, Query, description = "Only jobs at this stage."),
+        ("state" = Option<JobState>, Query, description = "Only jobs in this state."),
+        ("offset" = Option<i64>, Query, description = "First item, default 0."),
+        ("limit" = Option<i64>, Query, description = "Page size, default 50, at most 500."),),
+    responses(
+        (status = 200, description = "One page of jobs.", body = Page<JobSummary>),
+        (status = 400, description = "Unknown stage or state.", body = String, content_type = "text/plain"),
+    ))]
 async fn jobs(store: web::Data<JobStore>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let (stage, state) = (query.stage()?, query.state()?);
     let (offset, limit) = query.page();
@@ -132,6 +165,14 @@ async fn jobs(store: web::Data<JobStore>, query: web::Query<ListQuery>) -> Resul
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Everything about one job: its data at each stage, its lease and its history.
+#[utoipa::path(get, path = "/v1/jobs/{number}", tag = "read",
+    params(("number" = i64, Path, description = "The job number.")),
+    responses(
+        (status = 200, description = "The job.", body = JobDetail),
+        (status = 400, description = "Not a job number.", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such job.", body = String, content_type = "text/plain"),
+    ))]
 async fn job(store: web::Data<JobStore>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let raw = path.into_inner();
     let number: i64 = raw
@@ -141,12 +182,21 @@ async fn job(store: web::Data<JobStore>, path: web::Path<String>) -> Result<Http
     Ok(HttpResponse::Ok().json(detail))
 }
 
+/// Nicknames by jobs completed.
+#[utoipa::path(get, path = "/v1/leaderboard", tag = "read",
+    params(("offset" = Option<i64>, Query, description = "First item, default 0."),
+        ("limit" = Option<i64>, Query, description = "Page size, default 50, at most 500."),),
+    responses((status = 200, description = "One page of the leaderboard.", body = Page<LeaderboardEntry>)))]
 async fn leaderboard(store: web::Data<JobStore>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
     let (offset, limit) = query.page();
     let page = blocking(&store, move |s| s.leaderboard(offset, limit)).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
+/// Completions per stage and minute.
+#[utoipa::path(get, path = "/v1/throughput", tag = "read",
+    params(("minutes" = Option<i64>, Query, description = "How many minutes back, default 60, at most a week.")),
+    responses((status = 200, description = "Minutes without completions are left out.", body = Vec<ThroughputPoint>)))]
 async fn throughput(store: web::Data<JobStore>, query: web::Query<ThroughputQuery>) -> Result<HttpResponse, ApiError> {
     let minutes = query.minutes.unwrap_or(60).clamp(1, MAX_MINUTES);
     let points = blocking(&store, move |s| s.throughput(s.now_ms() - minutes * 60_000)).await?;

@@ -26,19 +26,21 @@ use crate::api::run_blocking;
 
 /// Registers the dashboard's routes.
 pub(crate) fn routes(config: &mut web::ServiceConfig) {
-    use crate::server::endpoint;
-    endpoint(config, "/", web::get().to(|| async { redirect("/web") }));
-    endpoint(config, "/web", web::get().to(overview));
-    endpoint(config, "/web/", web::get().to(overview));
-    endpoint(config, "/worker/{stage}/{name}", web::get().to(worker));
-    endpoint(config, "/web/job/{number}", web::get().to(job));
-    endpoint(config, "/web/assets/{file}", web::get().to(assets::serve));
+    use crate::server::get;
+    get(config, "/", web::to(|| async { redirect("/web") }));
+    get(config, "/web", web::to(overview));
+    get(config, "/web/", web::to(overview));
+    get(config, "/worker/{stage}/{name}", web::to(worker));
+    get(config, "/web/job/{number}", web::to(job));
+    get(config, "/web/assets/{file}", web::to(assets::serve));
 }
 
 fn redirect(to: &str) -> HttpResponse {
     HttpResponse::Found().insert_header((header::LOCATION, to)).finish()
 }
 
+/// The dashboard's overview page.
+#[utoipa::path(get, path = "/web", tag = "dashboard", operation_id = "overview_page", responses((status = 200, description = "The page; its script reads `/v1/dashboard`.", body = String, content_type = "text/html")))]
 async fn overview(store: web::Data<JobStore>) -> HttpResponse {
     Page::new(store.config(), PageKind::Overview).render(StatusCode::OK)
 }
@@ -53,11 +55,19 @@ fn stage_from_url(store: &JobStore, raw: &str) -> Option<StageId> {
         .or_else(|| raw.parse().ok().filter(|&s| config.is_enabled(s)))
 }
 
+/// One worker's page (the address the Python client prints).
+#[utoipa::path(get, path = "/worker/{stage}/{name}", tag = "dashboard", operation_id = "worker_page",
+    params(("stage" = String, Path, description = "The stage's display name in lowercase, or its letter."),
+        ("name" = String, Path, description = "The worker's display name.")),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 404, description = "No such stage or worker.", body = String, content_type = "text/html"),
+    ))]
 async fn worker(store: web::Data<JobStore>, path: web::Path<(String, String)>) -> HttpResponse {
     let (raw_stage, name) = path.into_inner();
     let config = store.config();
     let Some(stage) = stage_from_url(&store, &raw_stage) else {
-        return Page::new(config, PageKind::Missing("Invalid worker stage.".to_owned())).render(StatusCode::BAD_REQUEST);
+        return Page::new(config, PageKind::Missing("No such stage.".to_owned())).render(StatusCode::NOT_FOUND);
     };
     let lookup = name.clone();
     let found = run_blocking(&store, move |s| s.worker_by_name(stage, &lookup)).await;
@@ -68,6 +78,14 @@ async fn worker(store: web::Data<JobStore>, path: web::Path<(String, String)>) -
     }
 }
 
+/// One job's page.
+#[utoipa::path(get, path = "/web/job/{number}", tag = "dashboard", operation_id = "job_page",
+    params(("number" = i64, Path, description = "The job number.")),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 400, description = "Not a job number.", body = String, content_type = "text/html"),
+        (status = 404, description = "No such job.", body = String, content_type = "text/html"),
+    ))]
 async fn job(store: web::Data<JobStore>, path: web::Path<String>) -> HttpResponse {
     let raw = path.into_inner();
     let config = store.config();

@@ -46,9 +46,12 @@ struct TrackerFigures {
 
 /// Registers `/metrics`.
 pub(crate) fn routes(config: &mut web::ServiceConfig) {
-    crate::server::endpoint(config, "/metrics", web::get().to(metrics));
+    crate::server::get(config, "/metrics", web::to(metrics));
 }
 
+/// The tracker's, the pools' and the HTTP server's figures for Prometheus.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "The Prometheus text format 0.0.4.", body = String, content_type = "text/plain; version=0.0.4")))]
 async fn metrics(store: web::Data<JobStore>, pools: web::Data<PoolRegistry>, http: web::Data<HttpMetrics>) -> HttpResponse {
     let reader = store.clone();
     let figures = web::block(move || -> Result<TrackerFigures, TrackerError> {
