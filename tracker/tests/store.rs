@@ -385,6 +385,23 @@ macro_rules! store_suite {
             }
 
             #[test]
+            fn a_worker_polling_while_there_is_no_job_is_not_swept_as_silent() {
+                let f = fx(1);
+                let idle = f.store.register_worker("idle", StageId::A, None).unwrap();
+                let silent = f.store.register_worker("silent", StageId::A, None).unwrap();
+                for _ in 0..3 {
+                    f.clock.advance(Duration::from_secs(250));
+                    assert!(matches!(f.store.claim(&idle.token), Err(TrackerError::NoJobAvailable)));
+                }
+                let report = f.store.sweep().unwrap();
+                assert_eq!(report.workers_removed, 1, "only the silent worker is swept");
+                assert!(f.store.validate_worker(&idle.token).unwrap());
+                assert!(!f.store.validate_worker(&silent.token).unwrap());
+                load(&f.store, 1);
+                assert_eq!(f.store.claim(&idle.token).unwrap().number.0, 1, "the poller gets work when it comes");
+            }
+
+            #[test]
             fn a_swept_worker_job_reopens_even_before_its_lease_runs_out() {
                 let f = fx(1);
                 load(&f.store, 1);

@@ -279,10 +279,10 @@ impl JobStore {
         self.pools.write_async(self.claim_op(token, only)).await?.ok_or(TrackerError::NoJobAvailable)
     }
 
-    /// The transaction of a claim: the job, or `None` when nothing was claimable but jobs that
-    /// used up their attempts were failed (which must commit). Writes nothing and refuses when
-    /// there is nothing to claim, unless the worker held a job (then it is protected, and a
-    /// refusal keeps that job held).
+    /// The transaction of a claim: the job, or `None` when nothing was claimable but something
+    /// must commit: jobs that used up their attempts were failed, or the idle worker's heartbeat
+    /// was due. Otherwise writes nothing and refuses when there is nothing to claim, unless the
+    /// worker held a job (then it is protected, and a refusal keeps that job held).
     fn claim_op(
         &self,
         token: &WorkerToken,
@@ -298,7 +298,16 @@ impl JobStore {
             }
             let search = claim_in(tx, &token, &worker, &config, now, only_job)?;
             let Some(job) = search.claimed else {
-                return if search.exhausted > 0 { Ok(None) } else { Err(TrackerError::NoJobAvailable) };
+                if search.exhausted > 0 {
+                    return Ok(None);
+                }
+                // A worker polling for work is not silent: when its heartbeat is due, the
+                // refusal records it (and commits; callers answer "no job" all the same).
+                if worker.job_id.is_none() && heartbeat_due(&worker, now) {
+                    statements::see_worker(tx, now, &token)?;
+                    return Ok(None);
+                }
+                return Err(TrackerError::NoJobAvailable);
             };
             set_held(tx, &token, Some(&job), PROGRESS_CLAIMED, false, seen(&worker, now))?;
             Ok(Some(job))
