@@ -9,9 +9,11 @@
 //!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
+//! - [`moto`]: an S3-compatible server (moto) on loopback, for the object-store tests.
 
 pub mod browser;
 pub mod fault_proxy;
+pub mod moto;
 pub mod replay;
 
 use std::io::{BufRead, BufReader};
@@ -83,6 +85,7 @@ pub struct Daemon {
     binary: PathBuf,
     args: Vec<String>,
     dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
@@ -121,6 +124,14 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start_in(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>) -> Self {
+        Self::start_with_env(binary, args, port, dir, &[])
+    }
+
+    /// As [`start_in`](Self::start_in), with the environment variables `env` added.
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_with_env(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let mut full: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         full.push("--bind".to_owned());
         full.push(format!("127.0.0.1:{port}"));
@@ -129,6 +140,7 @@ impl Daemon {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("{} can be started: {e}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -143,7 +155,8 @@ impl Daemon {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("{} did not start: {full:?}", binary.display()));
         full.truncate(full.len() - 2);
-        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), url }
+        let env = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), env, url }
     }
 
     /// The daemon's process id.
@@ -190,7 +203,8 @@ impl Daemon {
         let port = self.port();
         self.kill9();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        *self = Self::start_in(&self.binary.clone(), &args, port, self.dir.clone().as_deref());
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        *self = Self::start_with_env(&self.binary.clone(), &args, port, self.dir.clone().as_deref(), &env);
     }
 
     /// GETs `path` and parses the JSON answer.
