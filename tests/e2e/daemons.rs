@@ -141,7 +141,8 @@ fn three_daemons_on_one_postgres_survive_a_kill_9_with_every_job_done_once() {
     assert_eq!(finished, JOBS, "jobs done with the computed result");
     // One accepted completion per (job, stage), no more, no fewer.
     let completions = db.count("SELECT count(*) AS n FROM job_events WHERE kind = 'complete'");
-    let completed_pairs = db.count("SELECT count(*) AS n FROM (SELECT DISTINCT job_id, stage FROM job_events WHERE kind = 'complete') AS p");
+    let completed_pairs =
+        db.count("SELECT count(*) AS n FROM (SELECT DISTINCT job_id, stage FROM job_events WHERE kind = 'complete') AS p");
     assert_eq!((completions, completed_pairs), (3 * JOBS, 3 * JOBS), "one completion per job and stage");
     // Work done twice: every claim but the last of a (job, stage) ended in an expiry or a
     // release, never in a second completion.

@@ -155,7 +155,8 @@ fn the_laion_stages_pass_their_artifacts_through_s3() {
         let wat = json_of(data[1].as_str().unwrap());
         assert_eq!(wat["input"], input.as_str(), "stage a names its S3 input");
         let pairs_url = wat["output"].as_str().unwrap();
-        assert!(pairs_url.starts_with(&format!("{ROOT}/wat/")) && pairs_url.ends_with(".parquet") && exists(pairs_url), "{pairs_url}");
+        let in_wat = pairs_url.starts_with(&format!("{ROOT}/wat/")) && pairs_url.ends_with(".parquet");
+        assert!(in_wat && exists(pairs_url), "{pairs_url}");
         pairs += wat["summary"]["pairs"].as_u64().unwrap();
 
         let download = json_of(data[2].as_str().unwrap());
@@ -218,7 +219,8 @@ fn the_laion_stages_pass_their_artifacts_through_s3() {
             .collect();
         assert!(left.is_empty(), "{}: {left:?}", dir.path().display());
     }
-    println!("s3: {} jobs, {pairs} pairs, {downloaded} images, {} objects, {:.1} s", inputs.len(), objects.len(), started.elapsed().as_secs_f64());
+    let seconds = started.elapsed().as_secs_f64();
+    println!("s3: {} jobs, {pairs} pairs, {downloaded} images, {} objects, {seconds:.1} s", inputs.len(), objects.len());
 }
 
 #[test]

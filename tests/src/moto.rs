@@ -101,7 +101,8 @@ impl MotoServer {
              \x20   aws_access_key_id='cascade-test', aws_secret_access_key='cascade-test-secret')\n\
              args = sys.argv[2:]\n{script}\n"
         );
-        let output = Command::new(&self.python).arg("-c").arg(program).arg(&self.endpoint).args(args).output().expect("python runs");
+        let output =
+            Command::new(&self.python).arg("-c").arg(program).arg(&self.endpoint).args(args).output().expect("python runs");
         assert!(output.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&output.stderr));
         let text = String::from_utf8_lossy(&output.stdout);
         if text.trim().is_empty() {

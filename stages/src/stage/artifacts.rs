@@ -273,15 +273,16 @@ impl ArtifactStore {
     /// [`ArtifactError::Io`] when it cannot be copied, [`ArtifactError::Unsupported`] for an
     /// `s3://` URL without the `s3` feature.
     pub fn fetch(&self, reference: &Path) -> Result<Fetched, ArtifactError> {
-        let Some((bucket, key)) = reference.to_str().and_then(split_s3) else {
+        let Some((bucket, object)) = reference.to_str().and_then(split_s3) else {
             return Ok(Fetched::unchanged(reference));
         };
-        if bucket.is_empty() || key.is_empty() || key.ends_with('/') {
-            return Err(ArtifactError::Location { location: reference.display().to_string(), reason: "not an object URL (s3://bucket/key)".to_owned() });
+        if bucket.is_empty() || object.is_empty() || object.ends_with('/') {
+            let reason = "not an object URL (s3://bucket/key)".to_owned();
+            return Err(ArtifactError::Location { location: reference.display().to_string(), reason });
         }
         #[cfg(feature = "s3")]
         {
-            let (dir, path) = s3::Client::get()?.download(bucket, key)?;
+            let (dir, path) = s3::Client::get()?.download(bucket, object)?;
             Ok(Fetched { path, _copy: Some(dir) })
         }
         #[cfg(not(feature = "s3"))]
