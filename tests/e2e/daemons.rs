@@ -20,8 +20,9 @@ const JOBS: i64 = 5_000;
 const STAGES: [&str; 3] = ["a", "b", "c"];
 
 /// Writes a daemon's `cascade.toml` in a directory of its own: local pools of two workers for
-/// each stage, short leases (a killed daemon's jobs return within seconds), a small connection
-/// pool (three daemons share the server's connections with other tests).
+/// each stage, short leases (a killed daemon's jobs return within seconds; a remote worker's
+/// lease, the idle timeout, outlasts its 5 s heartbeat period), a small connection pool (three
+/// daemons share the server's connections with other tests).
 fn daemon_config(database: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let stages: String = STAGES
@@ -34,7 +35,7 @@ fn daemon_config(database: &str) -> tempfile::TempDir {
         })
         .collect();
     let toml = format!(
-        "project = \"daemons\"\ndatabase = \"{database}\"\nsweep-interval = \"200ms\"\nidle-timeout = \"3s\"\n\
+        "project = \"daemons\"\ndatabase = \"{database}\"\nsweep-interval = \"200ms\"\nidle-timeout = \"8s\"\n\
          db-connections = 6\n\
          [engine]\nartifacts = \"artifacts\"\nlease-ttl = \"2s\"\nmax-attempts = 20\nretry-backoff = \"10ms\"\n\
          max-retry-backoff = \"100ms\"\nshutdown-grace = \"200ms\"\npoll-interval = \"50ms\"\n{stages}"
@@ -88,9 +89,10 @@ fn three_daemons_on_one_postgres_survive_a_kill_9_with_every_job_done_once() {
 
     let mut daemons: Vec<Daemon> = dirs.iter().map(|dir| start_daemon(dir.path())).collect();
     let workers_dir = tempfile::tempdir().unwrap();
-    // The victim's remote worker is slow, so it is surely holding a job when its daemon dies.
+    // The victim's remote worker takes two minutes a job: the one it holds when its daemon
+    // dies can only come back through the lease's expiry.
     let mut remotes = vec![
-        remote_worker(workers_dir.path(), &daemons[0].url, "b", "victim-remote", 100),
+        remote_worker(workers_dir.path(), &daemons[0].url, "b", "victim-remote", 120_000),
         remote_worker(workers_dir.path(), &daemons[1].url, "b", "remote-b", 0),
         remote_worker(workers_dir.path(), &daemons[2].url, "c", "remote-c", 0),
     ];
