@@ -42,12 +42,10 @@ impl Stage for WordCount {
     type Input = PathBuf;
     type Output = Counts;
 
-    fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        std::fs::create_dir_all(ctx.artifacts().join("word-count")).map_err(StageError::fatal)
-    }
-
     fn process(&mut self, file: PathBuf, ctx: &StageContext) -> Result<Counts, StageError> {
-        let text = match std::fs::read(&file) {
+        // A path, or an `s3://` URL copied to a temporary file.
+        let local = ctx.artifacts().fetch(&file)?;
+        let text = match std::fs::read(local.path()) {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(StageError::invalid(format!("{}: {e}", file.display()))),
             Err(e) => return Err(StageError::transient(format!("{}: {e}", file.display()))),
@@ -66,10 +64,14 @@ impl Stage for WordCount {
         let mut top: Vec<(String, usize)> = frequency.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         top.truncate(self.top);
+        // Written in the job's output folder, then published (uploaded when the artifacts are
+        // in S3); the reference is what the next stage or the result names.
+        let out = ctx.artifacts().output("word-count")?;
         let job = ctx.job().map_or(0, |job| job.number);
-        let summary = ctx.artifacts().join("word-count").join(format!("job-{job}.json"));
+        let written = out.path().join(format!("job-{job}.json"));
         let json = serde_json::json!({ "file": file, "words": words, "top": top });
-        std::fs::write(&summary, json.to_string()).map_err(StageError::transient)?;
+        std::fs::write(&written, json.to_string()).map_err(StageError::transient)?;
+        let summary = out.publish(&written)?;
         Ok(Counts { file, lines: text.lines().count(), words, summary })
     }
 }

@@ -11,7 +11,7 @@ use actix_web::rt::System;
 use cascade_engine::config::EngineSettings;
 use cascade_engine::runtime::outcome::RetryPolicy;
 use cascade_engine::runtime::{Drain, RemoteWorker, StagePlan, Supervisor};
-use cascade_stages::stage::{Stage, StageContext, StageError, StageRegistry};
+use cascade_stages::stage::{ArtifactLocation, ArtifactStore, Stage, StageContext, StageError, StageRegistry};
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{JobStore, StageId, StoreConfig, SystemClock};
 use cascade_web::ServerConfig;
@@ -41,7 +41,7 @@ fn registry() -> StageRegistry {
 
 fn engine_settings(artifacts: &std::path::Path) -> EngineSettings {
     EngineSettings {
-        artifacts: artifacts.to_owned(),
+        artifacts: ArtifactLocation::Local(artifacts.to_owned()),
         lease_ttl: Duration::from_secs(60),
         max_attempts: 3,
         retry_backoff: Duration::from_secs(1),
@@ -124,7 +124,7 @@ fn run_remote(workers: usize) -> Duration {
         nickname: "bench".into(),
         policy: RetryPolicy::from(&settings),
         poll_interval: Duration::from_millis(5),
-        artifacts: artifacts.path().to_owned(),
+        artifacts: ArtifactStore::local(artifacts.path()),
         rayon: Arc::new(rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap()),
         registry: registry(),
     };

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use cascade_stages::stage::ArtifactLocation;
 use cascade_tracker::{DatabaseUrl, StageId, StoreConfig};
 use cascade_web::limits::AbuseLimits;
 use cascade_web::ServerConfig;
@@ -91,8 +92,10 @@ fn empty_settings() -> serde_json::Value {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct EngineSettings {
-    /// Root directory of artifacts (each stage's shards go in a subdirectory).
-    pub artifacts: std::path::PathBuf,
+    /// Root of the artifacts (each stage's shards go in a subdirectory): a local directory
+    /// (a path or `file:///path`), or `s3://bucket/prefix` with credentials, region and
+    /// endpoint from the `AWS_*` environment.
+    pub artifacts: ArtifactLocation,
     /// Lease time of local workers: a crashed daemon's jobs are re-claimed this long after its
     /// last heartbeat (at most `idle-timeout`). Heartbeats go out every quarter of it.
     #[serde(with = "humantime_serde")]

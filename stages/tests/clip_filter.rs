@@ -197,7 +197,8 @@ mod stage {
         let ClipOutput::List(list) = stage.process(input, &ctx).unwrap() else { panic!("a list summary") };
         assert_eq!(list.shards.len(), 2);
         assert_eq!(list.shards[0].input, tmp.path().join("x/00000.tar"));
-        assert_eq!(list.shards[1].outputs.shard, tmp.path().join("out/00001.tar"));
+        // In the folder of the shard's own folder: another job's `00001.tar` stays apart.
+        assert_eq!(list.shards[1].outputs.shard, tmp.path().join("out/x/00001.tar"));
         assert!(list.shards.iter().all(|s| (s.samples, s.kept) == (8, 5)));
         assert_eq!((list.samples, list.embedded, list.kept), (16, 10, 10));
         assert_eq!((list.corrupt_images, list.missing_image, list.missing_caption, list.truncated_shards), (2, 2, 2, 0));
@@ -206,7 +207,7 @@ mod stage {
         assert!((list.mean_similarity - mean).abs() < 1e-6);
         assert_eq!(ctx.skipped().get("corrupt_image"), Some(&2));
         for file in ["00000.tar", "00001.tar", "metadata/metadata_00001.parquet", "img_emb/img_emb_00000.npy"] {
-            assert!(tmp.path().join("out").join(file).is_file(), "{file}");
+            assert!(tmp.path().join("out/x").join(file).is_file(), "{file}");
         }
         let json = serde_json::to_value(ClipOutput::List(list)).unwrap();
         assert_eq!(json["samples"], 16);

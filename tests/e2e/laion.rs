@@ -68,6 +68,7 @@ fn the_sample_pipeline_runs_wat_download_and_clip() {
     let wat_files = std::fs::read_to_string(workspace_root().join("examples/laion-sample.txt")).unwrap().lines().count();
     assert_eq!(jobs["total"].as_u64().unwrap() as usize, wat_files, "every job passed every stage");
     let (mut pairs, mut downloaded, mut filtered) = (0, 0, 0);
+    let (mut clip_shards, mut clip_summaries) = (std::collections::BTreeSet::new(), 0);
     for item in jobs["items"].as_array().unwrap() {
         let detail = server.get_json(&format!("/v1/jobs/{}", item["id"]));
         let data = detail["data"].as_array().unwrap();
@@ -87,7 +88,14 @@ fn the_sample_pipeline_runs_wat_download_and_clip() {
         let shards = clip.get("shards").and_then(Value::as_array).cloned().unwrap_or_default();
         assert_eq!(shards.len(), download["shards"].as_array().unwrap().len());
         filtered += shards.iter().map(|s| s["samples"].as_u64().unwrap()).sum::<u64>();
+        clip_summaries += shards.len();
+        for shard in &shards {
+            let path = dir.path().join(shard["outputs"]["shard"].as_str().unwrap());
+            assert!(path.starts_with(dir.path().join("laion-sample/clip")) && path.is_file(), "{}", path.display());
+            clip_shards.insert(path);
+        }
     }
+    assert_eq!(clip_shards.len(), clip_summaries, "each shard is filtered into a file of its own: {clip_shards:?}");
     assert!(pairs > 0 && downloaded >= 50, "{pairs} pairs, {downloaded} images downloaded");
     assert_eq!(filtered, downloaded, "CLIP saw every downloaded image");
     assert!(stdout.contains(&format!("{pairs} image/alt-text pairs")), "{stdout}");

@@ -10,9 +10,11 @@
 //!   [`python_with_schemathesis`]: one with `schemathesis`, the API fuzzer.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
+//! - [`moto`]: an S3-compatible server (moto) on loopback, for the object-store tests.
 
 pub mod browser;
 pub mod fault_proxy;
+pub mod moto;
 pub mod replay;
 
 use std::io::{BufRead, BufReader};
@@ -84,6 +86,7 @@ pub struct Daemon {
     binary: PathBuf,
     args: Vec<String>,
     dir: Option<PathBuf>,
+    env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
@@ -122,6 +125,14 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start_in(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>) -> Self {
+        Self::start_with_env(binary, args, port, dir, &[])
+    }
+
+    /// As [`start_in`](Self::start_in), with the environment variables `env` added.
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_with_env(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let mut full: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         full.push("--bind".to_owned());
         full.push(format!("127.0.0.1:{port}"));
@@ -130,6 +141,7 @@ impl Daemon {
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
+        command.envs(env.iter().copied());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("{} can be started: {e}", binary.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
@@ -144,7 +156,8 @@ impl Daemon {
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("{} did not start: {full:?}", binary.display()));
         full.truncate(full.len() - 2);
-        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), url }
+        let env = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), env, url }
     }
 
     /// The daemon's process id.
@@ -191,7 +204,8 @@ impl Daemon {
         let port = self.port();
         self.kill9();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        *self = Self::start_in(&self.binary.clone(), &args, port, self.dir.clone().as_deref());
+        let env: Vec<(&str, &str)> = self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
+        *self = Self::start_with_env(&self.binary.clone(), &args, port, self.dir.clone().as_deref(), &env);
     }
 
     /// GETs `path` and parses the JSON answer.

@@ -1,13 +1,12 @@
 //! `cascade run`: the daemon — tracker, HTTP API and the local stage pools in one process.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use actix::Addr;
 use actix_web::rt::System;
 use anyhow::Context;
-use cascade_stages::stage::StageRegistry;
+use cascade_stages::stage::{ArtifactLocation, StageRegistry};
 use cascade_tracker::{JobStore, StageId};
 use clap::Args;
 
@@ -49,9 +48,8 @@ pub(crate) fn run(cli: &Cli, args: &RunArgs, registry: &StageRegistry) -> anyhow
     if plans.is_empty() {
         tracing::warn!("No stage has a `kind`: no local workers; remote workers do all the work.");
     }
-    if !plans.is_empty() {
-        std::fs::create_dir_all(&config.engine.artifacts)
-            .with_context(|| format!("creating the artifacts directory {}", config.engine.artifacts.display()))?;
+    if let (false, ArtifactLocation::Local(root)) = (plans.is_empty(), &config.engine.artifacts) {
+        std::fs::create_dir_all(root).with_context(|| format!("creating the artifacts directory {}", root.display()))?;
     }
     let registry = registry.clone();
     System::new().block_on(async move {
@@ -154,7 +152,12 @@ async fn unavailable_stages(supervisor: &Addr<Supervisor>) -> BTreeMap<StageId, 
 
 /// Prints what each local stage made and where its files are, and the stages that could not
 /// start with the jobs waiting there.
-async fn print_summary(store: &JobStore, plans: &[StagePlan], artifacts: &Path, unavailable: &BTreeMap<StageId, String>) {
+async fn print_summary(
+    store: &JobStore,
+    plans: &[StagePlan],
+    artifacts: &ArtifactLocation,
+    unavailable: &BTreeMap<StageId, String>,
+) {
     let (reader, owned_plans) = (store.clone(), plans.to_vec());
     let totals = match actix_web::web::block(move || summary::stage_totals(&reader, &owned_plans)).await {
         Ok(Ok(totals)) => totals,
@@ -170,7 +173,7 @@ async fn print_summary(store: &JobStore, plans: &[StagePlan], artifacts: &Path, 
             "  {} {:<10} {stage_totals}\n    files: {}",
             plan.stage,
             plan.kind,
-            summary::output_folder(plan, artifacts).display()
+            summary::output_folder(plan, artifacts)
         );
         if let Some(reason) = unavailable.get(&plan.stage) {
             let waiting = counts.iter().find(|c| c.stage == plan.stage).map_or(0, |c| c.open);

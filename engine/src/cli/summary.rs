@@ -2,8 +2,8 @@
 //! from the jobs' recorded outputs in the tracker (so a resumed run counts earlier work too).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
+use cascade_stages::stage::ArtifactLocation;
 use cascade_tracker::{JobStore, StageId, TrackerError};
 
 use crate::runtime::StagePlan;
@@ -107,12 +107,13 @@ pub(crate) fn stage_totals(store: &JobStore, plans: &[StagePlan]) -> Result<BTre
     Ok(totals)
 }
 
-/// Where a stage's files go: its `out` setting, or `<artifacts>/<kind>`.
-pub(crate) fn output_folder(plan: &StagePlan, artifacts: &Path) -> PathBuf {
+/// Where a stage's files go, as a person reads it: its `out` setting, or `<artifacts>/<kind>`
+/// (a path, or an `s3://bucket/prefix/kind` URL).
+pub(crate) fn output_folder(plan: &StagePlan, artifacts: &ArtifactLocation) -> String {
     plan.settings
         .get("out")
         .and_then(serde_json::Value::as_str)
-        .map_or_else(|| artifacts.join(&plan.kind), PathBuf::from)
+        .map_or_else(|| artifacts.join(&plan.kind), str::to_owned)
 }
 
 #[cfg(test)]

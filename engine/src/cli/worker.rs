@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix_web::rt::System;
 use anyhow::Context;
-use cascade_stages::stage::StageRegistry;
+use cascade_stages::stage::{ArtifactStore, StageRegistry};
 use cascade_tracker::StageId;
 use clap::Args;
 use rayon::ThreadPoolBuilder;
@@ -60,7 +60,7 @@ pub(crate) fn run(cli: &Cli, args: &WorkerArgs, registry: &StageRegistry) -> any
         nickname: args.nickname.clone(),
         policy: RetryPolicy { max_attempts: config.max_attempts(args.stage), ..RetryPolicy::from(&config.engine) },
         poll_interval: config.engine.poll_interval.max(Duration::from_millis(100)),
-        artifacts: config.engine.artifacts.clone(),
+        artifacts: ArtifactStore::open(config.engine.artifacts.clone()).context("opening the artifact store")?,
         rayon: Arc::new(rayon),
         registry: registry.clone(),
     };

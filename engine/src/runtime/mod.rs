@@ -19,7 +19,7 @@ mod slot;
 mod supervisor;
 mod worker;
 
-use cascade_stages::stage::RegistryError;
+use cascade_stages::stage::{ArtifactError, RegistryError};
 use cascade_tracker::StageId;
 
 use crate::config::Config;
@@ -83,4 +83,7 @@ pub enum EngineError {
     /// A stage's rayon pool could not be started.
     #[error("cannot start a stage's thread pool: {0}")]
     ThreadPool(String),
+    /// The artifact store could not be opened.
+    #[error("artifacts: {0}")]
+    Artifacts(#[from] ArtifactError),
 }

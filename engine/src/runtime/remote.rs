@@ -7,12 +7,11 @@
 //! or says the lease is gone); a forgotten worker registers again; stopping finishes or cancels
 //! the running job, then says `bye`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cascade_stages::stage::StageRegistry;
+use cascade_stages::stage::{ArtifactStore, StageRegistry};
 use cascade_tracker::{Leases, StageId};
 use cascade_web::TrackerClient;
 use rayon::ThreadPool;
@@ -42,8 +41,8 @@ pub struct RemoteWorker {
     pub policy: RetryPolicy,
     /// Pause between claims while the stage has nothing open.
     pub poll_interval: Duration,
-    /// Artifact root.
-    pub artifacts: PathBuf,
+    /// The artifact store.
+    pub artifacts: ArtifactStore,
     /// The stage's rayon pool.
     pub rayon: Arc<ThreadPool>,
     /// Stage kinds.

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
-use cascade_stages::stage::StageRegistry;
+use cascade_stages::stage::{ArtifactStore, StageRegistry};
 use cascade_tracker::{JobId, JobStore};
 use cascade_web::PoolRegistry;
 use crossbeam_channel::{Receiver, Sender};
@@ -33,7 +33,8 @@ impl Supervisor {
     ///
     /// # Errors
     /// [`EngineError::Stage`] for an unknown kind or rejected settings;
-    /// [`EngineError::ThreadPool`] when a stage's rayon pool cannot start.
+    /// [`EngineError::ThreadPool`] when a stage's rayon pool cannot start;
+    /// [`EngineError::Artifacts`] when the artifact store cannot be opened.
     pub fn start(
         store: &JobStore,
         plans: &[StagePlan],
@@ -46,6 +47,7 @@ impl Supervisor {
                 .create(&plan.kind, &plan.settings)
                 .map_err(|source| EngineError::Stage { stage: plan.stage, source })?;
         }
+        let artifacts = ArtifactStore::open(settings.artifacts.clone())?;
         let queues = handoff_queues(store, plans);
         let mut started = Vec::with_capacity(plans.len());
         for (plan, QueueEnds { inbound, outbound }) in plans.iter().zip(queues) {
@@ -68,7 +70,7 @@ impl Supervisor {
                 policy: RetryPolicy { max_attempts: plan.max_attempts, ..RetryPolicy::from(settings) },
                 lease_ttl: Some(settings.lease_ttl.min(store.config().idle_timeout)),
                 poll_interval: settings.poll_interval,
-                artifacts: settings.artifacts.clone(),
+                artifacts: artifacts.clone(),
                 rayon: Arc::new(rayon),
                 inbound,
                 outbound,

@@ -7,13 +7,12 @@
 //! registers again; a stage that panics is reopened; a stage that cannot open for good makes
 //! the whole crew unavailable.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use cascade_stages::stage::context::JobInfo;
-use cascade_stages::stage::{StageContext, StageRegistry, WireStage};
+use cascade_stages::stage::{ArtifactStore, StageContext, StageRegistry, WireStage};
 use cascade_tracker::{ClaimedJob, JobId, LeaseError, Leases, StageId, WorkerToken};
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
 use rayon::ThreadPool;
@@ -46,7 +45,7 @@ pub(crate) struct Crew {
     pub(crate) lease_ttl: Option<Duration>,
     /// Pause between claims while the stage has nothing claimable.
     pub(crate) poll_interval: Duration,
-    pub(crate) artifacts: PathBuf,
+    pub(crate) artifacts: ArtifactStore,
     pub(crate) rayon: Arc<ThreadPool>,
     /// Jobs handed over by the previous local stage.
     pub(crate) inbound: Option<Receiver<JobId>>,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::device_share::DeviceLease;
 use super::hub::{HubSettings, WeightsSource};
 use super::{filter_shard_in, ClipDevice, ClipError, ClipFilter, EmbeddingDtype, FilterOptions, FilterSummary, ModelSettings};
-use crate::stage::{Stage, StageContext, StageError};
+use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `clip` (stage c of the LAION workflow). Its settings (`[stages.c.settings]`) are its
 /// fields; only `weights` is required: a `model.safetensors` path, or `hf:OWNER/REPO[@REVISION]`
@@ -18,11 +18,14 @@ use crate::stage::{Stage, StageContext, StageError};
 /// listed, each worker takes the least used one, so `workers = N` with N GPUs listed runs one
 /// worker per GPU); image decoding runs on the stage's rayon pool.
 ///
-/// Job input ([`ShardInput`]): the path of a webdataset tar, as plain text or as JSON with a
-/// `shard` field (so a downloader may report more about the shard beside it), or a download
-/// job's report with a `shards` list. Job output ([`ClipOutput`]): the shard's
-/// [`FilterSummary`] as JSON, whose `outputs` name the files written, or for a list a
-/// [`ShardListSummary`] (one summary per shard and the totals).
+/// Job input ([`ShardInput`]): the path or `s3://` URL of a webdataset tar, as plain text or as
+/// JSON with a `shard` field (so a downloader may report more about the shard beside it), or a
+/// download job's report with a `shards` list. Job output ([`ClipOutput`]): the shard's
+/// [`FilterSummary`] as JSON, whose `outputs` name the files written (paths, or `s3://` URLs when
+/// the artifacts are in S3), or for a list a [`ShardListSummary`] (one summary per shard and the
+/// totals). A shard's outputs go in a folder named after the shard's own folder
+/// (`download/NAME/00000.tar` → `clip/NAME/00000.tar`), so the equally named shards of
+/// different download jobs do not overwrite each other.
 ///
 /// ```
 /// let stage: cascade_stages::clip::ClipStage = serde_json::from_str(
@@ -51,7 +54,7 @@ pub struct ClipStage {
     /// Element type of the embedding files (default `float16`).
     #[serde(default)]
     pub embeddings: EmbeddingDtype,
-    /// Output folder; default `<artifacts>/clip`.
+    /// Local output folder; default `clip` in the artifact store.
     #[serde(default)]
     pub out: Option<PathBuf>,
     /// The hub for `hf:` weights; [`HubSettings::from_env`] when not set.
@@ -68,6 +71,14 @@ impl ClipStage {
     pub fn with_hub(mut self, hub: HubSettings) -> Self {
         self.hub = Some(hub);
         self
+    }
+
+    /// Where a job's outputs go: `out`, or `clip` in the artifact store.
+    fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
+        match &self.out {
+            Some(dir) => OutputDir::local(dir),
+            None => ctx.artifacts().output("clip"),
+        }
     }
 }
 
@@ -217,9 +228,7 @@ impl Stage for ClipStage {
     type Output = ClipOutput;
 
     fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        let out = self.out.clone().unwrap_or_else(|| ctx.artifacts().join("clip"));
-        std::fs::create_dir_all(&out).map_err(|e| StageError::fatal(format!("cannot create {}: {e}", out.display())))?;
-        self.out = Some(out);
+        self.output(ctx).map_err(StageError::fatal)?;
         if self.loaded.is_none() {
             let lease = DeviceLease::take(self.device.devices());
             let settings = ModelSettings { weights: self.weights.clone(), config: self.config.clone(), device: lease.device() };
@@ -230,20 +239,21 @@ impl Stage for ClipStage {
     }
 
     fn process(&mut self, input: ShardInput, ctx: &StageContext) -> Result<ClipOutput, StageError> {
-        let (Some((filter, _)), Some(out)) = (&self.loaded, &self.out) else {
+        let Some((filter, _)) = &self.loaded else {
             return Err(StageError::fatal("the clip stage was not opened"));
         };
+        let out = self.output(ctx)?;
         let options = FilterOptions { threshold: self.threshold, batch_size: self.batch_size, threads: 0, embeddings: self.embeddings };
         let shards = match input {
             ShardInput::Path(path) | ShardInput::Described { shard: path } => {
-                return filter_one(filter, &path, out, &options, ctx, "").map(ClipOutput::Shard);
+                return filter_one(filter, &path, &out, &options, ctx, "").map(ClipOutput::Shard);
             }
             ShardInput::List { shards } => shards,
         };
         let count = shards.len();
         let mut summaries = Vec::with_capacity(count);
         for (i, shard) in shards.into_iter().enumerate() {
-            summaries.push(filter_one(filter, &shard.into_path(), out, &options, ctx, &format!(" ({}/{count})", i + 1))?);
+            summaries.push(filter_one(filter, &shard.into_path(), &out, &options, ctx, &format!(" ({}/{count})", i + 1))?);
         }
         Ok(ClipOutput::List(ShardListSummary::new(summaries, self.threshold)))
     }
@@ -253,18 +263,20 @@ impl Stage for ClipStage {
     }
 }
 
-/// Filters one shard of a job, reporting progress as `NAME{position}: N samples`, and counts
-/// its damage as the job's skips.
+/// Filters one shard of a job into `out/<the shard's folder name>`, publishes its outputs,
+/// reports progress as `NAME{position}: N samples`, and counts its damage as the job's skips.
 fn filter_one(
     filter: &ClipFilter,
     input: &Path,
-    out: &Path,
+    out: &OutputDir,
     options: &FilterOptions,
     ctx: &StageContext,
     position: &str,
 ) -> Result<FilterSummary, StageError> {
     let name = input.display().to_string();
-    let summary = filter_shard_in(Some(ctx.pool()), filter, input, out, options, |done| {
+    let local = ctx.artifacts().fetch(input)?;
+    let folder = input.parent().and_then(Path::file_name).map_or_else(|| out.path().to_owned(), |n| out.path().join(n));
+    let mut summary = filter_shard_in(Some(ctx.pool()), filter, local.path(), &folder, options, |done| {
         ctx.progress(&format!("{name}{position}: {done} samples"));
         if ctx.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     })
@@ -275,6 +287,11 @@ fn filter_one(
         ClipError::Write { .. } | ClipError::Parquet(_) | ClipError::ThreadPool(_) => StageError::transient(e),
         other => StageError::fatal(other),
     })?;
+    summary.input = input.to_owned();
+    let outputs = &mut summary.outputs;
+    for file in [&mut outputs.shard, &mut outputs.metadata, &mut outputs.image_embeddings, &mut outputs.text_embeddings] {
+        *file = out.publish(file)?;
+    }
     for (reason, count) in [
         ("corrupt_image", summary.corrupt_images),
         ("missing_image", summary.missing_image),

@@ -64,7 +64,7 @@ pub struct DownloadOptions {
     pub save_additional_columns: Vec<String>,
     /// Decoding, checks, resizing and encoding.
     pub image: ImageOptions,
-    /// Output folder; default `<artifacts>/download`.
+    /// Local output folder; default `download` in the artifact store.
     pub out: Option<PathBuf>,
 }
 

@@ -5,15 +5,16 @@ use std::ops::ControlFlow;
 use serde::Deserialize;
 
 use super::{DownloadError, DownloadOptions, DownloadSummary, Downloader, PairShardInput};
-use crate::stage::{Stage, StageContext, StageError};
+use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `download` (stage b of the LAION workflow). Its settings (`[stages.b.settings]`) are
 /// [`DownloadOptions`]; each worker keeps one HTTP client (and, for WARC sources, one replay
 /// server) for all its jobs, and decodes and resizes on the stage's rayon pool.
 ///
-/// Job input: a pair shard's path, `{"shard": path}`, or stage a's output (`{"output": path,
-/// …}`). Job output: the [`DownloadSummary`] as JSON, whose `shards` name the tars written (the
-/// CLIP stage's input).
+/// Job input: a pair shard's path or `s3://` URL, `{"shard": path}`, or stage a's output
+/// (`{"output": path, …}`). Job output: the [`DownloadSummary`] as JSON, whose `shards` name the
+/// tars written (the CLIP stage's input): paths, or `s3://` URLs when the artifacts are in S3,
+/// each shard's stats file published last.
 ///
 /// ```
 /// let stage: cascade_stages::download::DownloadStage = serde_json::from_str(
@@ -40,6 +41,14 @@ impl DownloadStage {
     pub fn options(&self) -> &DownloadOptions {
         &self.options
     }
+
+    /// Where a job's shards go: `out`, or `download` in the artifact store.
+    fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
+        match &self.options.out {
+            Some(dir) => OutputDir::local(dir),
+            None => ctx.artifacts().output("download"),
+        }
+    }
 }
 
 impl Stage for DownloadStage {
@@ -47,9 +56,7 @@ impl Stage for DownloadStage {
     type Output = DownloadSummary;
 
     fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        let out = self.options.out.clone().unwrap_or_else(|| ctx.artifacts().join("download"));
-        std::fs::create_dir_all(&out).map_err(|e| StageError::fatal(format!("cannot create {}: {e}", out.display())))?;
-        self.options.out = Some(out);
+        self.output(ctx).map_err(StageError::fatal)?;
         if self.downloader.is_none() {
             self.downloader = Some(Downloader::new(self.options.clone()).map_err(StageError::fatal)?);
         }
@@ -57,13 +64,14 @@ impl Stage for DownloadStage {
     }
 
     fn process(&mut self, input: PairShardInput, ctx: &StageContext) -> Result<DownloadSummary, StageError> {
-        let (Some(downloader), Some(out)) = (&self.downloader, &self.options.out) else {
+        let Some(downloader) = &self.downloader else {
             return Err(StageError::fatal("the download stage was not opened"));
         };
-        let path = input.path();
-        let name = path.display().to_string();
-        let summary = downloader
-            .download_file(path, out, Some(ctx.pool()), |p| {
+        let out = self.output(ctx)?;
+        let local = ctx.artifacts().fetch(input.path())?;
+        let name = input.path().display().to_string();
+        let mut summary = downloader
+            .download_file(local.path(), out.path(), Some(ctx.pool()), |p| {
                 if p.done % 100 == 0 || p.done == p.total {
                     ctx.progress(&format!("{name}: {}/{} samples, {} ok", p.done, p.total, p.shard.successes));
                 }
@@ -76,6 +84,13 @@ impl Stage for DownloadStage {
                 DownloadError::Write { .. } | DownloadError::Parquet(_) => StageError::transient(e),
                 DownloadError::Settings(_) | DownloadError::Start(_) => StageError::fatal(e),
             })?;
+        summary.input = input.path().to_owned();
+        for shard in &mut summary.shards {
+            // The stats file marks a shard complete: it goes last.
+            shard.shard = out.publish(&shard.shard)?;
+            shard.parquet = out.publish(&shard.parquet)?;
+            shard.stats = out.publish(&shard.stats)?;
+        }
         for (reason, count) in [
             ("failed_to_download", summary.counts.failed_to_download),
             ("failed_to_resize", summary.counts.failed_to_resize),

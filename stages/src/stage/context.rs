@@ -1,13 +1,12 @@
 //! [`StageContext`]: what a stage may use while it works.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rayon::ThreadPool;
 
-use super::StageError;
+use super::{ArtifactStore, StageError};
 
 /// Where progress text goes: the tracker (worker page, dashboard) when a stage runs in the
 /// engine. Reports may be rate-limited by the receiver; the latest one wins.
@@ -54,7 +53,7 @@ pub struct JobInfo {
 }
 
 /// The worker's surroundings, given to every [`Stage`](super::Stage) call: progress reporting,
-/// counters of skipped bad records, cancellation, the artifact directory and the stage's rayon
+/// counters of skipped bad records, cancellation, the artifact store and the stage's rayon
 /// pool. Shared (`&`) so a stage can use it from its rayon tasks.
 pub struct StageContext {
     stage: String,
@@ -62,7 +61,7 @@ pub struct StageContext {
     progress: Option<Arc<dyn ProgressSink>>,
     cancellation: Cancellation,
     skipped: Mutex<BTreeMap<String, u64>>,
-    artifacts: PathBuf,
+    artifacts: ArtifactStore,
     pool: Arc<ThreadPool>,
 }
 
@@ -71,17 +70,18 @@ impl std::fmt::Debug for StageContext {
         f.debug_struct("StageContext")
             .field("stage", &self.stage)
             .field("job", &self.job)
-            .field("artifacts", &self.artifacts)
+            .field("artifacts", &self.artifacts.location())
             .field("threads", &self.pool.current_num_threads())
             .finish_non_exhaustive()
     }
 }
 
 impl StageContext {
-    /// A context for stage `stage` (a letter, or any label outside a pipeline) writing artifacts
-    /// under `artifacts` and running parallel work on `pool`.
+    /// A context for stage `stage` (a letter, or any label outside a pipeline) reading and
+    /// writing artifacts through `artifacts` (a store, or the path of a local directory) and
+    /// running parallel work on `pool`.
     #[must_use]
-    pub fn new(stage: impl Into<String>, artifacts: impl Into<PathBuf>, pool: Arc<ThreadPool>) -> Self {
+    pub fn new(stage: impl Into<String>, artifacts: impl Into<ArtifactStore>, pool: Arc<ThreadPool>) -> Self {
         Self {
             stage: stage.into(),
             job: None,
@@ -159,8 +159,8 @@ impl StageContext {
         &self.cancellation
     }
 
-    /// Root directory of this stage's artifacts (shards and other outputs).
-    pub fn artifacts(&self) -> &Path {
+    /// The artifact store: where inputs are fetched from and outputs published to.
+    pub fn artifacts(&self) -> &ArtifactStore {
         &self.artifacts
     }
 

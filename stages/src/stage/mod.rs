@@ -22,11 +22,14 @@
 //!
 //! # Layout
 //! - [`context`]: [`StageContext`], what a stage may use while it works.
+//! - [`artifacts`]: [`ArtifactStore`], where inputs are read from and outputs published to (a
+//!   local directory, or S3 with feature `s3`).
 //! - [`error`]: [`StageError`], and what the engine does with each kind.
 //! - [`wire`]: typed input and output to and from the job's wire string.
 //! - [`erased`]: [`WireStage`], any stage seen through wire strings (what the engine holds).
 //! - [`registry`]: [`StageRegistry`], stage kinds by name, built from their settings.
 
+pub mod artifacts;
 pub mod context;
 pub mod erased;
 pub mod error;
@@ -36,6 +39,7 @@ pub mod wire;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use artifacts::{ArtifactError, ArtifactLocation, ArtifactStore, Fetched, OutputDir};
 pub use context::{Cancellation, ProgressSink, StageContext};
 pub use erased::WireStage;
 pub use error::StageError;

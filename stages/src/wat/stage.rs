@@ -5,17 +5,18 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{extract_file_in, FileOutput, WatError, WatFilters, WatOptions};
-use crate::stage::{Stage, StageContext, StageError};
+use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `wat` (stage a of the LAION workflow). Its settings (`[stages.a.settings]`, all
 /// optional) are its fields; parsing runs on the stage's rayon pool.
 ///
-/// Job input: the path or `http(s)://` URL of a `.warc.wat.gz` / `.warc.wat` file. Job output: a [`FileOutput`]
-/// as JSON — the shard written and the file's counters.
+/// Job input: the path, `http(s)://` URL or `s3://` URL (fetched through the artifact store) of a
+/// `.warc.wat.gz` / `.warc.wat` file. Job output: a [`FileOutput`] as JSON — the shard written
+/// (a path, or its `s3://` URL when the artifacts are in S3) and the file's counters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WatStage {
-    /// Directory of the shards; default `<artifacts>/wat`.
+    /// Local directory of the shards; default `<artifacts>/wat`.
     pub out: Option<PathBuf>,
     /// Apply the LAION-5B filters (replaces `filters`).
     pub laion5b: bool,
@@ -40,6 +41,14 @@ impl WatStage {
             filters: if self.laion5b { WatFilters::laion5b() } else { self.filters.clone() },
         }
     }
+
+    /// Where a job's shard goes: `out`, or `wat` in the artifact store.
+    fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
+        match &self.out {
+            Some(dir) => OutputDir::local(dir),
+            None => ctx.artifacts().output("wat"),
+        }
+    }
 }
 
 impl Stage for WatStage {
@@ -47,16 +56,14 @@ impl Stage for WatStage {
     type Output = FileOutput;
 
     fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        let out = self.out.clone().unwrap_or_else(|| ctx.artifacts().join("wat"));
-        std::fs::create_dir_all(&out).map_err(|e| StageError::fatal(format!("cannot create {}: {e}", out.display())))?;
-        self.out = Some(out);
-        Ok(())
+        self.output(ctx).map(drop).map_err(StageError::fatal)
     }
 
     fn process(&mut self, input: PathBuf, ctx: &StageContext) -> Result<FileOutput, StageError> {
-        let out = self.out.clone().unwrap_or_else(|| ctx.artifacts().join("wat"));
+        let out = self.output(ctx)?;
+        let local = ctx.artifacts().fetch(&input)?;
         let name = input.display().to_string();
-        let output = extract_file_in(Some(ctx.pool()), &input, &self.options(), &out, |done, total| {
+        let mut output = extract_file_in(Some(ctx.pool()), local.path(), &self.options(), out.path(), |done, total| {
             ctx.progress(&format!("{name}: {:.0}%", done as f64 * 100.0 / total.max(1) as f64));
         })
         .map_err(|e| match e {
@@ -67,6 +74,8 @@ impl Stage for WatStage {
             WatError::Fetch { .. } | WatError::Read(_) | WatError::Write { .. } => StageError::transient(e),
             other => StageError::fatal(other),
         })?;
+        output.input = input;
+        output.output = out.publish(&output.output)?;
         let skipped = &output.summary.skipped;
         for (reason, count) in [
             ("invalid_utf8", skipped.invalid_utf8),

@@ -1,0 +1,263 @@
+//! Artifacts in S3, against moto's S3-compatible server on loopback.
+//!
+//! The LAION workflow with `artifacts = "s3://…"`: the job inputs are the sample WAT files
+//! uploaded to the bucket; a `cascade run` daemon runs stage a (`wat`) and stage c (`clip`, tiny
+//! fixture model) and two remote `cascade worker` processes run stage b (`download`, images
+//! replayed from the bundled WARC). Daemon and workers each have a working and a temporary
+//! directory of their own, so every artifact goes from one to the other through the bucket.
+//! Afterwards every output a job names is an object in the bucket, the objects hold what the
+//! jobs say, nothing is left half-written (no `*.partial` object, no open multipart upload) and
+//! no process kept a local copy. A second test sends a file larger than one part through the
+//! artifact store API: it goes up as a multipart upload and comes back whole.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cascade_stages::stage::{ArtifactError, ArtifactStore};
+use cascade_tests::moto::{python_with_moto, MotoServer};
+use cascade_tests::{wait_until, workspace_root, Daemon};
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_cascade-test-pipeline");
+const BUCKET: &str = "cascade-artifacts";
+const ROOT: &str = "s3://cascade-artifacts/run-1";
+
+fn json_of(data: &str) -> Value {
+    serde_json::from_str(data.strip_prefix("<!json!>").expect("JSON output")).unwrap()
+}
+
+/// A directory for one process: its working directory, with its own `tmp/` as `TMPDIR`.
+fn process_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("tmp")).unwrap();
+    dir
+}
+
+/// The environment of a process in `dir`: the S3 server, and `dir/tmp` as temporary directory.
+fn process_env(moto: &MotoServer, dir: &Path) -> Vec<(&'static str, String)> {
+    let mut env = moto.env();
+    env.push(("TMPDIR", dir.join("tmp").display().to_string()));
+    env
+}
+
+/// A remote stage-b worker in a directory of its own, knowing the artifacts only from its
+/// environment.
+fn download_worker(moto: &MotoServer, dir: &Path, tracker: &str, nickname: &str) -> Child {
+    let warc = workspace_root().join("stages/tests/data/warc/ia-archive-org-2008.warc.gz");
+    let settings = serde_json::json!({ "source": "warc", "warcs": [warc] }).to_string();
+    Command::new(BINARY)
+        .args(["worker", "--tracker", tracker, "--stage", "b", "--kind", "download", "--nickname", nickname])
+        .args(["--settings", &settings])
+        .current_dir(dir)
+        .envs(process_env(moto, dir))
+        .env("CASCADE__ENGINE__ARTIFACTS", ROOT)
+        .env("CASCADE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("the worker starts")
+}
+
+/// Every key in the bucket.
+fn keys(moto: &MotoServer) -> Vec<String> {
+    let listed = moto.boto(
+        "keys = []\n\
+         for page in s3.get_paginator('list_objects_v2').paginate(Bucket=args[0]):\n\
+         \x20   keys += [o['Key'] for o in page.get('Contents', [])]\n\
+         print(json.dumps(keys))",
+        &[BUCKET],
+    );
+    serde_json::from_value(listed).unwrap()
+}
+
+/// Multipart uploads started and neither completed nor aborted.
+fn open_uploads(moto: &MotoServer) -> Value {
+    moto.boto("print(json.dumps(s3.list_multipart_uploads(Bucket=args[0]).get('Uploads', []), default=str))", &[BUCKET])
+}
+
+/// The key of an `s3://` URL in the bucket.
+fn key_of(url: &str) -> &str {
+    url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap_or_else(|| panic!("{url} is not in the bucket"))
+}
+
+/// The files of a directory tree, relative to it.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path.strip_prefix(dir).unwrap().to_owned());
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn the_laion_stages_pass_their_artifacts_through_s3() {
+    let Some(python) = python_with_moto() else { return };
+    let started = Instant::now();
+    let moto = MotoServer::start(python);
+    moto.boto("s3.create_bucket(Bucket=args[0])", &[BUCKET]);
+    let root = workspace_root();
+    let samples = std::fs::read_to_string(root.join("examples/laion-sample.txt")).unwrap();
+    let mut inputs = Vec::new();
+    for sample in samples.lines() {
+        let name = Path::new(sample).file_name().unwrap().to_str().unwrap();
+        let key = format!("inputs/{name}");
+        moto.boto("s3.upload_file(args[0], args[1], args[2])", &[root.join(sample).to_str().unwrap(), BUCKET, &key]);
+        inputs.push(format!("s3://{BUCKET}/{key}"));
+    }
+
+    let daemon_dir = process_dir();
+    let model = root.join("stages/tests/clip/fixtures/model");
+    let toml = format!(
+        "project = \"s3\"\ndatabase = \"cascade.db\"\nsweep-interval = \"200ms\"\nidle-timeout = \"30s\"\n\
+         [engine]\nartifacts = \"{ROOT}\"\nretry-backoff = \"100ms\"\nshutdown-grace = \"1s\"\npoll-interval = \"50ms\"\n\
+         [stages.a]\nname = \"wat\"\nkind = \"wat\"\nworkers = 2\n\
+         [stages.b]\nname = \"download\"\n\
+         [stages.c]\nname = \"clip\"\nkind = \"clip\"\n\
+         [stages.c.settings]\nweights = \"{}\"\nconfig = \"{}\"\n",
+        model.join("model.safetensors").display(),
+        model.join("config.json").display()
+    );
+    std::fs::write(daemon_dir.path().join("cascade.toml"), toml).unwrap();
+    std::fs::write(daemon_dir.path().join("jobs.txt"), inputs.join("\n")).unwrap();
+    let env = process_env(&moto, daemon_dir.path());
+    let env: Vec<(&str, &str)> = env.iter().map(|(name, value)| (*name, value.as_str())).collect();
+    let mut daemon = Daemon::start_with_env(
+        Path::new(BINARY),
+        &["run", "--config", "cascade.toml", "--no-progress", "--txt", "jobs.txt"],
+        0,
+        Some(daemon_dir.path()),
+        &env,
+    );
+    let worker_dirs = [process_dir(), process_dir()];
+    let mut workers: Vec<Child> = worker_dirs
+        .iter()
+        .enumerate()
+        .map(|(i, dir)| download_worker(&moto, dir.path(), &daemon.url, &format!("s3-worker-{i}")))
+        .collect();
+    let done = || daemon.get_json("/v1/stats")["stages"][2]["done"].as_u64().unwrap() as usize;
+    wait_until("every job passed the three stages", Duration::from_secs(300), || done() == inputs.len());
+
+    let objects = keys(&moto);
+    let exists = |url: &str| objects.iter().any(|k| k == key_of(url));
+    let (mut pairs, mut downloaded, mut filtered) = (0, 0, 0);
+    for (number, input) in (1..).zip(&inputs) {
+        let job = daemon.get_json(&format!("/v1/jobs/{number}"));
+        let data = job["data"].as_array().unwrap();
+        assert_eq!(data[0], input.as_str());
+        let wat = json_of(data[1].as_str().unwrap());
+        assert_eq!(wat["input"], input.as_str(), "stage a names its S3 input");
+        let pairs_url = wat["output"].as_str().unwrap();
+        let in_wat = pairs_url.starts_with(&format!("{ROOT}/wat/")) && pairs_url.ends_with(".parquet");
+        assert!(in_wat && exists(pairs_url), "{pairs_url}");
+        pairs += wat["summary"]["pairs"].as_u64().unwrap();
+
+        let download = json_of(data[2].as_str().unwrap());
+        assert_eq!(download["input"], pairs_url);
+        assert_eq!(download["count"], wat["summary"]["pairs"], "every pair was tried");
+        downloaded += download["successes"].as_u64().unwrap();
+        let stem = Path::new(pairs_url).file_stem().unwrap().to_str().unwrap();
+        for shard in download["shards"].as_array().unwrap() {
+            for file in ["shard", "parquet", "stats"] {
+                let url = shard[file].as_str().unwrap();
+                assert!(url.starts_with(&format!("{ROOT}/download/{stem}/")) && exists(url), "{url}");
+            }
+            // The tar in the bucket holds the shard's successes; its stats agree.
+            let checked = moto.boto(
+                "import io, tarfile\n\
+                 tar = s3.get_object(Bucket=args[0], Key=args[1])['Body'].read()\n\
+                 names = tarfile.open(fileobj=io.BytesIO(tar)).getnames()\n\
+                 stats = json.loads(s3.get_object(Bucket=args[0], Key=args[2])['Body'].read())\n\
+                 print(json.dumps({'jpg': sum(n.endswith('.jpg') for n in names), 'files': len(names), 'stats': stats}))",
+                &[BUCKET, key_of(shard["shard"].as_str().unwrap()), key_of(shard["stats"].as_str().unwrap())],
+            );
+            assert_eq!(checked["jpg"], shard["successes"], "{checked}");
+            assert_eq!(checked["files"].as_u64(), shard["successes"].as_u64().map(|n| 3 * n));
+            assert_eq!(checked["stats"]["successes"], shard["successes"]);
+            assert_eq!(checked["stats"]["count"], shard["count"]);
+        }
+
+        let clip = json_of(job["result"].as_str().unwrap());
+        let shards = clip["shards"].as_array().unwrap();
+        assert_eq!(shards.len(), download["shards"].as_array().unwrap().len());
+        for (summary, shard) in shards.iter().zip(download["shards"].as_array().unwrap()) {
+            assert_eq!(summary["input"], shard["shard"]);
+            for file in ["shard", "metadata", "image_embeddings", "text_embeddings"] {
+                let url = summary["outputs"][file].as_str().unwrap();
+                assert!(url.starts_with(&format!("{ROOT}/clip/{stem}/")) && exists(url), "{url}");
+            }
+            filtered += summary["samples"].as_u64().unwrap();
+        }
+    }
+    assert!(pairs > 0 && downloaded >= 50, "{pairs} pairs, {downloaded} images downloaded");
+    assert_eq!(filtered, downloaded, "CLIP read every downloaded image from the bucket");
+
+    // Nothing half-written, and every object belongs to a job's outputs or inputs.
+    assert!(objects.iter().all(|k| !k.ends_with(".partial")), "{objects:?}");
+    assert_eq!(open_uploads(&moto), serde_json::json!([]));
+    let produced = objects.iter().filter(|k| k.starts_with("run-1/")).count();
+    assert_eq!(produced + inputs.len(), objects.len(), "{objects:?}");
+
+    daemon.terminate();
+    assert!(daemon.wait_exit(Duration::from_secs(30)).is_some_and(|s| s.success()), "the daemon stops cleanly");
+    for worker in &mut workers {
+        let _ = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status();
+        assert!(worker.wait().unwrap().success(), "the worker stops cleanly");
+    }
+    // No process kept an artifact: staged outputs and fetched inputs are gone.
+    for dir in worker_dirs.iter().chain([&daemon_dir]) {
+        let left: Vec<PathBuf> = files_under(dir.path())
+            .into_iter()
+            .filter(|f| !["cascade.toml", "jobs.txt"].iter().any(|n| f == Path::new(n)) && !f.starts_with("cascade.db"))
+            .collect();
+        assert!(left.is_empty(), "{}: {left:?}", dir.path().display());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("s3: {} jobs, {pairs} pairs, {downloaded} images, {} objects, {seconds:.1} s", inputs.len(), objects.len());
+}
+
+#[test]
+fn a_large_artifact_goes_up_in_parts_and_comes_back_whole() {
+    let Some(python) = python_with_moto() else { return };
+    let moto = MotoServer::start(python);
+    moto.boto("s3.create_bucket(Bucket=args[0])", &[BUCKET]);
+    // The in-process client reads its settings from the environment (no other test of this
+    // binary does).
+    for (name, value) in moto.env() {
+        std::env::set_var(name, value);
+    }
+    let store = ArtifactStore::open(format!("s3://{BUCKET}/parts").parse().unwrap()).unwrap();
+    let out = store.output("big").unwrap();
+    // 20 MiB: three parts of 8 MiB; bytes that differ from part to part.
+    let content: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    let file = out.path().join("sub/blob.bin");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &content).unwrap();
+    let url = out.publish(&file).unwrap();
+    assert_eq!(url, Path::new("s3://cascade-artifacts/parts/big/sub/blob.bin"));
+    assert!(!file.exists(), "the staged copy is removed once uploaded");
+    let head = moto.boto(
+        "h = s3.head_object(Bucket=args[0], Key=args[1])\nprint(json.dumps({'size': h['ContentLength'], 'etag': h['ETag']}))",
+        &[BUCKET, "parts/big/sub/blob.bin"],
+    );
+    assert_eq!(head["size"], content.len());
+    assert!(head["etag"].as_str().unwrap().ends_with("-3\""), "a three-part upload: {head}");
+    assert_eq!(open_uploads(&moto), serde_json::json!([]));
+
+    let fetched = store.fetch(&url).unwrap();
+    assert_eq!(fetched.path().file_name().unwrap(), "blob.bin");
+    assert!(std::fs::read(fetched.path()).unwrap() == content, "the object comes back whole");
+    let copy = fetched.path().to_owned();
+    drop(fetched);
+    assert!(!copy.exists(), "the fetched copy is removed when dropped");
+
+    let missing = store.fetch(Path::new("s3://cascade-artifacts/parts/big/none.bin"));
+    assert!(matches!(missing, Err(ArtifactError::NotFound { .. })), "{missing:?}");
+}
