@@ -135,4 +135,22 @@ mod tests {
         );
         assert_eq!(totals.describe("other"), "2 jobs");
     }
+
+    #[test]
+    fn output_folders_are_the_out_setting_a_local_folder_or_a_bucket_url() {
+        let plan = |settings: serde_json::Value| StagePlan {
+            stage: StageId::A,
+            kind: "wat".to_owned(),
+            workers: 1,
+            queue: 1,
+            threads: None,
+            max_attempts: 1,
+            settings,
+        };
+        let local: ArtifactLocation = "file:///data/artifacts".parse().unwrap();
+        let bucket: ArtifactLocation = "s3://laion/run-1/".parse().unwrap();
+        assert_eq!(output_folder(&plan(serde_json::json!({})), &local), "/data/artifacts/wat");
+        assert_eq!(output_folder(&plan(serde_json::json!({})), &bucket), "s3://laion/run-1/wat");
+        assert_eq!(output_folder(&plan(serde_json::json!({"out": "shards"})), &bucket), "shards");
+    }
 }
