@@ -9,16 +9,21 @@
 //!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
+//! - [`process_log`]: child processes' standard error, kept for assertions.
+//! - [`fault_proxy`]: a TCP proxy that cuts or slows connections on command.
 
 pub mod browser;
 pub mod fault_proxy;
+pub mod process_log;
 pub mod replay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use process_log::ProcessLog;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -83,6 +88,7 @@ pub struct Daemon {
     binary: PathBuf,
     args: Vec<String>,
     dir: Option<PathBuf>,
+    log: Option<Arc<ProcessLog>>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
@@ -121,15 +127,31 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start_in(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>) -> Self {
+        Self::start_logged(binary, args, port, dir, None)
+    }
+
+    /// As [`start_in`](Self::start_in), with the process's standard error read into `log`
+    /// (uncoloured) instead of shown; a [`restart`](Self::restart) logs there too.
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_logged(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>, log: Option<Arc<ProcessLog>>) -> Self {
         let mut full: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         full.push("--bind".to_owned());
         full.push(format!("127.0.0.1:{port}"));
         let mut command = Command::new(binary);
-        command.args(&full).env("CASCADE_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command.args(&full).env("CASCADE_LOG", "warn").stdout(Stdio::piped());
+        match &log {
+            Some(_) => command.stderr(Stdio::piped()).env("NO_COLOR", "1"),
+            None => command.stderr(Stdio::inherit()),
+        };
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
         let mut child = command.spawn().unwrap_or_else(|e| panic!("{} can be started: {e}", binary.display()));
+        if let (Some(log), Some(stderr)) = (&log, child.stderr.take()) {
+            log.attach(&format!("daemon {}", child.id()), stderr);
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -139,11 +161,12 @@ impl Daemon {
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{} did not start: {full:?}", binary.display()));
+        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let tail = log.as_ref().map(|log| log.tail(20)).unwrap_or_default();
+            panic!("{} did not start: {full:?}\n{tail}", binary.display())
+        });
         full.truncate(full.len() - 2);
-        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), url }
+        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), log, url }
     }
 
     /// The daemon's process id.
@@ -190,7 +213,7 @@ impl Daemon {
         let port = self.port();
         self.kill9();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        *self = Self::start_in(&self.binary.clone(), &args, port, self.dir.clone().as_deref());
+        *self = Self::start_logged(&self.binary.clone(), &args, port, self.dir.clone().as_deref(), self.log.clone());
     }
 
     /// GETs `path` and parses the JSON answer.
