@@ -11,8 +11,10 @@
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 //! - [`process_log`]: child processes' standard error, kept for assertions.
 //! - [`fault_proxy`]: a TCP proxy that cuts or slows connections on command.
+//! - [`chaos`]: the seeded chaos soak (kills, freezes, partitions) and its history check.
 
 pub mod browser;
+pub mod chaos;
 pub mod fault_proxy;
 pub mod process_log;
 pub mod replay;
