@@ -35,6 +35,6 @@ pub mod server;
 
 pub use admin_client::AdminClient;
 pub use client::{ClientError, TrackerClient, WorkerSession};
-pub use error::{ApiError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNAVAILABLE_RETRY_AFTER, UNKNOWN_WORKER};
+pub use error::{ApiError, CANNOT_WRITE, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNAVAILABLE_RETRY_AFTER, UNKNOWN_WORKER};
 pub use pools::{PoolRegistry, PoolSnapshot};
 pub use server::{build_server, configure, ServerConfig};
