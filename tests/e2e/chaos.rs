@@ -1,7 +1,8 @@
 //! The chaos soak on each backend (see `cascade_tests::chaos`): 2,000 jobs through three
 //! stages, local pools and remote workers, while a seeded script kills and restarts remote
-//! workers and the daemon, freezes a remote worker past its lease, and cuts and slows the
-//! remote workers' links to the tracker and (on PostgreSQL) the daemon's link to the database.
+//! workers and the daemon, freezes a remote worker past its lease and the daemon past its local
+//! workers' leases, and cuts and slows the remote workers' links to the tracker and (on
+//! PostgreSQL) the daemon's link to the database.
 //! Every job must end done with the right output, every stage completed once by the lease
 //! current at the time.
 //!

@@ -2,10 +2,12 @@
 //! `cascade-test-pipeline` binary) runs N jobs on the daemon's local pools and on remote
 //! `cascade worker` processes (two for stage b, one for stage c) while a seeded script of
 //! faults plays: remote workers and the daemon are killed with SIGKILL and restarted, a remote
-//! worker is frozen with SIGSTOP past its lease and thawed, the remote workers' connections to
-//! the tracker are cut and slowed, and, on PostgreSQL, so are the daemon's connections to the
-//! database. Afterwards every job's history is checked ([`history`]): done with the right
-//! output, every stage completed exactly once, by the lease current at the time.
+//! worker is frozen with SIGSTOP past its lease and thawed, so is the daemon (a stalled host:
+//! on waking, its sweep and its own workers holding expired leases race; every 40th job is slow
+//! so that some are still running then), the remote workers' connections to the tracker are
+//! cut and slowed, and, on PostgreSQL, so are the daemon's connections to the database.
+//! Afterwards every job's history is checked ([`history`]): done with the right output, every
+//! stage completed exactly once, by the lease current at the time.
 //!
 //! # Layout
 //! - [`Soak`]: what to run (backend, jobs, faults per kind, seed); [`Soak::run`] runs it and
@@ -38,6 +40,14 @@ const STAGES: [(StageId, &str); 3] = [(StageId::A, "|a"), (StageId::B, "|b"), (S
 const REMOTE_STAGES: [StageId; 3] = [StageId::B, StageId::B, StageId::C];
 /// A remote worker's lease (the tracker's idle timeout): a freeze outlasts it.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A local worker's lease (`lease-ttl`): a stall of the daemon outlasts it.
+const LEASE_TTL: Duration = Duration::from_secs(2);
+/// Every this many-th job takes [`SLOW_MS`] at each stage instead of the soak's stage delay: a
+/// job still running when a stalled daemon wakes, so that its sweep and another worker can
+/// take the job from under the worker still holding the expired lease.
+const SLOW_EVERY: u64 = 40;
+/// The work of a slow job at each stage, in milliseconds.
+const SLOW_MS: u64 = 500;
 /// How long the pipeline may go without completing a stage before the soak gives up on it.
 const STALL_LIMIT: Duration = Duration::from_secs(180);
 /// How often the chaos loop looks at the clock and the progress.
@@ -142,9 +152,8 @@ impl Soak {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config = dir.path().join("cascade.toml");
         std::fs::write(&config, pipeline_config(&daemon_database, self.stage_delay)).expect("the configuration is written");
-        let script = plan::script(self.seed, &self.kinds(), self.faults_per_kind, REMOTE_STAGES.len(), Timing {
-            worker_lease: IDLE_TIMEOUT,
-        });
+        let timing = Timing { worker_lease: IDLE_TIMEOUT, local_lease: LEASE_TTL };
+        let script = plan::script(self.seed, &self.kinds(), self.faults_per_kind, REMOTE_STAGES.len(), timing);
         println!(
             "chaos {}: seed {} (CASCADE_CHAOS_SEED={} replays the script), {} jobs, {:?} per stage, {} faults",
             self.backend.name(),
@@ -229,14 +238,16 @@ fn pipeline_config(database: &str, stage_delay: Duration) -> String {
         let letter = stage.letter();
         format!(
             "[stages.{letter}]\nname = \"{letter}\"\nkind = \"append\"\nworkers = {workers}\nqueue = 8\n\
-             [stages.{letter}.settings]\nsuffix = \"{suffix}\"\ndelay-ms = {delay_ms}\n"
+             [stages.{letter}.settings]\nsuffix = \"{suffix}\"\ndelay-ms = {delay_ms}\n\
+             slow-every = {SLOW_EVERY}\nslow-ms = {SLOW_MS}\n"
         )
     };
     format!(
         "project = \"chaos\"\ndatabase = \"{database}\"\nsweep-interval = \"250ms\"\nidle-timeout = \"{}ms\"\n\
-         [engine]\nartifacts = \"artifacts\"\nlease-ttl = \"2s\"\nmax-attempts = 1000\nretry-backoff = \"50ms\"\n\
+         [engine]\nartifacts = \"artifacts\"\nlease-ttl = \"{}ms\"\nmax-attempts = 1000\nretry-backoff = \"50ms\"\n\
          max-retry-backoff = \"500ms\"\nshutdown-grace = \"1s\"\npoll-interval = \"50ms\"\n{}{}{}",
         IDLE_TIMEOUT.as_millis(),
+        LEASE_TTL.as_millis(),
         stage(STAGES[0], 2),
         stage(STAGES[1], 1),
         stage(STAGES[2], 1),
@@ -319,6 +330,8 @@ enum Ending {
     RestartDaemon,
     /// Thaw remote worker `index` if it is still the process that was frozen (`pid`).
     Thaw { index: usize, pid: u32 },
+    /// Thaw the daemon if it is still the process that was frozen (`pid`).
+    ThawDaemon { pid: u32 },
     /// Reconnect the remote workers' links.
     RestoreWorkerLinks,
     /// Stop delaying the remote workers' links.
@@ -363,7 +376,10 @@ impl Chaos<'_> {
     fn spawn_worker(&mut self, index: usize) {
         let stage = self.workers[index].stage;
         let (_, suffix) = STAGES.iter().find(|(s, _)| *s == stage).expect("a pipeline stage");
-        let settings = format!(r#"{{"suffix": "{suffix}", "delay-ms": {}}}"#, self.soak.stage_delay.as_millis());
+        let delay_ms = self.soak.stage_delay.as_millis();
+        let settings = format!(
+            r#"{{"suffix": "{suffix}", "delay-ms": {delay_ms}, "slow-every": {SLOW_EVERY}, "slow-ms": {SLOW_MS}}}"#
+        );
         let mut child = Command::new(&self.soak.binary)
             .args(["worker", "--config", self.config.to_str().expect("a UTF-8 path"), "--tracker", &self.tracker_url])
             .args(["--stage", stage.letter(), "--kind", "append", "--nickname", "remote", "--settings", &settings])
@@ -445,6 +461,14 @@ impl Chaos<'_> {
                     self.log(&format!("{}: worker {index} was killed while frozen", kind.name()));
                 }
             }
+            Ending::ThawDaemon { pid } => {
+                if self.daemon.as_ref().is_some_and(|daemon| daemon.pid() == pid) {
+                    signal(pid, "-CONT");
+                    self.log(&format!("{}: daemon thawed (SIGCONT)", kind.name()));
+                } else {
+                    self.log(&format!("{}: the daemon was killed while frozen", kind.name()));
+                }
+            }
             Ending::RestoreWorkerLinks => {
                 self.tracker_proxy.restore();
                 self.log(&format!("{}: links restored", kind.name()));
@@ -501,6 +525,12 @@ impl Chaos<'_> {
                 self.workers[index].frozen = true;
                 self.log(&format!("{kind}: SIGSTOP worker {index} (pid {pid}) for {:?}", fault.hold));
                 Ending::Thaw { index, pid }
+            }
+            FaultKind::FreezeDaemon => {
+                let pid = self.daemon.as_ref()?.pid();
+                signal(pid, "-STOP");
+                self.log(&format!("{kind}: SIGSTOP daemon (pid {pid}) for {:?}", fault.hold));
+                Ending::ThawDaemon { pid }
             }
             FaultKind::CutWorkerLinks => {
                 self.tracker_proxy.cut();

@@ -53,6 +53,9 @@ pub enum FaultKind {
     KillDaemon,
     /// `SIGSTOP` of a remote worker for longer than its lease, then `SIGCONT`.
     FreezeWorker,
+    /// `SIGSTOP` of the daemon (a stalled host) for longer than its local workers' leases, then
+    /// `SIGCONT`: its sweep and its own workers, holding expired leases, wake together.
+    FreezeDaemon,
     /// Every connection between the remote workers and the tracker cut, new ones refused.
     CutWorkerLinks,
     /// Every chunk between the remote workers and the tracker delayed.
@@ -65,8 +68,14 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The kinds that apply to every backend.
-    pub const PROCESS_AND_WORKER_LINKS: [Self; 5] =
-        [Self::KillWorker, Self::KillDaemon, Self::FreezeWorker, Self::CutWorkerLinks, Self::DelayWorkerLinks];
+    pub const PROCESS_AND_WORKER_LINKS: [Self; 6] = [
+        Self::KillWorker,
+        Self::KillDaemon,
+        Self::FreezeWorker,
+        Self::FreezeDaemon,
+        Self::CutWorkerLinks,
+        Self::DelayWorkerLinks,
+    ];
     /// The kinds that apply to a database reached over the network (PostgreSQL).
     pub const DATABASE_LINKS: [Self; 2] = [Self::CutDatabase, Self::DelayDatabase];
 
@@ -76,6 +85,7 @@ impl FaultKind {
             Self::KillWorker => "kill-worker",
             Self::KillDaemon => "kill-daemon",
             Self::FreezeWorker => "freeze-worker",
+            Self::FreezeDaemon => "freeze-daemon",
             Self::CutWorkerLinks => "cut-worker-links",
             Self::DelayWorkerLinks => "delay-worker-links",
             Self::CutDatabase => "cut-database",
@@ -102,8 +112,10 @@ pub struct Fault {
 /// Timing bounds of a script.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// A remote worker's lease: a freeze lasts longer than this.
+    /// A remote worker's lease: a freeze of a worker lasts longer than this.
     pub worker_lease: Duration,
+    /// A local worker's lease: a freeze of the daemon lasts longer than this.
+    pub local_lease: Duration,
 }
 
 /// The script: `per_kind` faults of each of `kinds`, shuffled, for `workers` remote workers.
@@ -120,6 +132,7 @@ pub fn script(seed: u64, kinds: &[FaultKind], per_kind: usize, workers: usize, t
                 FaultKind::KillDaemon => rng.between(ms(200), ms(1500)),
                 // Past the lease and the sweep that re-opens its job.
                 FaultKind::FreezeWorker => timing.worker_lease + rng.between(ms(1500), ms(3000)),
+                FaultKind::FreezeDaemon => timing.local_lease + rng.between(ms(500), ms(2500)),
                 FaultKind::CutWorkerLinks | FaultKind::CutDatabase => rng.between(ms(300), ms(3000)),
                 FaultKind::DelayWorkerLinks | FaultKind::DelayDatabase => rng.between(ms(1000), ms(4000)),
             };
@@ -138,7 +151,7 @@ pub fn script(seed: u64, kinds: &[FaultKind], per_kind: usize, workers: usize, t
 mod tests {
     use super::*;
 
-    const TIMING: Timing = Timing { worker_lease: Duration::from_secs(3) };
+    const TIMING: Timing = Timing { worker_lease: Duration::from_secs(3), local_lease: Duration::from_secs(2) };
 
     #[test]
     fn a_seed_always_gives_the_same_script_with_each_kind_as_often_as_asked() {
@@ -152,6 +165,8 @@ mod tests {
         assert!(first.iter().all(|f| f.worker < 3));
         let freezes = first.iter().filter(|f| f.kind == FaultKind::FreezeWorker);
         assert!(freezes.into_iter().all(|f| f.hold > TIMING.worker_lease), "a freeze outlasts the lease");
+        let stalls = first.iter().filter(|f| f.kind == FaultKind::FreezeDaemon);
+        assert!(stalls.into_iter().all(|f| f.hold > TIMING.local_lease), "a stall outlasts the local leases");
     }
 
     #[test]
