@@ -11,17 +11,24 @@
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 //! - [`moto`]: an S3-compatible server (moto) on loopback, for the object-store tests.
+//! - [`process_log`]: child processes' standard error, kept for assertions.
+//! - [`fault_proxy`]: a TCP proxy that cuts or slows connections on command.
+//! - [`chaos`]: the seeded chaos soak (kills, freezes, partitions) and its history check.
 
 pub mod browser;
+pub mod chaos;
 pub mod fault_proxy;
 pub mod moto;
+pub mod process_log;
 pub mod replay;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use process_log::ProcessLog;
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
@@ -87,6 +94,7 @@ pub struct Daemon {
     args: Vec<String>,
     dir: Option<PathBuf>,
     env: Vec<(String, String)>,
+    log: Option<Arc<ProcessLog>>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
 }
@@ -125,24 +133,55 @@ impl Daemon {
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start_in(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>) -> Self {
-        Self::start_with_env(binary, args, port, dir, &[])
+        Self::spawn(binary, args, port, dir, Vec::new(), None)
     }
 
-    /// As [`start_in`](Self::start_in), with the environment variables `env` added.
+    /// As [`start_in`](Self::start_in), with the environment variables `env` added (and
+    /// again on a [`restart`](Self::restart)).
     ///
     /// # Panics
     /// When the daemon does not start within 60 s.
     pub fn start_with_env(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>, env: &[(&str, &str)]) -> Self {
+        let env = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        Self::spawn(binary, args, port, dir, env, None)
+    }
+
+    /// As [`start_in`](Self::start_in), with the process's standard error read into `log`
+    /// (uncoloured) instead of shown; a [`restart`](Self::restart) logs there too.
+    ///
+    /// # Panics
+    /// When the daemon does not start within 60 s.
+    pub fn start_logged(binary: &Path, args: &[&str], port: u16, dir: Option<&Path>, log: Option<Arc<ProcessLog>>) -> Self {
+        Self::spawn(binary, args, port, dir, Vec::new(), log)
+    }
+
+    /// Starts `binary` with `args`, the environment variables `env` added and standard error
+    /// in `log` (when given), and waits until it prints its address.
+    fn spawn(
+        binary: &Path,
+        args: &[&str],
+        port: u16,
+        dir: Option<&Path>,
+        env: Vec<(String, String)>,
+        log: Option<Arc<ProcessLog>>,
+    ) -> Self {
         let mut full: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         full.push("--bind".to_owned());
         full.push(format!("127.0.0.1:{port}"));
         let mut command = Command::new(binary);
-        command.args(&full).env("CASCADE_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command.args(&full).env("CASCADE_LOG", "warn").stdout(Stdio::piped());
+        match &log {
+            Some(_) => command.stderr(Stdio::piped()).env("NO_COLOR", "1"),
+            None => command.stderr(Stdio::inherit()),
+        };
         if let Some(dir) = dir {
             command.current_dir(dir);
         }
-        command.envs(env.iter().copied());
+        command.envs(env.iter().map(|(name, value)| (name, value)));
         let mut child = command.spawn().unwrap_or_else(|e| panic!("{} can be started: {e}", binary.display()));
+        if let (Some(log), Some(stderr)) = (&log, child.stderr.take()) {
+            log.attach(&format!("daemon {}", child.id()), stderr);
+        }
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -152,12 +191,12 @@ impl Daemon {
                 }
             }
         });
-        let url = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("{} did not start: {full:?}", binary.display()));
+        let url = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+            let tail = log.as_ref().map(|log| log.tail(20)).unwrap_or_default();
+            panic!("{} did not start: {full:?}\n{tail}", binary.display())
+        });
         full.truncate(full.len() - 2);
-        let env = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
-        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), env, url }
+        Self { child, binary: binary.to_owned(), args: full, dir: dir.map(Path::to_path_buf), env, log, url }
     }
 
     /// The daemon's process id.
@@ -204,8 +243,7 @@ impl Daemon {
         let port = self.port();
         self.kill9();
         let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let env: Vec<(&str, &str)> = self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())).collect();
-        *self = Self::start_with_env(&self.binary.clone(), &args, port, self.dir.clone().as_deref(), &env);
+        *self = Self::spawn(&self.binary.clone(), &args, port, self.dir.clone().as_deref(), self.env.clone(), self.log.clone());
     }
 
     /// GETs `path` and parses the JSON answer.

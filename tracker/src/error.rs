@@ -12,7 +12,7 @@ use crate::stage::StageId;
 pub enum TrackerError {
     /// The database reported an error.
     #[error("database error: {0}")]
-    Db(#[from] diesel::result::Error),
+    Db(diesel::result::Error),
     /// No connection could be taken from the pool (database down, or pool exhausted too long).
     #[error("database connection pool error: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
@@ -22,6 +22,11 @@ pub enum TrackerError {
     /// A write could not be committed (the whole batch it was in failed); it may be retried.
     #[error("write not committed: {0}")]
     Commit(String),
+    /// The database file could not be written: its disk is full, a file-size limit was reached,
+    /// or the disk failed (SQLite's "database or disk is full" and "disk I/O error"). Nothing
+    /// was written; the write may be retried once there is room. Holds SQLite's message.
+    #[error("cannot write the database file (disk full, file-size limit reached, or I/O error): {0}")]
+    Storage(String),
     /// The schema could not be migrated.
     #[error("database migration failed: {0}")]
     Migration(String),
@@ -67,7 +72,45 @@ impl TrackerError {
     pub(crate) fn is_refusal(&self) -> bool {
         !matches!(
             self,
-            Self::Db(_) | Self::Pool(_) | Self::Connect(_) | Self::Commit(_) | Self::Migration(_)
+            Self::Db(_) | Self::Pool(_) | Self::Connect(_) | Self::Commit(_) | Self::Storage(_) | Self::Migration(_)
         )
+    }
+}
+
+/// SQLite's messages for a file it cannot write: `SQLITE_FULL` (no room on the disk) and
+/// `SQLITE_IOERR` (among others a write refused with `EFBIG` past a file-size limit, or a
+/// failing disk). They are SQLite's fixed texts for these result codes (`sqlite3ErrStr`),
+/// which diesel passes on as the message of an otherwise unclassified database error.
+const SQLITE_STORAGE_MESSAGES: [&str; 2] = ["database or disk is full", "disk I/O error"];
+
+impl From<diesel::result::Error> for TrackerError {
+    /// A database error; [`TrackerError::Storage`] when SQLite could not write its file.
+    fn from(error: diesel::result::Error) -> Self {
+        match &error {
+            diesel::result::Error::DatabaseError(_, info) if SQLITE_STORAGE_MESSAGES.contains(&info.message()) => {
+                Self::Storage(info.message().to_owned())
+            }
+            _ => Self::Db(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error};
+
+    use super::*;
+
+    #[test]
+    fn sqlite_write_failures_are_storage_errors_and_others_stay_database_errors() {
+        let database = |message: &str| Error::DatabaseError(DatabaseErrorKind::Unknown, Box::new(message.to_owned()));
+        for message in SQLITE_STORAGE_MESSAGES {
+            let error = TrackerError::from(database(message));
+            assert!(matches!(&error, TrackerError::Storage(m) if m == message), "{error:?}");
+            assert!(error.to_string().contains("disk full"), "{error}");
+            assert!(!error.is_refusal());
+        }
+        assert!(matches!(TrackerError::from(database("database is locked")), TrackerError::Db(_)));
+        assert!(matches!(TrackerError::from(Error::NotFound), TrackerError::Db(_)));
     }
 }

@@ -82,7 +82,15 @@ pub enum ApiError {
     /// The database failed; the request may be retried.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// The database file cannot be written (disk full, file-size limit, failing disk): writes
+    /// are refused until there is room; reads still work.
+    #[error("database cannot be written: {0}")]
+    CannotWrite(String),
 }
+
+/// The answer to a request that writes while the database file cannot be written.
+pub const CANNOT_WRITE: &str = "The tracker cannot write its database: its disk is full, a file-size limit was reached, \
+                                or the disk failed. Reads still work; keep retrying writes.";
 
 /// The `Retry-After` of a 503 while the database is unavailable, in seconds.
 pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
@@ -129,6 +137,8 @@ impl From<TrackerError> for ApiError {
                 tracing::error!(error = %other, "Database call failed.");
                 Self::Unavailable(other.to_string())
             }
+            // The store has logged it (once per failed write batch).
+            other @ TrackerError::Storage(_) => Self::CannotWrite(other.to_string()),
         }
     }
 }
@@ -141,7 +151,7 @@ impl ResponseError for ApiError {
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::CannotWrite(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -172,6 +182,10 @@ impl ResponseError for ApiError {
                 .insert_header((actix_web::http::header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER.to_string()))
                 .content_type(ContentType::plaintext())
                 .body("The tracker's database is unavailable. Keep retrying."),
+            Self::CannotWrite(_) => response
+                .insert_header((actix_web::http::header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER.to_string()))
+                .content_type(ContentType::plaintext())
+                .body(CANNOT_WRITE),
         }
     }
 }

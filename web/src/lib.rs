@@ -35,6 +35,9 @@ pub mod server;
 
 pub use admin_client::AdminClient;
 pub use client::{ClientError, TrackerClient, WorkerSession};
-pub use error::{ApiError, ValidationDetail, ValidationError, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB, UNAVAILABLE_RETRY_AFTER, UNKNOWN_WORKER};
+pub use error::{
+    ApiError, ValidationDetail, ValidationError, CANNOT_WRITE, LEASE_LOST, NOT_WORKING, NO_JOBS, NO_OPEN_JOB,
+    UNAVAILABLE_RETRY_AFTER, UNKNOWN_WORKER,
+};
 pub use pools::{PoolRegistry, PoolSnapshot};
 pub use server::{build_server, configure, ServerConfig};

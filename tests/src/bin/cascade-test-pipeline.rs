@@ -2,7 +2,8 @@
 //! smallest example of a pipeline author's own binary.
 //!
 //! `append` adds its `suffix` setting to the input text, after `delay-ms` of (cancellable)
-//! work. Inputs containing a marker `KIND@STAGE` misbehave on purpose at that stage:
+//! work, or `slow-ms` for every `slow-every`-th job number (a job that outlasts a stalled
+//! tracker's leases). Inputs containing a marker `KIND@STAGE` misbehave on purpose at that stage:
 //! `invalid@b` → invalid input at stage b, `transient@…` → transient error, `flaky@…` →
 //! transient on the first attempt only, `fatal@…` → fatal error, `panic@…` → a panic,
 //! `abort@…` → the whole process aborts (as a native crash or an out-of-memory kill would end it).
@@ -18,6 +19,8 @@ use serde::Deserialize;
 struct Append {
     suffix: String,
     delay_ms: u64,
+    slow_every: i64,
+    slow_ms: u64,
 }
 
 impl Stage for Append {
@@ -26,7 +29,9 @@ impl Stage for Append {
 
     fn process(&mut self, input: String, ctx: &StageContext) -> Result<String, StageError> {
         let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(self.delay_ms) {
+        let slow = self.slow_every > 0 && ctx.job().is_some_and(|job| job.number % self.slow_every == 0);
+        let work = Duration::from_millis(if slow { self.slow_ms } else { self.delay_ms });
+        while started.elapsed() < work {
             ctx.check_cancelled()?;
             std::thread::sleep(Duration::from_millis(5));
         }

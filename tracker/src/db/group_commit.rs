@@ -44,7 +44,7 @@ trait PendingWrite: Send {
     /// caller rolls the transaction back if it failed); returns whether it succeeded.
     fn run_alone(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<bool, Panicked>;
     /// Delivers the outcome once the batch is committed (or failed with `batch_error`).
-    fn finish(self: Box<Self>, batch_error: Option<&str>);
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>);
 }
 
 struct Pending<T, F> {
@@ -90,9 +90,9 @@ where
             (Ok(_), false) => Ok(()),
             // A refusal before any write left nothing behind; anything else may have.
             (Err(error), false) if error.is_refusal() => Ok(()),
-            (Err(error), false) => return Err(BatchFailure::Failed(format!("a write failed part-way: {error}"))),
+            (Err(error), false) => return Err(BatchFailure::Failed(BatchError::new("a write failed part-way: ", error))),
         };
-        closed.map_err(|e| BatchFailure::Failed(format!("cannot close a write's savepoint: {e}")))?;
+        closed.map_err(|e| BatchFailure::Failed(BatchError::new("cannot close a write's savepoint: ", &e.into())))?;
         if outcome.is_ok() {
             keep(appends, own);
         }
@@ -113,10 +113,10 @@ where
         Ok(succeeded)
     }
 
-    fn finish(self: Box<Self>, batch_error: Option<&str>) {
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>) {
         let outcome = match (batch_error, self.outcome) {
             (None, Some(outcome)) => outcome,
-            (Some(error), _) => Err(TrackerError::Commit(error.to_owned())),
+            (Some(error), _) => Err(error.to_tracker_error()),
             (None, None) => Err(TrackerError::Commit("the operation did not run".to_owned())),
         };
         self.reply.send(outcome);
@@ -240,12 +240,21 @@ fn commit_batch(conn: &mut DbConnection, connect: &Connect, mut batch: Vec<Box<d
     match run_batch(conn, &mut batch) {
         Ok(()) => batch.into_iter().for_each(|op| op.finish(None)),
         Err(BatchFailure::Failed(error)) => {
-            tracing::error!(%error, operations = batch.len(), "SQLite write batch failed.");
+            match &error {
+                BatchError::Storage(_) => tracing::error!(
+                    error = %error.to_tracker_error(),
+                    operations = batch.len(),
+                    "SQLite write batch failed: the database file cannot be written. Writes are refused (503) until \
+                     there is room again; reads go on."
+                ),
+                BatchError::Commit(_) => tracing::error!(%error, operations = batch.len(), "SQLite write batch failed."),
+            }
             batch.into_iter().for_each(|op| op.finish(Some(&error)));
         }
         Err(BatchFailure::Panicked) => {
             tracing::error!(operations = batch.len(), "A write operation panicked; its batch was rolled back.");
-            batch.into_iter().for_each(|op| op.finish(Some("a write operation panicked")));
+            let error = BatchError::Commit("a write operation panicked".to_owned());
+            batch.into_iter().for_each(|op| op.finish(Some(&error)));
             match connect() {
                 Ok(fresh) => *conn = fresh,
                 Err(error) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
@@ -257,28 +266,65 @@ fn commit_batch(conn: &mut DbConnection, connect: &Connect, mut batch: Vec<Box<d
 /// An operation panicked.
 struct Panicked;
 
+/// Why a batch failed, as each of its operations is told.
+#[derive(Debug, Clone)]
+enum BatchError {
+    /// The batch could not be committed; the text says why.
+    Commit(String),
+    /// SQLite could not write its file ([`TrackerError::Storage`]; holds SQLite's message).
+    Storage(String),
+}
+
+impl BatchError {
+    /// `error`, met while doing what `context` says (left out of a storage failure, whose
+    /// cause is the same whatever was being done).
+    fn new(context: &str, error: &TrackerError) -> Self {
+        match error {
+            TrackerError::Storage(message) => Self::Storage(message.clone()),
+            TrackerError::Db(error) => Self::Commit(format!("{context}{error}")),
+            other => Self::Commit(format!("{context}{other}")),
+        }
+    }
+
+    /// The error each operation of the batch gets.
+    fn to_tracker_error(&self) -> TrackerError {
+        match self {
+            Self::Commit(message) => TrackerError::Commit(message.clone()),
+            Self::Storage(message) => TrackerError::Storage(message.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Commit(message) | Self::Storage(message) => f.write_str(message),
+        }
+    }
+}
+
 enum BatchFailure {
-    Failed(String),
+    Failed(BatchError),
     Panicked,
 }
 
 fn sqlite(conn: &mut DbConnection) -> Result<&mut diesel::SqliteConnection, BatchFailure> {
     match conn {
         DbConnection::Sqlite(c) => Ok(c),
-        DbConnection::Pg(_) => Err(BatchFailure::Failed("group commit is for SQLite only".to_owned())),
+        DbConnection::Pg(_) => Err(BatchFailure::Failed(BatchError::Commit("group commit is for SQLite only".to_owned()))),
     }
 }
 
 fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
     AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")
-        .map_err(|e| BatchFailure::Failed(e.to_string()))?;
+        .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into())))?;
     let mut appends = Appends::default();
     // A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
     if let [op] = batch {
         return match op.run_alone(conn, &mut appends) {
             Ok(true) => write_appends_and_commit(conn, &mut appends),
             Ok(false) => AnsiTransactionManager::rollback_transaction(sqlite(conn)?)
-                .map_err(|e| BatchFailure::Failed(e.to_string())),
+                .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into()))),
             Err(Panicked) => {
                 let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
                 Err(BatchFailure::Panicked)
@@ -298,7 +344,7 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Re
 fn write_appends_and_commit(conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure> {
     if let Err(error) = appends.write(conn) {
         let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
-        return Err(BatchFailure::Failed(format!("cannot write the batch's history: {error}")));
+        return Err(BatchFailure::Failed(BatchError::new("cannot write the batch's history: ", &error)));
     }
     commit(sqlite(conn)?)
 }
@@ -306,7 +352,7 @@ fn write_appends_and_commit(conn: &mut DbConnection, appends: &mut Appends) -> R
 fn commit(inner: &mut diesel::SqliteConnection) -> Result<(), BatchFailure> {
     AnsiTransactionManager::commit_transaction(inner).map_err(|e| {
         let _ = AnsiTransactionManager::rollback_transaction(inner);
-        BatchFailure::Failed(e.to_string())
+        BatchFailure::Failed(BatchError::new("", &e.into()))
     })
 }
 
