@@ -1,31 +1,41 @@
-//! Group commit for SQLite: one writer connection, many operations per transaction.
+//! Group commit: many operations per transaction, on one or a few writer connections.
 //!
-//! SQLite has one writer at a time and a commit costs far more than the statements in it, so
-//! under load a writer thread takes every operation waiting in its queue (up to [`MAX_BATCH`]),
-//! runs each inside its own savepoint — an operation that fails is rolled back alone — and
-//! commits them together. An operation gets its own savepoint only when it asks for one (see
-//! [`WriteTx`]: most lease operations check everything before their first write and need none),
-//! and the history events and leaderboard credits of the whole batch are written together just
-//! before the commit. The savepoint statements are prepared once and kept (diesel's nested
+//! A commit costs far more than the statements in it (SQLite syncs its log; PostgreSQL waits
+//! for its WAL to be flushed, and each transaction costs two more round trips), so under load a
+//! writer thread takes every operation waiting in its queue (up to [`MAX_BATCH`]), runs each
+//! inside its own savepoint — an operation that fails is rolled back alone — and commits them
+//! together. An operation gets its own savepoint only when it asks for one (see [`WriteTx`]:
+//! most lease operations check everything before their first write and need none), and the
+//! history events and leaderboard credits of the whole batch are written together just before
+//! the commit. The savepoint statements are prepared once and kept (diesel's nested
 //! transactions would parse them anew for every operation). Each caller gets its answer only
 //! after the commit, so a reported success is durable exactly as with one transaction per
-//! operation. The queue is bounded: when
-//! the writer falls behind, callers block instead of piling up work.
+//! operation. The queue is bounded: when the writers fall behind, callers block instead of
+//! piling up work.
 //!
-//! A caller that finds the queue empty and the connection free runs its operation on the
-//! caller's own thread instead, as a batch of one: without load, a write then costs no thread
-//! hand-off at all (two context switches, which on a busy machine cost far more than the
-//! transaction itself).
+//! SQLite has one writer at a time: one writer thread on one connection. A caller that finds
+//! the queue empty and the connection free runs its operation on its own thread instead, as a
+//! batch of one: without load, a write then costs no thread hand-off at all (two context
+//! switches, which on a busy machine cost far more than the transaction itself).
+//!
+//! PostgreSQL runs several writer threads ("lanes"), each committing its batches on a
+//! connection from the pool, so one batch's round trips overlap another's commit. Batches of
+//! different lanes (and of other tracker processes) run concurrently as ordinary
+//! transactions: claims skip rows another transaction has locked (`FOR UPDATE SKIP LOCKED`),
+//! lease operations lock a job before its worker, and the batch's leaderboard credits are
+//! written last, in nickname order, so concurrent batches wait for each other but do not
+//! deadlock.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::r2d2::{ConnectionManager, Pool};
 use tokio::sync::oneshot;
 
 use super::write_tx::{keep, Appends, Undo, WriteTx};
-use super::{cached_sql, DbConnection};
+use super::{cached_sql, per_backend, DbConnection};
 use crate::error::TrackerError;
 
 /// Most operations committed together.
@@ -123,16 +133,23 @@ where
     }
 }
 
-/// A handle to the writer; cheap to clone. The writer thread ends when every handle is gone.
+/// A handle to the writers; cheap to clone. The writer threads end when every handle is gone.
 #[derive(Clone)]
 pub(crate) struct GroupCommitWriter {
     queue: Sender<Box<dyn PendingWrite>>,
-    conn: Arc<Mutex<DbConnection>>,
-    connect: Arc<Connect>,
+    connections: Arc<Connections>,
 }
 
-/// Opens the write connection.
+/// Opens the SQLite write connection.
 type Connect = dyn Fn() -> Result<DbConnection, TrackerError> + Send + Sync;
+
+/// Where the batches run.
+enum Connections {
+    /// SQLite: the one write connection, reopened by `connect` after an operation panicked.
+    Single { conn: Mutex<DbConnection>, connect: Box<Connect> },
+    /// PostgreSQL: a connection from the pool for each batch.
+    Pool(Pool<ConnectionManager<DbConnection>>),
+}
 
 /// Locks the write connection. A poisoned lock is taken over: operations run under
 /// `catch_unwind`, and a batch with a panicked operation is rolled back and its connection
@@ -142,20 +159,31 @@ fn lock(conn: &Mutex<DbConnection>) -> MutexGuard<'_, DbConnection> {
 }
 
 impl GroupCommitWriter {
-    /// Starts the writer thread on a connection opened by `connect` (used again to replace the
-    /// connection after an operation panicked).
-    pub(crate) fn start(
+    /// Starts the SQLite writer thread on a connection opened by `connect` (used again to
+    /// replace the connection after an operation panicked).
+    pub(crate) fn start_single(
         connect: impl Fn() -> Result<DbConnection, TrackerError> + Send + Sync + 'static,
     ) -> Result<Self, TrackerError> {
-        let conn = Arc::new(Mutex::new(connect()?));
-        let connect: Arc<Connect> = Arc::new(connect);
+        let conn = Mutex::new(connect()?);
+        Self::start(Connections::Single { conn, connect: Box::new(connect) }, 1)
+    }
+
+    /// Starts `lanes` writer threads committing on connections from `pool` (PostgreSQL).
+    pub(crate) fn start_pool(pool: Pool<ConnectionManager<DbConnection>>, lanes: usize) -> Result<Self, TrackerError> {
+        Self::start(Connections::Pool(pool), lanes.max(1))
+    }
+
+    fn start(connections: Connections, lanes: usize) -> Result<Self, TrackerError> {
+        let connections = Arc::new(connections);
         let (queue, operations) = bounded(QUEUE_CAPACITY);
-        let (thread_conn, thread_connect) = (Arc::clone(&conn), Arc::clone(&connect));
-        std::thread::Builder::new()
-            .name("cascade-sqlite-writer".to_owned())
-            .spawn(move || write_loop(&thread_conn, &*thread_connect, &operations))
-            .map_err(|e| TrackerError::Commit(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { queue, conn, connect })
+        for lane in 0..lanes {
+            let (connections, operations) = (Arc::clone(&connections), operations.clone());
+            std::thread::Builder::new()
+                .name(format!("cascade-writer-{lane}"))
+                .spawn(move || write_loop(&connections, &operations))
+                .map_err(|e| TrackerError::Commit(format!("cannot start a writer thread: {e}")))?;
+        }
+        Ok(Self { queue, connections })
     }
 
     /// Runs `operation` in the next batch and returns its outcome after the batch commits.
@@ -166,24 +194,26 @@ impl GroupCommitWriter {
     {
         let (reply, answer) = bounded(1);
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Blocking(reply) });
-        if self.queue.is_empty() {
-            match self.conn.try_lock() {
-                Ok(mut conn) => return run_here(&mut conn, &*self.connect, pending, &answer),
-                Err(TryLockError::Poisoned(poisoned)) => {
-                    return run_here(&mut poisoned.into_inner(), &*self.connect, pending, &answer)
+        if let Connections::Single { conn, connect } = &*self.connections {
+            if self.queue.is_empty() {
+                match conn.try_lock() {
+                    Ok(mut conn) => return run_here(&mut conn, connect, pending, &answer),
+                    Err(TryLockError::Poisoned(poisoned)) => {
+                        return run_here(&mut poisoned.into_inner(), connect, pending, &answer)
+                    }
+                    Err(TryLockError::WouldBlock) => {}
                 }
-                Err(TryLockError::WouldBlock) => {}
             }
         }
         self.queue
             .send(pending)
-            .map_err(|_| TrackerError::Commit("the writer thread has stopped".to_owned()))?;
+            .map_err(|_| TrackerError::Commit("the writer threads have stopped".to_owned()))?;
         answer
             .recv()
             .map_err(|_| TrackerError::Commit("the writer thread stopped before answering".to_owned()))?
     }
 
-    /// Like [`write`](Self::write), for async callers: the operation always runs on the writer
+    /// Like [`write`](Self::write), for async callers: the operation always runs on a writer
     /// thread and the caller's task is woken with its outcome after the commit, so no thread
     /// blocks on its behalf. When the queue is full, the wait for room happens on tokio's
     /// blocking pool, never on the caller's executor thread.
@@ -195,7 +225,7 @@ impl GroupCommitWriter {
         let (reply, answer) = oneshot::channel();
         let pending: Box<dyn PendingWrite> =
             Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Async(reply) });
-        let stopped = || TrackerError::Commit("the writer thread has stopped".to_owned());
+        let stopped = || TrackerError::Commit("the writer threads have stopped".to_owned());
         match self.queue.try_send(pending) {
             Ok(()) => {}
             Err(TrySendError::Disconnected(_)) => return Err(stopped()),
@@ -220,23 +250,35 @@ fn run_here<T>(
     pending: Box<dyn PendingWrite>,
     answer: &Receiver<Result<T, TrackerError>>,
 ) -> Result<T, TrackerError> {
-    commit_batch(conn, connect, vec![pending]);
+    commit_batch(conn, Some(connect), vec![pending]);
     answer
         .try_recv()
         .map_err(|_| TrackerError::Commit("the operation did not answer".to_owned()))?
 }
 
-fn write_loop(conn: &Mutex<DbConnection>, connect: &Connect, operations: &Receiver<Box<dyn PendingWrite>>) {
+/// A writer thread: takes what is queued, up to [`MAX_BATCH`] operations, and commits it.
+fn write_loop(connections: &Connections, operations: &Receiver<Box<dyn PendingWrite>>) {
     while let Ok(first) = operations.recv() {
         let mut batch = vec![first];
         batch.extend(operations.try_iter().take(MAX_BATCH - 1));
-        commit_batch(&mut lock(conn), connect, batch);
+        match connections {
+            Connections::Single { conn, connect } => commit_batch(&mut lock(conn), Some(&**connect), batch),
+            Connections::Pool(pool) => match pool.get() {
+                Ok(mut conn) => commit_batch(&mut conn, None, batch),
+                Err(error) => {
+                    let error = BatchError::new("", &TrackerError::Pool(error));
+                    tracing::error!(%error, operations = batch.len(), "No database connection for a write batch.");
+                    batch.into_iter().for_each(|op| op.finish(Some(&error)));
+                }
+            },
+        }
     }
 }
 
-/// Runs `batch` in one transaction and delivers every outcome; replaces the connection after
-/// an operation panicked.
-fn commit_batch(conn: &mut DbConnection, connect: &Connect, mut batch: Vec<Box<dyn PendingWrite>>) {
+/// Runs `batch` in one transaction and delivers every outcome; after an operation panicked,
+/// replaces the connection with one from `connect` (a pooled connection is rolled back and
+/// goes back to its pool).
+fn commit_batch(conn: &mut DbConnection, connect: Option<&Connect>, mut batch: Vec<Box<dyn PendingWrite>>) {
     match run_batch(conn, &mut batch) {
         Ok(()) => batch.into_iter().for_each(|op| op.finish(None)),
         Err(BatchFailure::Failed(error)) => {
@@ -247,7 +289,7 @@ fn commit_batch(conn: &mut DbConnection, connect: &Connect, mut batch: Vec<Box<d
                     "SQLite write batch failed: the database file cannot be written. Writes are refused (503) until \
                      there is room again; reads go on."
                 ),
-                BatchError::Commit(_) => tracing::error!(%error, operations = batch.len(), "SQLite write batch failed."),
+                BatchError::Commit(_) => tracing::error!(%error, operations = batch.len(), "Write batch failed."),
             }
             batch.into_iter().for_each(|op| op.finish(Some(&error)));
         }
@@ -255,9 +297,10 @@ fn commit_batch(conn: &mut DbConnection, connect: &Connect, mut batch: Vec<Box<d
             tracing::error!(operations = batch.len(), "A write operation panicked; its batch was rolled back.");
             let error = BatchError::Commit("a write operation panicked".to_owned());
             batch.into_iter().for_each(|op| op.finish(Some(&error)));
-            match connect() {
-                Ok(fresh) => *conn = fresh,
-                Err(error) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
+            match connect.map(|connect| connect()) {
+                Some(Ok(fresh)) => *conn = fresh,
+                Some(Err(error)) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
+                None => {}
             }
         }
     }
@@ -308,32 +351,39 @@ enum BatchFailure {
     Panicked,
 }
 
-fn sqlite(conn: &mut DbConnection) -> Result<&mut diesel::SqliteConnection, BatchFailure> {
+/// Opens the batch's transaction: on SQLite with the write lock taken at once (`IMMEDIATE`),
+/// so no operation of the batch can meet another writer half-way.
+fn begin(conn: &mut DbConnection) -> Result<(), BatchFailure> {
     match conn {
-        DbConnection::Sqlite(c) => Ok(c),
-        DbConnection::Pg(_) => Err(BatchFailure::Failed(BatchError::Commit("group commit is for SQLite only".to_owned()))),
+        DbConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE"),
+        DbConnection::Pg(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN"),
     }
+    .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into())))
+}
+
+/// Rolls the batch's transaction back.
+fn rollback(conn: &mut DbConnection) -> Result<(), BatchFailure> {
+    per_backend!(conn, |c| AnsiTransactionManager::rollback_transaction(c))
+        .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into())))
 }
 
 fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
-    AnsiTransactionManager::begin_transaction_sql(sqlite(conn)?, "BEGIN IMMEDIATE")
-        .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into())))?;
+    begin(conn)?;
     let mut appends = Appends::default();
     // A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
     if let [op] = batch {
         return match op.run_alone(conn, &mut appends) {
             Ok(true) => write_appends_and_commit(conn, &mut appends),
-            Ok(false) => AnsiTransactionManager::rollback_transaction(sqlite(conn)?)
-                .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into()))),
+            Ok(false) => rollback(conn),
             Err(Panicked) => {
-                let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+                let _ = rollback(conn);
                 Err(BatchFailure::Panicked)
             }
         };
     }
     for op in batch.iter_mut() {
         if let Err(failure) = op.run(conn, &mut appends) {
-            let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+            let _ = rollback(conn);
             return Err(failure);
         }
     }
@@ -343,15 +393,11 @@ fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Re
 /// Writes the batch's history events and leaderboard credits, then commits.
 fn write_appends_and_commit(conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure> {
     if let Err(error) = appends.write(conn) {
-        let _ = AnsiTransactionManager::rollback_transaction(sqlite(conn)?);
+        let _ = rollback(conn);
         return Err(BatchFailure::Failed(BatchError::new("cannot write the batch's history: ", &error)));
     }
-    commit(sqlite(conn)?)
-}
-
-fn commit(inner: &mut diesel::SqliteConnection) -> Result<(), BatchFailure> {
-    AnsiTransactionManager::commit_transaction(inner).map_err(|e| {
-        let _ = AnsiTransactionManager::rollback_transaction(inner);
+    per_backend!(conn, |c| AnsiTransactionManager::commit_transaction(c)).map_err(|e| {
+        let _ = rollback(conn);
         BatchFailure::Failed(BatchError::new("", &e.into()))
     })
 }
@@ -370,11 +416,20 @@ mod tests {
         v: i64,
     }
 
-    /// A connector to a new database file in a directory deleted when the guard is dropped.
+    /// A connector to a new SQLite database file in a directory deleted when the guard is
+    /// dropped.
     fn scratch_database() -> (tempfile::TempDir, impl Fn() -> Result<DbConnection, TrackerError>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("scratch.db").to_string_lossy().into_owned();
         (dir, move || super::super::connect_sqlite(&path))
+    }
+
+    /// A connector to a new database on the local PostgreSQL server, dropped with the guard.
+    fn scratch_postgres() -> (crate::testing::TestDatabase, impl Fn() -> Result<DbConnection, TrackerError>) {
+        use diesel::Connection;
+        let db = crate::testing::TestDatabase::postgres();
+        let super::super::DatabaseUrl::Postgres(url) = db.url().clone() else { unreachable!("a PostgreSQL database") };
+        (db, move || Ok(DbConnection::Pg(diesel::PgConnection::establish(&url)?)))
     }
 
     /// An operation inserting `v`, then failing when told to.
@@ -391,8 +446,18 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits() {
+    fn a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits_on_sqlite() {
         let (_dir, connect) = scratch_database();
+        a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits(&connect);
+    }
+
+    #[test]
+    fn a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits_on_postgres() {
+        let (_db, connect) = scratch_postgres();
+        a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits(&connect);
+    }
+
+    fn a_failing_operation_is_rolled_back_alone_and_the_rest_of_its_batch_commits(connect: &Connect) {
         let mut conn = connect().unwrap();
         conn.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
         let mut answers = Vec::new();
@@ -402,7 +467,7 @@ mod tests {
             batch.push(Box::new(Pending { operation: Some(insert(v, fail)), outcome: None, reply: Reply::Blocking(reply) }));
             answers.push(answer);
         }
-        commit_batch(&mut conn, &connect, batch);
+        commit_batch(&mut conn, Some(connect), batch);
         let outcomes: Vec<Option<i64>> = answers.iter().map(|a| a.try_recv().unwrap().ok()).collect();
         assert_eq!(outcomes, [Some(1), None, Some(3), None, Some(5)]);
         let rows: Vec<Value> = cached_sql!("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
@@ -412,7 +477,7 @@ mod tests {
         let pending = Box::new(Pending { operation: Some(insert(6, false)), outcome: None, reply: Reply::Blocking(reply) });
         let (reply2, answer2) = bounded(1);
         let failing = Box::new(Pending { operation: Some(insert(7, true)), outcome: None, reply: Reply::Blocking(reply2) });
-        commit_batch(&mut conn, &connect, vec![pending, failing]);
+        commit_batch(&mut conn, Some(connect), vec![pending, failing]);
         assert_eq!(answer.try_recv().unwrap().unwrap(), 6);
         assert!(answer2.try_recv().unwrap().is_err());
         let rows: Vec<Value> = cached_sql!("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
@@ -435,7 +500,7 @@ mod tests {
             batch.push(Box::new(Pending { operation: Some(op), outcome: None, reply: Reply::Blocking(reply) }));
             answers.push(answer);
         }
-        commit_batch(conn, connect, batch);
+        commit_batch(conn, Some(connect), batch);
         answers.iter().map(|a| a.try_recv().unwrap()).collect()
     }
 
@@ -525,5 +590,40 @@ mod tests {
         assert!(answers.iter().all(|a| matches!(a, Err(TrackerError::Commit(_)))), "{answers:?}");
         let kept: Vec<Value> = cached_sql!("SELECT v FROM t").load(&mut conn).unwrap();
         assert!(kept.is_empty(), "a failed batch left rows behind");
+    }
+
+    fn a_database_error_in_a_protected_operation_rolls_back_that_operation_alone(connect: &Connect) {
+        let mut conn = connect().unwrap();
+        conn.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
+        let answers = run_ops(
+            &mut conn,
+            connect,
+            vec![
+                Box::new(insert(1, false)),
+                Box::new(|tx| {
+                    tx.protect()?;
+                    cached_sql!("INSERT INTO t (v) VALUES (2)").execute(tx)?;
+                    cached_sql!("INSERT INTO no_such_table (v) VALUES (2)").execute(tx)?;
+                    Ok(2)
+                }),
+                Box::new(insert(3, false)),
+            ],
+        );
+        let answers: Vec<Option<i64>> = answers.into_iter().map(Result::ok).collect();
+        assert_eq!(answers, [Some(1), None, Some(3)]);
+        let kept: Vec<Value> = cached_sql!("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
+        assert_eq!(kept.iter().map(|r| r.v).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn a_database_error_in_a_protected_operation_rolls_back_that_operation_alone_on_sqlite() {
+        let (_dir, connect) = scratch_database();
+        a_database_error_in_a_protected_operation_rolls_back_that_operation_alone(&connect);
+    }
+
+    #[test]
+    fn a_database_error_in_a_protected_operation_rolls_back_that_operation_alone_on_postgres() {
+        let (_db, connect) = scratch_postgres();
+        a_database_error_in_a_protected_operation_rolls_back_that_operation_alone(&connect);
     }
 }

@@ -27,7 +27,6 @@ use self::checkpoint::Checkpointer;
 use self::group_commit::GroupCommitWriter;
 pub(crate) use self::statement::{cached_sql, CachedSql};
 pub(crate) use self::write_tx::WriteTx;
-use self::write_tx::{keep, Appends, Undo};
 use crate::error::TrackerError;
 
 /// A connection to either supported database.
@@ -102,25 +101,17 @@ pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
 
 /// The connection pools of one store.
 ///
-/// SQLite allows one writer at a time, so writes go through a one-connection pool: waiting
-/// writers queue on the pool (fair, no busy-sleeping) instead of spinning on `SQLITE_BUSY`, and
-/// reads use a separate pool that WAL mode lets run beside the writer. PostgreSQL uses one pool
-/// for both.
+/// Writes go through group commit ([`GroupCommitWriter`]). SQLite allows one writer at a time,
+/// so its writer has one connection of its own, and reads use a separate pool that WAL mode
+/// lets run beside the writer. PostgreSQL uses one pool for both: its writer lanes take their
+/// connections from it too.
 #[derive(Clone)]
 pub(crate) struct Pools {
-    writer: Writer,
+    writer: GroupCommitWriter,
     reader: Pool<ConnectionManager<DbConnection>>,
+    sqlite: bool,
     /// SQLite's background checkpoints, running while any clone of the pools lives.
     _checkpointer: Option<Arc<Checkpointer>>,
-}
-
-/// Where write transactions run.
-#[derive(Clone)]
-enum Writer {
-    /// SQLite: one writer thread with group commit.
-    GroupCommit(GroupCommitWriter),
-    /// PostgreSQL: any pooled connection, one transaction per operation.
-    Pool(Pool<ConnectionManager<DbConnection>>),
 }
 
 /// Pragmas applied to every SQLite connection: WAL lets readers run beside the writer;
@@ -157,6 +148,15 @@ fn connect_sqlite(path: &str) -> Result<DbConnection, TrackerError> {
 /// (503) after this long instead of queueing, and the pool reconnects once it is back.
 const PG_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// PostgreSQL writer lanes for a pool of `max_connections`: batches committed at the same time,
+/// each on a connection of its own. One per core (at least two, so that one lane's statements
+/// overlap the other's commit; at most eight), and never more than half the pool, which reads
+/// use too.
+fn pg_writer_lanes(max_connections: u32) -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    cores.clamp(2, 8).min(max_connections / 2).max(1)
+}
+
 impl Pools {
     /// Opens the pools and applies pending migrations.
     pub(crate) fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, TrackerError> {
@@ -172,18 +172,24 @@ impl Pools {
                     .build(ConnectionManager::<DbConnection>::new(path.clone()))?;
                 let checkpointer = Some(Arc::new(Checkpointer::start(path)?));
                 let path = path.clone();
-                let writer = GroupCommitWriter::start(move || connect_sqlite(&path))?;
-                Self { writer: Writer::GroupCommit(writer), reader, _checkpointer: checkpointer }
+                let writer = GroupCommitWriter::start_single(move || connect_sqlite(&path))?;
+                Self { writer, reader, sqlite: true, _checkpointer: checkpointer }
             }
             DatabaseUrl::Postgres(url) => {
+                let lanes = pg_writer_lanes(max_connections);
+                // No idle connections kept in reserve: the pool opens connections (on its own
+                // threads) only for a caller waiting for one, never in the background after a
+                // checkout. A connection still being opened when the process exits races
+                // OpenSSL's exit-time cleanup (libpq negotiates TLS) and crashes the process.
                 let pool = Pool::builder()
-                    .max_size(max_connections.max(2))
-                    .min_idle(Some(1))
+                    .max_size(max_connections.max(lanes + 1))
+                    .min_idle(Some(0))
                     .test_on_check_out(false)
                     .connection_timeout(PG_CONNECTION_TIMEOUT)
                     .build(ConnectionManager::<DbConnection>::new(url.clone()))?;
                 migrate(&mut *pool.get()?)?;
-                Self { writer: Writer::Pool(pool.clone()), reader: pool, _checkpointer: None }
+                let writer = GroupCommitWriter::start_pool(pool.clone(), lanes as usize)?;
+                Self { writer, reader: pool, sqlite: false, _checkpointer: None }
             }
         };
         Ok(pools)
@@ -191,40 +197,27 @@ impl Pools {
 
     /// Whether this is the SQLite backend.
     pub(crate) fn is_sqlite(&self) -> bool {
-        matches!(self.writer, Writer::GroupCommit(_))
+        self.sqlite
     }
 
-    /// Runs `f` as one write transaction: on SQLite in the next group commit (see [`WriteTx`]
-    /// for what an operation must do before writing), on PostgreSQL in a transaction of its
-    /// own. The result is returned after the commit.
+    /// Runs `f` as one write transaction, in the next group commit (see [`WriteTx`] for what an
+    /// operation must do before writing). The result is returned after the commit.
     pub(crate) fn write<T, F>(&self, f: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
-        match &self.writer {
-            Writer::GroupCommit(writer) => writer.write(f),
-            Writer::Pool(pool) => own_transaction(&mut *pool.get()?, f),
-        }
+        self.writer.write(f)
     }
 
-    /// [`write`](Self::write) for async callers: on SQLite the caller's task waits for the
-    /// group commit without holding a thread; on PostgreSQL the transaction runs on tokio's
-    /// blocking pool. Must be awaited inside a tokio runtime.
+    /// [`write`](Self::write) for async callers: the caller's task waits for the group commit
+    /// without holding a thread. Must be awaited inside a tokio runtime.
     pub(crate) async fn write_async<T, F>(&self, f: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
-        match &self.writer {
-            Writer::GroupCommit(writer) => writer.write_async(f).await,
-            Writer::Pool(pool) => {
-                let pool = pool.clone();
-                tokio::task::spawn_blocking(move || own_transaction(&mut *pool.get()?, f))
-                    .await
-                    .map_err(|e| TrackerError::Commit(format!("the write task failed: {e}")))?
-            }
-        }
+        self.writer.write_async(f).await
     }
 
     /// Runs `f` on a connection from the read pool (outside any explicit transaction).
@@ -244,22 +237,6 @@ impl Pools {
         let mut conn: Conn = self.reader.get()?;
         diesel::Connection::transaction(&mut *conn, f)
     }
-}
-
-/// Runs `f` in a transaction of its own on `conn`, its appends written before the commit.
-fn own_transaction<T>(
-    conn: &mut DbConnection,
-    f: impl FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError>,
-) -> Result<T, TrackerError> {
-    diesel::Connection::transaction(conn, |conn| {
-        let mut appends = Appends::default();
-        let mut tx = WriteTx::new(conn, &mut appends, Undo::Transaction);
-        let value = f(&mut tx)?;
-        let (_, own) = tx.finish();
-        keep(&mut appends, own);
-        appends.write(conn)?;
-        Ok(value)
-    })
 }
 
 /// Applies pending migrations.

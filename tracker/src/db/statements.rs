@@ -368,6 +368,12 @@ statements! {
     execute set_progress(progress: &str, token: &WorkerToken) =
         "UPDATE workers SET progress = ? WHERE token = ?";
 
+    /// Records a worker's progress text when its heartbeat is not due (its `last_seen` is
+    /// younger than both the granularity and its lease over the divisor, as
+    /// `workers::heartbeat_due` computes), changing nothing otherwise.
+    execute set_progress_between_heartbeats(progress: &str, token: &WorkerToken, now: UnixMs, granularity_ms: i64, now_again: UnixMs, lease_divisor: i64) =
+        "UPDATE workers SET progress = ? WHERE token = ? AND ? - last_seen < ? AND ? - last_seen < lease_ttl_ms / ?";
+
     /// How many current workers have a display name.
     query count_display_name(name: &str) -> CountRow =
         "SELECT COUNT(*) AS count FROM workers WHERE display_name = ?";

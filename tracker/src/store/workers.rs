@@ -35,6 +35,9 @@ pub struct SweepReport {
 /// Longest a heartbeat may go unrecorded: a worker calling more often than this only has its
 /// `last_seen` (and lease) written once per interval, which keeps busy workers' polling cheap.
 const HEARTBEAT_GRANULARITY_MS: i64 = 1000;
+/// A heartbeat is also due once a twentieth of the worker's lease has passed, so a short lease
+/// is extended well before it runs out.
+const HEARTBEAT_LEASE_DIVISOR: i64 = 20;
 
 /// Cuts `text` to at most `max` characters.
 pub(crate) fn truncate(text: &str, max: usize) -> &str {
@@ -56,9 +59,10 @@ pub(crate) fn load_worker(conn: &mut DbConnection, token: &WorkerToken) -> Resul
 }
 
 /// Whether the worker's heartbeat should be written now: the last recorded one is at least a
-/// twentieth of its lease old (at most [`HEARTBEAT_GRANULARITY_MS`]).
+/// twentieth of its lease old ([`HEARTBEAT_LEASE_DIVISOR`]), at most
+/// [`HEARTBEAT_GRANULARITY_MS`].
 pub(crate) fn heartbeat_due(worker: &WorkerLease, now: UnixMs) -> bool {
-    let granularity = HEARTBEAT_GRANULARITY_MS.min(worker.lease_ttl_ms / 20);
+    let granularity = HEARTBEAT_GRANULARITY_MS.min(worker.lease_ttl_ms / HEARTBEAT_LEASE_DIVISOR);
     now.0 - worker.last_seen >= granularity
 }
 
@@ -178,6 +182,19 @@ impl JobStore {
         let token = token.clone();
         // Refuses (unknown worker) before writing: needs no savepoint.
         move |tx| {
+            // Most calls fall between two heartbeats: then one statement sets the text.
+            let between_heartbeats = statements::set_progress_between_heartbeats(
+                tx,
+                &progress,
+                &token,
+                now,
+                HEARTBEAT_GRANULARITY_MS,
+                now,
+                HEARTBEAT_LEASE_DIVISOR,
+            )?;
+            if between_heartbeats == 1 {
+                return Ok(());
+            }
             touch(tx, &token, now)?;
             statements::set_progress(tx, &progress, &token)?;
             Ok(())
