@@ -177,9 +177,13 @@ impl GroupCommitWriter {
         let connections = Arc::new(connections);
         let (queue, operations) = bounded(QUEUE_CAPACITY);
         for lane in 0..lanes {
+            let name = match &*connections {
+                Connections::Single { .. } => "cascade-sqlite-writer".to_owned(),
+                Connections::Pool(_) => format!("cascade-pg-writer-{lane}"),
+            };
             let (connections, operations) = (Arc::clone(&connections), operations.clone());
             std::thread::Builder::new()
-                .name(format!("cascade-writer-{lane}"))
+                .name(name)
                 .spawn(move || write_loop(&connections, &operations))
                 .map_err(|e| TrackerError::Commit(format!("cannot start a writer thread: {e}")))?;
         }
