@@ -267,23 +267,61 @@ fn write_loop(connections: &Connections, operations: &Receiver<Box<dyn PendingWr
         batch.extend(operations.try_iter().take(MAX_BATCH - 1));
         match connections {
             Connections::Single { conn, connect } => commit_batch(&mut lock(conn), Some(&**connect), batch),
-            Connections::Pool(pool) => match pool.get() {
-                Ok(mut conn) => commit_batch(&mut conn, None, batch),
-                Err(error) => {
-                    let error = BatchError::new("", &TrackerError::Pool(error));
-                    tracing::error!(%error, operations = batch.len(), "No database connection for a write batch.");
-                    batch.into_iter().for_each(|op| op.finish(Some(&error)));
-                }
-            },
+            Connections::Pool(pool) => commit_pooled(pool, batch),
         }
     }
 }
 
 /// Runs `batch` in one transaction and delivers every outcome; after an operation panicked,
-/// replaces the connection with one from `connect` (a pooled connection is rolled back and
-/// goes back to its pool).
+/// replaces the connection with one from `connect`.
 fn commit_batch(conn: &mut DbConnection, connect: Option<&Connect>, mut batch: Vec<Box<dyn PendingWrite>>) {
-    match run_batch(conn, &mut batch) {
+    let outcome = begin(conn).and_then(|()| run_begun(conn, &mut batch));
+    if deliver(batch, outcome) {
+        match connect.map(|connect| connect()) {
+            Some(Ok(fresh)) => *conn = fresh,
+            Some(Err(error)) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
+            None => {}
+        }
+    }
+}
+
+/// Runs `batch` in one transaction on a connection from `pool` and delivers every outcome. A
+/// connection that cannot even begin the transaction (the server restarted or dropped it since
+/// it was opened) has run nothing of the batch: it leaves the pool (diesel marks a closed
+/// connection broken) and the batch moves to the next one, so after a database restart no
+/// batch fails for a stale connection while a live one can be had.
+fn commit_pooled(pool: &Pool<ConnectionManager<DbConnection>>, mut batch: Vec<Box<dyn PendingWrite>>) {
+    let mut failure = None;
+    for _ in 0..=pool.max_size() {
+        let mut conn = match pool.get() {
+            Ok(conn) => conn,
+            Err(error) => {
+                failure = Some(BatchFailure::Failed(BatchError::new("no database connection: ", &TrackerError::Pool(error))));
+                break;
+            }
+        };
+        match begin(&mut conn) {
+            Ok(()) => {
+                let outcome = run_begun(&mut conn, &mut batch);
+                deliver(batch, outcome);
+                return;
+            }
+            Err(not_begun) => {
+                if let BatchFailure::Failed(error) = &not_begun {
+                    tracing::warn!(%error, "A pooled database connection could not begin a transaction; trying another.");
+                }
+                failure = Some(not_begun);
+            }
+        }
+    }
+    let failure = failure.unwrap_or_else(|| BatchFailure::Failed(BatchError::Commit("no database connection".to_owned())));
+    deliver(batch, Err(failure));
+}
+
+/// Delivers every outcome of `batch` (`outcome` is the batch's own); returns whether an
+/// operation panicked, after which the connection should be replaced.
+fn deliver(batch: Vec<Box<dyn PendingWrite>>, outcome: Result<(), BatchFailure>) -> bool {
+    match outcome {
         Ok(()) => batch.into_iter().for_each(|op| op.finish(None)),
         Err(BatchFailure::Failed(error)) => {
             match &error {
@@ -301,13 +339,10 @@ fn commit_batch(conn: &mut DbConnection, connect: Option<&Connect>, mut batch: V
             tracing::error!(operations = batch.len(), "A write operation panicked; its batch was rolled back.");
             let error = BatchError::Commit("a write operation panicked".to_owned());
             batch.into_iter().for_each(|op| op.finish(Some(&error)));
-            match connect.map(|connect| connect()) {
-                Some(Ok(fresh)) => *conn = fresh,
-                Some(Err(error)) => tracing::error!(%error, "Could not reopen the SQLite write connection."),
-                None => {}
-            }
+            return true;
         }
     }
+    false
 }
 
 /// An operation panicked.
@@ -371,8 +406,8 @@ fn rollback(conn: &mut DbConnection) -> Result<(), BatchFailure> {
         .map_err(|e| BatchFailure::Failed(BatchError::new("", &e.into())))
 }
 
-fn run_batch(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
-    begin(conn)?;
+/// Runs `batch` in the transaction just begun on `conn` and commits it (or rolls it back).
+fn run_begun(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
     let mut appends = Appends::default();
     // A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
     if let [op] = batch {
@@ -629,5 +664,48 @@ mod tests {
     fn a_database_error_in_a_protected_operation_rolls_back_that_operation_alone_on_postgres() {
         let (_db, connect) = scratch_postgres();
         a_database_error_in_a_protected_operation_rolls_back_that_operation_alone(&connect);
+    }
+
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+
+    #[test]
+    fn a_batch_given_a_pooled_connection_the_server_dropped_moves_to_a_live_one() {
+        let (db, connect) = scratch_postgres();
+        let mut admin = connect().unwrap();
+        admin.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
+        let pool = Pool::builder()
+            .max_size(2)
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .build(ConnectionManager::<DbConnection>::new(db.url_string()))
+            .unwrap();
+        // A connection goes back to the pool idle; then the server ends its session.
+        let stale: Vec<Pid> = cached_sql!("SELECT pg_backend_pid() AS pid").load(&mut *pool.get().unwrap()).unwrap();
+        cached_sql!("SELECT pg_terminate_backend(CAST(? AS INTEGER))")
+            .bind(i64::from(stale[0].pid))
+            .execute(&mut admin)
+            .unwrap();
+        let mut gone = || {
+            let alive: Vec<Pid> = cached_sql!("SELECT pid FROM pg_stat_activity WHERE pid = CAST(? AS INTEGER)")
+                .bind(i64::from(stale[0].pid))
+                .load(&mut admin)
+                .unwrap();
+            alive.is_empty()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !gone() {
+            assert!(std::time::Instant::now() < deadline, "the server did not end the session");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let (reply, answer) = bounded(1);
+        let pending = Box::new(Pending { operation: Some(insert(1, false)), outcome: None, reply: Reply::Blocking(reply) });
+        commit_pooled(&pool, vec![pending]);
+        assert_eq!(answer.try_recv().unwrap().unwrap(), 1);
+        let rows: Vec<Value> = cached_sql!("SELECT v FROM t").load(&mut admin).unwrap();
+        assert_eq!(rows.len(), 1);
     }
 }
