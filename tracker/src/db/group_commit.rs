@@ -684,7 +684,7 @@ mod tests {
             .build(ConnectionManager::<DbConnection>::new(db.url_string()))
             .unwrap();
         // A connection goes back to the pool idle; then the server ends its session.
-        let stale: Vec<Pid> = cached_sql!("SELECT pg_backend_pid() AS pid").load(&mut *pool.get().unwrap()).unwrap();
+        let stale: Vec<Pid> = cached_sql!("SELECT pg_backend_pid() AS pid").load(&mut pool.get().unwrap()).unwrap();
         cached_sql!("SELECT pg_terminate_backend(CAST(? AS INTEGER))")
             .bind(i64::from(stale[0].pid))
             .execute(&mut admin)
