@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cascade_tests::chaos::history;
 use cascade_tests::process_log::ProcessLog;
-use cascade_tests::{wait_until, Daemon};
+use cascade_tests::{append_stage_toml, wait_until, Daemon};
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{DatabaseUrl, JobStore, StageId, StoreConfig, SystemClock};
 
@@ -50,13 +50,8 @@ fn integrity_problems(db: &TestDatabase) -> i64 {
 fn a_full_disk_refuses_writes_clearly_keeps_the_database_consistent_and_loses_nothing() {
     let db = TestDatabase::sqlite();
     let dir = tempfile::tempdir().unwrap();
-    let stage = |(stage, suffix): (StageId, &str), workers: usize| {
-        let letter = stage.letter();
-        format!(
-            "[stages.{letter}]\nname = \"{letter}\"\nkind = \"append\"\nworkers = {workers}\n\
-             [stages.{letter}.settings]\nsuffix = \"{suffix}\"\ndelay-ms = 2\n"
-        )
-    };
+    let stage =
+        |(stage, suffix): (StageId, &str), workers: usize| append_stage_toml(stage.letter(), suffix, workers, 2);
     let toml = format!(
         "project = \"full-disk\"\ndatabase = \"{}\"\nsweep-interval = \"250ms\"\n\
          [limits]\nregistrations-per-minute = 0\n\

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_tests::fault_proxy::FaultProxy;
-use cascade_tests::{wait_until, Daemon};
+use cascade_tests::{status_of_get, wait_until, Daemon};
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{DatabaseUrl, JobState, JobStore, StageId, StoreConfig, SystemClock};
 
@@ -20,22 +20,6 @@ const BINARY: &str = env!("CARGO_BIN_EXE_cascade-test-pipeline");
 const JOBS: i64 = 300;
 /// Where the test PostgreSQL server listens.
 const POSTGRES: &str = "127.0.0.1:5432";
-
-/// `(status, Retry-After)` of `GET url`.
-fn status(url: &str) -> (u16, Option<String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    match agent.get(url).call() {
-        Ok(response) => {
-            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            (response.status().as_u16(), retry_after)
-        }
-        Err(_) => (0, None),
-    }
-}
 
 /// The store of a two-stage pipeline on `db`, read directly beside the daemon.
 fn two_stage_store(db: &TestDatabase) -> JobStore {
@@ -86,14 +70,15 @@ fn a_pipeline_survives_database_and_worker_network_faults_with_nothing_lost() {
     wait_until("some jobs are done", Duration::from_secs(60), || done() >= 20);
 
     // The database goes away: the tracker answers 503 with Retry-After, and stays up.
+    let count_url = format!("{}/api/jobCount?stage=a", daemon.url);
     database_proxy.cut();
     tracker_proxy.cut();
-    let (code, retry_after) = status(&format!("{}/api/jobCount?stage=a", daemon.url));
+    let (code, retry_after) = status_of_get(&count_url);
     assert_eq!((code, retry_after.as_deref()), (503, Some("2")), "while the database is unreachable");
     std::thread::sleep(Duration::from_secs(3));
     database_proxy.restore();
     tracker_proxy.restore();
-    wait_until("the tracker reconnects", Duration::from_secs(30), || status(&format!("{}/api/jobCount?stage=a", daemon.url)).0 == 200);
+    wait_until("the tracker reconnects", Duration::from_secs(30), || status_of_get(&count_url).0 == 200);
 
     // Then slow links to both, and a second, shorter partition.
     database_proxy.delay(Duration::from_millis(20));

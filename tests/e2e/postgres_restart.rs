@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cascade_tests::chaos::history;
 use cascade_tests::process_log::ProcessLog;
-use cascade_tests::{wait_until, Daemon};
+use cascade_tests::{append_stage_toml, status_of_get, wait_until, Daemon};
 use cascade_tracker::testing::{postgres_admin_url, TestDatabase};
 use cascade_tracker::{DatabaseUrl, JobStore, StageId, StoreConfig, SystemClock};
 
@@ -85,22 +85,6 @@ fn reader(db: &TestDatabase) -> JobStore {
     JobStore::open(&DatabaseUrl::parse(&db.url_string()), config, Arc::new(SystemClock), 2).unwrap()
 }
 
-/// `(status, Retry-After)` of `GET url`.
-fn status(url: &str) -> (u16, Option<String>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    match agent.get(url).call() {
-        Ok(response) => {
-            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            (response.status().as_u16(), retry_after)
-        }
-        Err(_) => (0, None),
-    }
-}
-
 #[test]
 fn a_postgres_restart_mid_run_is_answered_with_503_and_loses_nothing() {
     let (version, name) = match cluster() {
@@ -113,13 +97,8 @@ fn a_postgres_restart_mid_run_is_answered_with_503_and_loses_nothing() {
     };
     let db = TestDatabase::postgres();
     let dir = tempfile::tempdir().unwrap();
-    let stage = |(stage, suffix): (StageId, &str), workers: usize| {
-        let letter = stage.letter();
-        format!(
-            "[stages.{letter}]\nname = \"{letter}\"\nkind = \"append\"\nworkers = {workers}\n\
-             [stages.{letter}.settings]\nsuffix = \"{suffix}\"\ndelay-ms = 10\n"
-        )
-    };
+    let stage =
+        |(stage, suffix): (StageId, &str), workers: usize| append_stage_toml(stage.letter(), suffix, workers, 10);
     let toml = format!(
         "project = \"restart\"\ndatabase = \"{}\"\nsweep-interval = \"250ms\"\n\
          [engine]\nartifacts = \"artifacts\"\nlease-ttl = \"2s\"\nmax-attempts = 50\nretry-backoff = \"50ms\"\n\
@@ -143,14 +122,14 @@ fn a_postgres_restart_mid_run_is_answered_with_503_and_loses_nothing() {
     let count_url = format!("{}/api/jobCount?stage=a", daemon.url);
     let mut answer = (0, None);
     wait_until("the tracker answers 503 while the server is down", Duration::from_secs(30), || {
-        answer = status(&count_url);
+        answer = status_of_get(&count_url);
         answer.0 == 503
     });
     assert_eq!(answer.1.as_deref(), Some("2"), "Retry-After");
     std::thread::sleep(Duration::from_secs(1));
     drop(stopped);
     let outage = down.elapsed();
-    wait_until("the tracker reconnects", Duration::from_secs(30), || status(&count_url).0 == 200);
+    wait_until("the tracker reconnects", Duration::from_secs(30), || status_of_get(&count_url).0 == 200);
     let reconnected = down.elapsed();
     let finished_before = done();
     assert!(finished_before < JOBS, "the restart came before the end ({finished_before} done)");

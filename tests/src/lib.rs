@@ -9,6 +9,8 @@
 //!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0;
 //!   [`python_with_schemathesis`]: one with `schemathesis`, the API fuzzer.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
+//! - [`status_of_get`]: the status and `Retry-After` of a GET, whatever the status;
+//!   [`append_stage_toml`]: the configuration of a test pipeline's `append` stage.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 //! - [`moto`]: an S3-compatible server (moto) on loopback, for the object-store tests.
 //! - [`process_log`]: child processes' standard error, kept for assertions.
@@ -377,4 +379,29 @@ pub fn python_with_schemathesis() -> &'static Path {
     PYTHON.get_or_init(|| {
         python_in_venv("CASCADE_TEST_SCHEMATHESIS_PYTHON", ".venv-schemathesis", &[SCHEMATHESIS_REQUIREMENT], "schemathesis")
     })
+}
+
+/// `(status, Retry-After)` of `GET url`; status 0 when no answer came (20 s at most).
+pub fn status_of_get(url: &str) -> (u16, Option<String>) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    match agent.get(url).call() {
+        Ok(response) => {
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            (response.status().as_u16(), retry_after)
+        }
+        Err(_) => (0, None),
+    }
+}
+
+/// The configuration of stage `letter` as the test pipeline's `append` stage: `workers` local
+/// workers, each appending `suffix` to its input after `delay_ms` of pretended work.
+pub fn append_stage_toml(letter: &str, suffix: &str, workers: usize, delay_ms: u64) -> String {
+    format!(
+        "[stages.{letter}]\nname = \"{letter}\"\nkind = \"append\"\nworkers = {workers}\n\
+         [stages.{letter}.settings]\nsuffix = \"{suffix}\"\ndelay-ms = {delay_ms}\n"
+    )
 }
