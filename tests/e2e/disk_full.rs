@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use cascade_tests::chaos::history;
 use cascade_tests::process_log::ProcessLog;
-use cascade_tests::{append_stage_toml, wait_until, Daemon};
+use cascade_tests::{append_stage_toml, get_answer, wait_until, Daemon};
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{DatabaseUrl, JobStore, StageId, StoreConfig, SystemClock};
 
@@ -23,23 +23,6 @@ const JOBS: i64 = 2_000;
 const HEADROOM_BYTES: u64 = 64 * 1024;
 /// The pipeline's stages and their suffixes.
 const STAGES: [(StageId, &str); 2] = [(StageId::A, "|a"), (StageId::B, "|b")];
-
-/// `(status, Retry-After, body)` of `GET url`.
-fn get(url: &str) -> (u16, Option<String>, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    match agent.get(url).call() {
-        Ok(mut response) => {
-            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let body = response.body_mut().read_to_string().unwrap_or_default();
-            (response.status().as_u16(), retry_after, body)
-        }
-        Err(e) => (0, None, e.to_string()),
-    }
-}
 
 /// How many rows of `PRAGMA integrity_check` are not "ok" (0: the database is consistent).
 fn integrity_problems(db: &TestDatabase) -> i64 {
@@ -82,12 +65,12 @@ fn a_full_disk_refuses_writes_clearly_keeps_the_database_consistent_and_loses_no
     let register = format!("{}/api/new?nickname=probe&stage=a", daemon.url);
     let mut refused = (0, None, String::new());
     wait_until("a write is refused for want of room", Duration::from_secs(120), || {
-        refused = get(&register);
+        refused = get_answer(&register);
         refused.0 == 503
     });
     assert_eq!(refused.1.as_deref(), Some("2"), "Retry-After: {refused:?}");
     assert_eq!(refused.2, cascade_web::CANNOT_WRITE);
-    let (status, _, stats) = get(&format!("{}/v1/stats", daemon.url));
+    let (status, _, stats) = get_answer(&format!("{}/v1/stats", daemon.url));
     assert_eq!(status, 200, "reads go on: {stats}");
     let explained = log.matching("the database file cannot be written");
     assert!(!explained.is_empty(), "the log says why writes fail:\n{}", log.tail(20));

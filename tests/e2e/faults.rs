@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cascade_tests::fault_proxy::FaultProxy;
-use cascade_tests::{status_of_get, wait_until, Daemon};
+use cascade_tests::{get_answer, wait_until, Daemon};
 use cascade_tracker::testing::TestDatabase;
 use cascade_tracker::{DatabaseUrl, JobState, JobStore, StageId, StoreConfig, SystemClock};
 
@@ -73,12 +73,12 @@ fn a_pipeline_survives_database_and_worker_network_faults_with_nothing_lost() {
     let count_url = format!("{}/api/jobCount?stage=a", daemon.url);
     database_proxy.cut();
     tracker_proxy.cut();
-    let (code, retry_after) = status_of_get(&count_url);
+    let (code, retry_after, _) = get_answer(&count_url);
     assert_eq!((code, retry_after.as_deref()), (503, Some("2")), "while the database is unreachable");
     std::thread::sleep(Duration::from_secs(3));
     database_proxy.restore();
     tracker_proxy.restore();
-    wait_until("the tracker reconnects", Duration::from_secs(30), || status_of_get(&count_url).0 == 200);
+    wait_until("the tracker reconnects", Duration::from_secs(30), || get_answer(&count_url).0 == 200);
 
     // Then slow links to both, and a second, shorter partition.
     database_proxy.delay(Duration::from_millis(20));

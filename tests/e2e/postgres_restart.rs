@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cascade_tests::chaos::history;
 use cascade_tests::process_log::ProcessLog;
-use cascade_tests::{append_stage_toml, status_of_get, wait_until, Daemon};
+use cascade_tests::{append_stage_toml, get_answer, wait_until, Daemon};
 use cascade_tracker::testing::{postgres_admin_url, TestDatabase};
 use cascade_tracker::{DatabaseUrl, JobStore, StageId, StoreConfig, SystemClock};
 
@@ -120,16 +120,16 @@ fn a_postgres_restart_mid_run_is_answered_with_503_and_loses_nothing() {
     let down = Instant::now();
     let stopped = Stopped::stop(&version, &name);
     let count_url = format!("{}/api/jobCount?stage=a", daemon.url);
-    let mut answer = (0, None);
+    let mut answer = (0, None, String::new());
     wait_until("the tracker answers 503 while the server is down", Duration::from_secs(30), || {
-        answer = status_of_get(&count_url);
+        answer = get_answer(&count_url);
         answer.0 == 503
     });
     assert_eq!(answer.1.as_deref(), Some("2"), "Retry-After");
     std::thread::sleep(Duration::from_secs(1));
     drop(stopped);
     let outage = down.elapsed();
-    wait_until("the tracker reconnects", Duration::from_secs(30), || status_of_get(&count_url).0 == 200);
+    wait_until("the tracker reconnects", Duration::from_secs(30), || get_answer(&count_url).0 == 200);
     let reconnected = down.elapsed();
     let finished_before = done();
     assert!(finished_before < JOBS, "the restart came before the end ({finished_before} done)");

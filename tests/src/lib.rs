@@ -9,7 +9,7 @@
 //!   [`python_with_img2dataset`]: a separate one with the real `img2dataset` 1.47.0;
 //!   [`python_with_schemathesis`]: one with `schemathesis`, the API fuzzer.
 //! - [`wait_until`]: polling with a deadline instead of sleeps.
-//! - [`status_of_get`]: the status and `Retry-After` of a GET, whatever the status;
+//! - [`get_answer`]: the status, `Retry-After` and body of a GET, whatever the status;
 //!   [`append_stage_toml`]: the configuration of a test pipeline's `append` stage.
 //! - [`browser`]: a headless Chromium over WebDriver, for tests that load the dashboard.
 //! - [`moto`]: an S3-compatible server (moto) on loopback, for the object-store tests.
@@ -381,19 +381,21 @@ pub fn python_with_schemathesis() -> &'static Path {
     })
 }
 
-/// `(status, Retry-After)` of `GET url`; status 0 when no answer came (20 s at most).
-pub fn status_of_get(url: &str) -> (u16, Option<String>) {
+/// `(status, Retry-After, body)` of `GET url`, whatever the status; status 0 (and the error
+/// as the body) when no answer came within 20 s.
+pub fn get_answer(url: &str) -> (u16, Option<String>, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(20)))
         .build()
         .into();
     match agent.get(url).call() {
-        Ok(response) => {
+        Ok(mut response) => {
             let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            (response.status().as_u16(), retry_after)
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            (response.status().as_u16(), retry_after, body)
         }
-        Err(_) => (0, None),
+        Err(e) => (0, None, e.to_string()),
     }
 }
 
