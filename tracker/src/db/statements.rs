@@ -206,23 +206,40 @@ pub(crate) struct LockedRow {
 }
 
 statements! {
-    /// The lowest numbered open job of a stage that is due, unless the stage is paused. On PostgreSQL the row is locked
-    /// until the claim commits and rows other transactions are claiming are skipped (SQLite's
-    /// writer holds the database's write lock for the whole transaction).
-    query find_open(stage: StageId, now: UnixMs, unpaused: StageId) -> CandidateRow =
-        "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
-         WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
-         WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
-         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1"
+    /// Leases the lowest numbered open job of a stage that is due (unless the stage is paused)
+    /// to a worker, or fails it instead when its attempts reached the limit (the four `?` that
+    /// compare `attempts`): one statement finds, locks and updates the row. Returns the row as
+    /// it is now (for a failed job: its attempts and lease unchanged). On PostgreSQL the
+    /// search skips rows other transactions are claiming (SQLite's writer holds the database's
+    /// write lock for the whole transaction).
+    query lease_open(failed_at: i64, no_owner_at: i64, owner: &WorkerToken, same_lease_at: i64, no_expiry_at: i64, expires: UnixMs, same_attempts_at: i64, now: UnixMs, stage: StageId, due: UnixMs, unpaused: StageId) -> CandidateRow =
+        "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'leased' END, \
+         lease_owner = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
+         lease_token = CASE WHEN attempts >= ? THEN lease_token ELSE lease_token + 1 END, \
+         lease_expires_at = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
+         attempts = CASE WHEN attempts >= ? THEN attempts ELSE attempts + 1 END, retry_at = NULL, updated_at = ? \
+         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1) \
+         RETURNING id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
+         WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data"
         postgres
-        "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
-         WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
-         WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
-         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1 \
-         FOR UPDATE SKIP LOCKED";
+        "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'leased' END, \
+         lease_owner = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
+         lease_token = CASE WHEN attempts >= ? THEN lease_token ELSE lease_token + 1 END, \
+         lease_expires_at = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
+         attempts = CASE WHEN attempts >= ? THEN attempts ELSE attempts + 1 END, retry_at = NULL, updated_at = ? \
+         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
+         WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data";
 
-    /// The lowest numbered job of a stage whose lease expired, unless the stage is paused;
-    /// locked as in [`find_open`].
+    /// Sets the error of a job (one failed just now by [`lease_open`]).
+    execute set_error(error: &str, job: JobId) =
+        "UPDATE jobs SET error = ? WHERE id = ?";
+
+    /// The lowest numbered job of a stage whose lease expired, unless the stage is paused. On
+    /// PostgreSQL the row is locked until the claim commits and rows other transactions are
+    /// claiming are skipped.
     query find_expired(stage: StageId, now: UnixMs, unpaused: StageId) -> CandidateRow =
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \
@@ -236,7 +253,7 @@ statements! {
          FOR UPDATE SKIP LOCKED";
 
     /// One given job, when it is at the stage and open and due or leased with an expired
-    /// lease, and the stage is not paused; locked as in [`find_open`].
+    /// lease, and the stage is not paused; locked as in [`find_expired`].
     query find_job(job: JobId, stage: StageId, due: UnixMs, expired_by: UnixMs, unpaused: StageId) -> CandidateRow =
         "SELECT id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data FROM jobs \

@@ -15,7 +15,7 @@ use crate::JobState;
 /// Which jobs one search of a claim looks at.
 #[derive(Debug, Clone, Copy)]
 enum Search {
-    /// Open and due.
+    /// Open and due (found and leased in one statement: [`lease_open`]).
     Open,
     /// Leased, with an expired lease.
     Expired,
@@ -23,18 +23,26 @@ enum Search {
     Only(JobId),
 }
 
-/// The lowest numbered job `search` finds at `stage` at time `now`, none while the stage is
+/// A search of a claim that finds a row before the claim updates it.
+#[derive(Debug, Clone, Copy)]
+enum Find {
+    /// Leased, with an expired lease.
+    Expired,
+    /// This job, if it is open and due or leased with an expired lease.
+    Only(JobId),
+}
+
+/// The lowest numbered job `find` finds at `stage` at time `now`, none while the stage is
 /// paused; nothing is written.
 fn find_candidate(
     conn: &mut DbConnection,
-    search: Search,
+    find: Find,
     stage: StageId,
     now: UnixMs,
 ) -> Result<Option<CandidateRow>, TrackerError> {
-    let rows = match search {
-        Search::Open => statements::find_open(conn, stage, now, stage),
-        Search::Expired => statements::find_expired(conn, stage, now, stage),
-        Search::Only(job) => statements::find_job(conn, job, stage, now, now, stage),
+    let rows = match find {
+        Find::Expired => statements::find_expired(conn, stage, now, stage),
+        Find::Only(job) => statements::find_job(conn, job, stage, now, now, stage),
     }?;
     Ok(rows.into_iter().next())
 }
@@ -189,7 +197,31 @@ fn claim_in(
     let mut exhausted = 0;
     'search: loop {
         for &search in searches {
-            let Some(row) = find_candidate(tx, search, stage, now)? else { continue };
+            let row = match search {
+                Search::Open => match lease_open(tx, token, worker, stage, max_attempts, now)? {
+                    OpenLease::Leased(claimed) => {
+                        tx.record(claimed.number.0, stage.letter(), event::CLAIM, Some(&worker.display_name), now.0, None);
+                        return Ok(ClaimResult { claimed: Some(claimed), exhausted });
+                    }
+                    OpenLease::Exhausted(row) => {
+                        let error = format!("gave up after {} attempts; last: {}", row.attempts, last_attempt_end(tx, &row)?);
+                        statements::set_error(tx, &error, JobId(row.id))?;
+                        tx.record(row.id, stage.letter(), event::FAIL, None, now.0, Some(&error));
+                        tracing::warn!(job = row.id, %stage, %error, "Job failed: no attempts left.");
+                        exhausted += 1;
+                        continue 'search;
+                    }
+                    OpenLease::None => continue,
+                },
+                Search::Expired => match find_candidate(tx, Find::Expired, stage, now)? {
+                    Some(row) => row,
+                    None => continue,
+                },
+                Search::Only(job) => match find_candidate(tx, Find::Only(job), stage, now)? {
+                    Some(row) => row,
+                    None => continue,
+                },
+            };
             if row.state == JobState::Leased.as_str() {
                 tx.record(row.id, stage.letter(), event::EXPIRE, None, now.0, None);
             }
@@ -218,6 +250,46 @@ fn claim_in(
         }
         return Ok(ClaimResult { claimed: None, exhausted });
     }
+}
+
+/// What [`lease_open`] did.
+enum OpenLease {
+    /// Leased this job to the worker.
+    Leased(ClaimedJob),
+    /// Failed this job, found with its attempts used up (its error is still to be written);
+    /// the row as it was found.
+    Exhausted(CandidateRow),
+    /// Found no open job that is due (or the stage is paused); wrote nothing.
+    None,
+}
+
+/// Leases the lowest numbered open job of `stage` that is due to the worker in one statement
+/// (found, locked and updated together), or fails it instead when its attempts are used up.
+fn lease_open(
+    tx: &mut WriteTx<'_>,
+    token: &WorkerToken,
+    worker: &WorkerLease,
+    stage: StageId,
+    max_attempts: i32,
+    now: UnixMs,
+) -> Result<OpenLease, TrackerError> {
+    let limit = i64::from(max_attempts);
+    let expires = UnixMs(now.0.saturating_add(worker.lease_ttl_ms));
+    let found = statements::lease_open(tx, limit, limit, token, limit, limit, expires, limit, now, stage, now, stage)?;
+    let Some(row) = found.into_iter().next() else { return Ok(OpenLease::None) };
+    if row.state == JobState::Failed.as_str() {
+        // Failing left the row's attempts and lease as they were: the row as it was found.
+        return Ok(OpenLease::Exhausted(CandidateRow { state: JobState::Open.as_str().to_owned(), ..row }));
+    }
+    Ok(OpenLease::Leased(ClaimedJob {
+        number: JobId(row.id),
+        stage,
+        // A job reaches a stage only together with its input, so this is never empty in
+        // practice; an empty string is still better than `null` for the client.
+        data: row.data.unwrap_or_default(),
+        lease: LeaseEpoch(row.lease_token),
+        attempt: u32::try_from(row.attempts).unwrap_or(0),
+    }))
 }
 
 /// Completes the job `worker` holds (fenced by its lease, and by `expected` when given) with
