@@ -204,10 +204,7 @@ fn claim_in(
                         return Ok(ClaimResult { claimed: Some(claimed), exhausted });
                     }
                     OpenLease::Exhausted(row) => {
-                        let error = format!("gave up after {} attempts; last: {}", row.attempts, last_attempt_end(tx, &row)?);
-                        statements::set_error(tx, &error, JobId(row.id))?;
-                        tx.record(row.id, stage.letter(), event::FAIL, None, now.0, Some(&error));
-                        tracing::warn!(job = row.id, %stage, %error, "Job failed: no attempts left.");
+                        give_up(tx, &row, stage, now, GivenUp::Already)?;
                         exhausted += 1;
                         continue 'search;
                     }
@@ -226,25 +223,14 @@ fn claim_in(
                 tx.record(row.id, stage.letter(), event::EXPIRE, None, now.0, None);
             }
             if row.attempts >= max_attempts {
-                let error = format!("gave up after {} attempts; last: {}", row.attempts, last_attempt_end(tx, &row)?);
-                statements::fail_exhausted(tx, &error, now, JobId(row.id))?;
-                tx.record(row.id, stage.letter(), event::FAIL, None, now.0, Some(&error));
-                tracing::warn!(job = row.id, %stage, %error, "Job failed: no attempts left.");
+                give_up(tx, &row, stage, now, GivenUp::NotYet)?;
                 exhausted += 1;
                 continue 'search;
             }
-            let claimed = ClaimedJob {
-                number: JobId(row.id),
-                stage,
-                // A job reaches a stage only together with its input, so this is never empty in
-                // practice; an empty string is still better than `null` for the client.
-                data: row.data.unwrap_or_default(),
-                lease: LeaseEpoch(row.lease_token + 1),
-                attempt: u32::try_from(row.attempts + 1).unwrap_or(0),
-            };
+            let attempts = row.attempts + 1;
+            let claimed = claimed_job(row.id, row.data, stage, LeaseEpoch(row.lease_token + 1), attempts);
             let expires = UnixMs(now.0.saturating_add(worker.lease_ttl_ms));
-            let attempts = i64::from(row.attempts + 1);
-            statements::lease_job(tx, token, claimed.lease, expires, attempts, now, claimed.number)?;
+            statements::lease_job(tx, token, claimed.lease, expires, i64::from(attempts), now, claimed.number)?;
             tx.record(row.id, stage.letter(), event::CLAIM, Some(&worker.display_name), now.0, None);
             return Ok(ClaimResult { claimed: Some(claimed), exhausted });
         }
@@ -281,15 +267,42 @@ fn lease_open(
         // Failing left the row's attempts and lease as they were: the row as it was found.
         return Ok(OpenLease::Exhausted(CandidateRow { state: JobState::Open.as_str().to_owned(), ..row }));
     }
-    Ok(OpenLease::Leased(ClaimedJob {
-        number: JobId(row.id),
+    Ok(OpenLease::Leased(claimed_job(row.id, row.data, stage, LeaseEpoch(row.lease_token), row.attempts)))
+}
+
+/// Job `id` at `stage` as handed to the worker that now holds `lease` on it, in its `attempt`.
+fn claimed_job(id: i64, data: Option<String>, stage: StageId, lease: LeaseEpoch, attempt: i32) -> ClaimedJob {
+    ClaimedJob {
+        number: JobId(id),
         stage,
         // A job reaches a stage only together with its input, so this is never empty in
         // practice; an empty string is still better than `null` for the client.
-        data: row.data.unwrap_or_default(),
-        lease: LeaseEpoch(row.lease_token),
-        attempt: u32::try_from(row.attempts).unwrap_or(0),
-    }))
+        data: data.unwrap_or_default(),
+        lease,
+        attempt: u32::try_from(attempt).unwrap_or(0),
+    }
+}
+
+/// Whether the claim's statement has already marked a job given up on as failed.
+#[derive(Debug, Clone, Copy)]
+enum GivenUp {
+    /// [`lease_open`] failed it; only its error is missing.
+    Already,
+    /// It was found and is still as it was.
+    NotYet,
+}
+
+/// Fails a job the claim found with its attempts used up, with an error that says why its last
+/// attempt ended, and records the failure.
+fn give_up(tx: &mut WriteTx<'_>, row: &CandidateRow, stage: StageId, now: UnixMs, given_up: GivenUp) -> Result<(), TrackerError> {
+    let error = format!("gave up after {} attempts; last: {}", row.attempts, last_attempt_end(tx, row)?);
+    match given_up {
+        GivenUp::Already => statements::set_error(tx, &error, JobId(row.id))?,
+        GivenUp::NotYet => statements::fail_exhausted(tx, &error, now, JobId(row.id))?,
+    };
+    tx.record(row.id, stage.letter(), event::FAIL, None, now.0, Some(&error));
+    tracing::warn!(job = row.id, %stage, %error, "Job failed: no attempts left.");
+    Ok(())
 }
 
 /// Completes the job `worker` holds (fenced by its lease, and by `expected` when given) with
