@@ -5,6 +5,8 @@
 # Usage: benches/http_load.sh [SECONDS=10] [JOBS=400000]
 #   PG_URL=postgres://postgres@127.0.0.1:5432/test benches/http_load.sh
 #   BASELINE=/path/to/old/bin ROUNDS=5 WORKERS="8 64" benches/http_load.sh 6 200000
+#   ANALYZE=1 PG_URL=… benches/http_load.sh   (PostgreSQL: VACUUM ANALYZE after loading, as
+#                                              autovacuum does during a long run)
 #
 # With BASELINE (a folder holding another build's `cascade` and `loadgen`), every run is made
 # ROUNDS times, alternating that build and this one, so both see the same machine; the CSV's
@@ -26,6 +28,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 run_once() {
   local bin=$1 database=$2 workers=$3
   "$bin/cascade" init --database "$database" --brace "shard-{000000..$(printf '%06d' $((jobs - 1)))}" --reset >/dev/null
+  if [ -n "${ANALYZE:-}" ] && [[ $database == postgres* ]]; then psql "$database" -qc "VACUUM ANALYZE"; fi
   CASCADE_LOG=warn "$bin/cascade" serve --database "$database" --bind 127.0.0.1:0 --stage a=load >"$work/serve.out" &
   local pid=$!
   for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done

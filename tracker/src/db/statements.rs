@@ -212,13 +212,20 @@ statements! {
     /// it is now (for a failed job: its attempts and lease unchanged). On PostgreSQL the
     /// search skips rows other transactions are claiming (SQLite's writer holds the database's
     /// write lock for the whole transaction).
-    query lease_open(failed_at: i64, no_owner_at: i64, owner: &WorkerToken, same_lease_at: i64, no_expiry_at: i64, expires: UnixMs, same_attempts_at: i64, now: UnixMs, stage: StageId, due: UnixMs, unpaused: StageId) -> CandidateRow =
+    ///
+    /// PostgreSQL's search names its stage as a range of one (`stage >= ? AND stage <= ?`,
+    /// ordered by stage, then number), which only the `(stage, state, id)` index serves in that
+    /// order. With `stage = ?` the planner, seeing in the statistics that most jobs are open at
+    /// the first stage, walks the primary key from job 1 instead and steps over every job done
+    /// so far on each claim: a claim then costs time in proportion to the work already done.
+    /// (SQLite's text binds the stage twice as an equality, to take the same values.)
+    query lease_open(failed_at: i64, no_owner_at: i64, owner: &WorkerToken, same_lease_at: i64, no_expiry_at: i64, expires: UnixMs, same_attempts_at: i64, now: UnixMs, stage: StageId, stage_again: StageId, due: UnixMs, unpaused: StageId) -> CandidateRow =
         "UPDATE jobs SET state = CASE WHEN attempts >= ? THEN 'failed' ELSE 'leased' END, \
          lease_owner = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
          lease_token = CASE WHEN attempts >= ? THEN lease_token ELSE lease_token + 1 END, \
          lease_expires_at = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
          attempts = CASE WHEN attempts >= ? THEN attempts ELSE attempts + 1 END, retry_at = NULL, updated_at = ? \
-         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
+         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
          AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1) \
          RETURNING id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data"
@@ -228,8 +235,8 @@ statements! {
          lease_token = CASE WHEN attempts >= ? THEN lease_token ELSE lease_token + 1 END, \
          lease_expires_at = CASE WHEN attempts >= ? THEN NULL ELSE ? END, \
          attempts = CASE WHEN attempts >= ? THEN attempts ELSE attempts + 1 END, retry_at = NULL, updated_at = ? \
-         WHERE id = (SELECT id FROM jobs WHERE stage = ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
-         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         WHERE id = (SELECT id FROM jobs WHERE stage >= ? AND stage <= ? AND state = 'open' AND (retry_at IS NULL OR retry_at <= ?) \
+         AND NOT EXISTS (SELECT 1 FROM paused_stages WHERE stage = ?) ORDER BY stage, id LIMIT 1 FOR UPDATE SKIP LOCKED) \
          RETURNING id, state, lease_token, attempts, CASE stage WHEN 'a' THEN data_a WHEN 'b' THEN data_b \
          WHEN 'c' THEN data_c WHEN 'd' THEN data_d ELSE data_e END AS data";
 
@@ -439,7 +446,74 @@ statements! {
 
 #[cfg(test)]
 mod tests {
+    use diesel::connection::SimpleConnection;
+    use diesel::sql_types::Text;
+    use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
+
+    use crate::db::DatabaseUrl;
+    use crate::testing::TestDatabase;
     use crate::JobState;
+
+    /// One line of PostgreSQL's `EXPLAIN`.
+    #[derive(QueryableByName)]
+    struct PlanLine {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+
+    /// A statement's PostgreSQL text with `$1`, `$2`, … in place of its `?` markers.
+    fn numbered(text: &str) -> String {
+        let mut pieces = text.split('?');
+        let mut out = pieces.next().unwrap_or_default().to_owned();
+        for (n, piece) in pieces.enumerate() {
+            out.push_str(&format!("${}{piece}", n + 1));
+        }
+        out
+    }
+
+    #[test]
+    fn on_postgres_a_claim_walks_the_stage_index_whatever_the_statistics_say() {
+        // A quarter of the jobs done, at the lowest numbers, as a run leaves them, and the
+        // statistics up to date: most jobs are open at stage a. Searching by `stage = ?` and
+        // number, the planner then walked the primary key from job 1 on every claim.
+        let db = TestDatabase::postgres();
+        let DatabaseUrl::Postgres(url) = db.url() else { unreachable!("a PostgreSQL database") };
+        let mut conn = super::DbConnection::Pg(PgConnection::establish(url).unwrap());
+        super::super::migrate(&mut conn).unwrap();
+        conn.batch_execute(
+            "INSERT INTO jobs (id, stage, state, data_a, created_at, updated_at) \
+             SELECT g, 'a', CASE WHEN g <= 5000 THEN 'done' ELSE 'open' END, 'in-' || g, 0, 0 \
+             FROM generate_series(1, 20000) AS g; ANALYZE jobs",
+        )
+        .unwrap();
+        let (_, claim, _) = super::ALL
+            .iter()
+            .copied()
+            .flatten()
+            .find(|(name, text, _)| *name == "lease_open" && text.contains("SKIP LOCKED"))
+            .expect("the PostgreSQL text of the claim");
+        conn.batch_execute(&format!(
+            "PREPARE claim (bigint, bigint, text, bigint, bigint, bigint, bigint, bigint, text, text, bigint, text) AS {}",
+            numbered(claim)
+        ))
+        .unwrap();
+        // Both the plans made for the values at hand and the generic plan PostgreSQL switches
+        // to after a few runs of a prepared statement.
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            conn.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
+            let plan: Vec<PlanLine> = diesel::sql_query(
+                "EXPLAIN EXECUTE claim (5, 5, 'worker', 5, 5, 100, 5, 1, 'a', 'a', 1, 'a')",
+            )
+            .load(&mut conn)
+            .unwrap();
+            let plan: Vec<String> = plan.into_iter().map(|line| line.line).collect();
+            assert!(
+                plan.iter().any(|line| line.contains("Index Scan using jobs_by_stage_state on jobs")),
+                "{mode}: the search walks the (stage, state, id) index:\n{}",
+                plan.join("\n")
+            );
+        }
+    }
 
     #[test]
     fn every_statement_binds_as_many_values_as_it_has_markers() {

@@ -261,7 +261,7 @@ fn lease_open(
 ) -> Result<OpenLease, TrackerError> {
     let limit = i64::from(max_attempts);
     let expires = UnixMs(now.0.saturating_add(worker.lease_ttl_ms));
-    let found = statements::lease_open(tx, limit, limit, token, limit, limit, expires, limit, now, stage, now, stage)?;
+    let found = statements::lease_open(tx, limit, limit, token, limit, limit, expires, limit, now, stage, stage, now, stage)?;
     let Some(row) = found.into_iter().next() else { return Ok(OpenLease::None) };
     if row.state == JobState::Failed.as_str() {
         // Failing left the row's attempts and lease as they were: the row as it was found.

@@ -14,6 +14,7 @@ mod leases;
 mod problems;
 mod stats;
 mod views;
+mod waiting_counts;
 mod workers;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::db::{DatabaseUrl, Pools};
 use crate::error::TrackerError;
+use waiting_counts::WaitingCounts;
 
 pub use admin::{AdminAction, JobSelection, PausedStage};
 pub use counters::{EventCount, StateCount};
@@ -44,6 +46,8 @@ pub struct JobStore {
     pools: Pools,
     config: Arc<StoreConfig>,
     clock: Arc<dyn Clock>,
+    /// `jobCount`'s counts, reused while they are costly to make.
+    waiting_counts: Arc<WaitingCounts>,
 }
 
 impl std::fmt::Debug for JobStore {
@@ -68,7 +72,7 @@ impl JobStore {
         max_connections: u32,
     ) -> Result<Self, TrackerError> {
         let pools = Pools::open(url, max_connections)?;
-        Ok(Self { pools, config: Arc::new(config), clock })
+        Ok(Self { pools, config: Arc::new(config), clock, waiting_counts: Arc::default() })
     }
 
     /// The pipeline settings this store enforces.
