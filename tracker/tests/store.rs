@@ -645,3 +645,42 @@ macro_rules! store_suite {
 
 store_suite!(sqlite);
 store_suite!(postgres);
+
+/// Updates of the `workers` table as PostgreSQL counts them.
+#[derive(diesel::QueryableByName)]
+struct WorkerUpdates {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    updates: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    hot: i64,
+}
+
+#[test]
+fn on_postgres_heartbeats_are_hot_updates_that_write_no_index_entry() {
+    use diesel::{Connection, RunQueryDsl};
+
+    const BEATS: i64 = 20;
+    let f = fixture(TestDatabase::postgres(), 1);
+    let worker = f.store.register_worker("beating", StageId::A, None).unwrap();
+    for _ in 0..BEATS {
+        f.clock.advance(Duration::from_secs(2));
+        f.store.heartbeat(&worker.token).unwrap();
+    }
+    let cascade_tracker::DatabaseUrl::Postgres(url) = f.db.url() else { unreachable!("a PostgreSQL database") };
+    let mut conn = diesel::PgConnection::establish(url).unwrap();
+    // The store's connections report their statistics within seconds of going idle.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let counted = loop {
+        let counted: WorkerUpdates = diesel::sql_query(
+            "SELECT n_tup_upd AS updates, n_tup_hot_upd AS hot FROM pg_stat_user_tables WHERE relname = 'workers'",
+        )
+        .get_result(&mut conn)
+        .unwrap();
+        if counted.updates >= BEATS || std::time::Instant::now() > deadline {
+            break counted;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(counted.updates, BEATS, "one update per recorded heartbeat");
+    assert_eq!(counted.hot, counted.updates, "every heartbeat was a HOT update");
+}

@@ -373,8 +373,8 @@ statements! {
         "UPDATE workers SET last_seen = ? WHERE token = ?";
 
     /// Points a worker at the lease it holds (or none), with a progress text, and credits it
-    /// `completed` jobs. (`last_seen` is left out: SQLite rewrites the index entries of every
-    /// column an `UPDATE` sets, changed or not, and most calls are not due a heartbeat.)
+    /// `completed` jobs. (`last_seen` is left out: most calls are not due a heartbeat, and
+    /// recording one only when due keeps it from changing the row on every call.)
     execute hold(job: Option<JobId>, lease: Option<LeaseEpoch>, progress: &str, completed: i64, token: &WorkerToken) =
         "UPDATE workers SET job_id = ?, lease_token = ?, progress = ?, jobs_completed = jobs_completed + ? \
          WHERE token = ?";

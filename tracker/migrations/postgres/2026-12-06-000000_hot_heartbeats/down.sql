@@ -1,0 +1,2 @@
+ALTER TABLE workers RESET (fillfactor);
+CREATE INDEX workers_by_last_seen ON workers (last_seen);

@@ -1,0 +1,1 @@
+CREATE INDEX workers_by_last_seen ON workers (last_seen);
