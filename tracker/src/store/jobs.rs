@@ -163,7 +163,7 @@ impl JobStore {
     /// Jobs waiting at `stage` (open, or leased with an expired lease): what a worker of that
     /// stage could claim now; 0 while the stage is paused. Where counting takes 10 ms or more
     /// (hundreds of thousands of waiting jobs), the count is reused for twenty times as long as
-    /// it took, so it may be that much older than the call (see `waiting_counts`).
+    /// it took, so it may be that much older than the call (see `reused_reads`).
     ///
     /// # Errors
     /// Database errors.
@@ -175,7 +175,7 @@ impl JobStore {
         if paused > 0 {
             return Ok(0);
         }
-        self.waiting_counts.get(stage, || self.count_waiting(stage, now))
+        self.reused.waiting[stage.index()].get(|| self.count_waiting(stage, now))
     }
 
     /// Jobs waiting at `stage` at time `now`, counted in the database.

@@ -13,8 +13,8 @@ mod lease_protocol;
 mod leases;
 mod problems;
 mod stats;
+mod reused_reads;
 mod views;
-mod waiting_counts;
 mod workers;
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use crate::clock::Clock;
 use crate::config::StoreConfig;
 use crate::db::{DatabaseUrl, Pools};
 use crate::error::TrackerError;
-use waiting_counts::WaitingCounts;
+use reused_reads::Reused;
 
 pub use admin::{AdminAction, JobSelection, PausedStage};
 pub use counters::{EventCount, StateCount};
@@ -46,8 +46,9 @@ pub struct JobStore {
     pools: Pools,
     config: Arc<StoreConfig>,
     clock: Arc<dyn Clock>,
-    /// `jobCount`'s counts, reused while they are costly to make.
-    waiting_counts: Arc<WaitingCounts>,
+    /// `jobCount`'s counts (one per stage) and the per-stage counts of jobs and workers, reused
+    /// while they are costly to make.
+    reused: Arc<ReusedReads>,
 }
 
 impl std::fmt::Debug for JobStore {
@@ -72,7 +73,7 @@ impl JobStore {
         max_connections: u32,
     ) -> Result<Self, TrackerError> {
         let pools = Pools::open(url, max_connections)?;
-        Ok(Self { pools, config: Arc::new(config), clock, waiting_counts: Arc::default() })
+        Ok(Self { pools, config: Arc::new(config), clock, reused: Arc::default() })
     }
 
     /// The pipeline settings this store enforces.
@@ -84,6 +85,15 @@ impl JobStore {
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
     }
+}
+
+/// The store's reads that are reused while costly (see `reused_reads`).
+#[derive(Debug, Default)]
+struct ReusedReads {
+    /// Jobs waiting at each stage, by stage index.
+    waiting: [Reused<i64>; 5],
+    /// [`JobStore::stage_counts`].
+    stage_counts: Reused<Vec<StageCounts>>,
 }
 
 /// The kinds of events in a job's history ([`JobEvent::kind`], [`EventCount::kind`]).
