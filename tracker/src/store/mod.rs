@@ -94,6 +94,8 @@ struct ReusedReads {
     waiting: [Reused<i64>; 5],
     /// [`JobStore::stage_counts`].
     stage_counts: Reused<Vec<StageCounts>>,
+    /// All jobs by state, for [`JobStore::eta`].
+    jobs_by_state: Reused<Vec<(String, i64)>>,
 }
 
 /// The kinds of events in a job's history ([`JobEvent::kind`], [`EventCount::kind`]).

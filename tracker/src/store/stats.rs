@@ -214,22 +214,25 @@ impl JobStore {
         })
     }
 
-    /// Overall progress and the expected time to finish, from recent completions.
+    /// Overall progress and the expected time to finish, from recent completions. The counts of
+    /// jobs by state are reused while costly, as in [`stage_counts`](Self::stage_counts).
     ///
     /// # Errors
     /// Database errors.
     pub fn eta(&self) -> Result<Eta, TrackerError> {
         let now = self.now_ms();
         let since = now - ETA_WINDOW_MS;
-        let (by_state, recent, first_recent) = self.pools.read_snapshot(|conn| {
-            let by_state: Vec<(String, i64)> = jobs::table
-                .group_by(jobs::state)
-                .select((jobs::state, count_star()))
-                .load(conn)?;
+        // Counting every job by state is the costly part: reused as the stage counts are.
+        let by_state = self.reused.jobs_by_state.get(|| {
+            self.pools.read(|conn| {
+                Ok(jobs::table.group_by(jobs::state).select((jobs::state, count_star())).load::<(String, i64)>(conn)?)
+            })
+        })?;
+        let (recent, first_recent) = self.pools.read_snapshot(|conn| {
             let recent_jobs = jobs::table.filter(jobs::completed_at.ge(since));
             let recent: i64 = recent_jobs.count().get_result(conn)?;
             let first_recent: Option<i64> = recent_jobs.select(min(jobs::completed_at)).first(conn)?;
-            Ok((by_state, recent, first_recent))
+            Ok((recent, first_recent))
         })?;
         let count = |wanted: &str| by_state.iter().filter(|(s, _)| s == wanted).map(|(_, n)| n).sum::<i64>();
         let total: i64 = by_state.iter().map(|(_, n)| n).sum();
