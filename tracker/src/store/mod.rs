@@ -12,8 +12,8 @@ mod jobs;
 mod lease_protocol;
 mod leases;
 mod problems;
-mod stats;
 mod reused_reads;
+mod stats;
 mod views;
 mod workers;
 
@@ -46,8 +46,8 @@ pub struct JobStore {
     pools: Pools,
     config: Arc<StoreConfig>,
     clock: Arc<dyn Clock>,
-    /// `jobCount`'s counts (one per stage) and the per-stage counts of jobs and workers, reused
-    /// while they are costly to make.
+    /// Whole-table counts (`jobCount`'s, the per-stage counts, the ETA's), reused while they
+    /// are costly to make.
     reused: Arc<ReusedReads>,
 }
 

@@ -34,9 +34,9 @@ struct Measured<T> {
 }
 
 impl<T> Measured<T> {
-    /// Whether the result may be given out at `now` instead of reading again.
-    fn reusable_at(&self, now: Instant) -> bool {
-        self.took >= COSTLY && now.saturating_duration_since(self.at) < (self.took * REUSE_FACTOR).min(MAX_REUSE)
+    /// Whether the result of a costly read may be given out at `now` instead of reading again.
+    fn fresh_at(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.at) < (self.took * REUSE_FACTOR).min(MAX_REUSE)
     }
 }
 
@@ -75,7 +75,7 @@ impl<T: Clone> Reused<T> {
         {
             let mut known = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(last) = known.last.as_ref().filter(|last| last.took >= COSTLY) {
-                if known.rereading || last.reusable_at(now) {
+                if known.rereading || last.fresh_at(now) {
                     return Ok(last.value.clone());
                 }
                 known.rereading = true;
