@@ -2,12 +2,16 @@
 //! the CPU backend runs as fused kernels (`kernels`) and other backends as burn tensor
 //! operations.
 
+use std::ops::Range;
+use std::sync::Once;
+
 use burn::backend::flex::FlexTensor;
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use rayon::prelude::*;
 
 use super::kernels::{self, AttentionShape};
 
@@ -26,6 +30,12 @@ pub trait ClipBackend: Backend {
     fn sub_batches(batch: usize) -> usize {
         let _ = batch;
         1
+    }
+
+    /// A linear layer on `[rows, d_input]` rows: `x · weight + bias`, `weight` `[d_input,
+    /// d_output]` as burn's `Linear` keeps it. By default burn's `linear` operation.
+    fn linear_layer(x: Tensor<Self, 2>, weight: Tensor<Self, 2>, bias: Option<Tensor<Self, 1>>) -> Tensor<Self, 2> {
+        burn::tensor::module::linear(x, weight, bias)
     }
 
     /// OpenAI's QuickGELU, `x · σ(1.702 x)`, element-wise.
@@ -53,6 +63,23 @@ pub trait ClipBackend: Backend {
     }
 }
 
+/// Products with at most this many rows are split by columns in [`ClipBackend::linear_layer`].
+const FEW_ROWS: usize = 256;
+
+/// Columns per block of such a split are a multiple of this (whole AVX-512 tiles).
+const COLUMN_GRAIN: usize = 64;
+
+/// Turns off `gemm`'s own threading, once, for the process (the `gemm` crate has one global
+/// threshold). The CPU backend spreads the model over the threads itself: a sub-batch per
+/// thread, few-row products by column blocks, attention by (sequence, head). Inside those
+/// tasks `gemm` split each product again by rows, into blocks of a few rows that its kernels
+/// run at half speed, and the whole model ran at 0.7–0.8× of the rate it has without (see
+/// docs/clip.md).
+fn single_threaded_gemm() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| gemm::set_threading_threshold(usize::MAX));
+}
+
 /// A CPU tensor's storage, made contiguous if it was not.
 fn contiguous(t: Tensor<CpuBackend, 2>) -> FlexTensor {
     let t = t.into_primitive().tensor();
@@ -76,6 +103,32 @@ impl ClipBackend for CpuBackend {
     /// and joined (the operations still split when a thread is free, e.g. at batch 1).
     fn sub_batches(batch: usize) -> usize {
         rayon::current_num_threads().min(batch)
+    }
+
+    /// Few rows (a sequence or two) split over the threads by output columns: each thread
+    /// multiplies the whole `x` by its own block of the weight's columns (a view, not a copy)
+    /// and adds that block's bias. More rows are one product (the model already runs one
+    /// sub-batch per thread). `gemm` itself never threads here ([`single_threaded_gemm`]).
+    fn linear_layer(x: Tensor<Self, 2>, weight: Tensor<Self, 2>, bias: Option<Tensor<Self, 1>>) -> Tensor<Self, 2> {
+        single_threaded_gemm();
+        let [rows, depth] = x.dims();
+        let [_, width] = weight.dims();
+        let product = |columns: Range<usize>| {
+            let out = x.clone().matmul(weight.clone().slice([0..depth, columns.clone()]));
+            match &bias {
+                Some(bias) => out + bias.clone().slice(columns).unsqueeze(),
+                None => out,
+            }
+        };
+        let threads = rayon::current_num_threads();
+        if threads == 1 || rows > FEW_ROWS || width < 2 * COLUMN_GRAIN {
+            return product(0..width);
+        }
+        let part = width.div_ceil(threads).next_multiple_of(COLUMN_GRAIN);
+        let firsts: Vec<usize> = (0..width).step_by(part).collect();
+        let blocks: Vec<Tensor<Self, 2>> =
+            firsts.into_par_iter().map(|first| product(first..(first + part).min(width))).collect();
+        Tensor::cat(blocks, 1)
     }
 
     /// One pass in place (when `x` is not shared) instead of three tensors.
@@ -114,6 +167,27 @@ mod tests {
     use super::*;
     use burn::tensor::activation::softmax;
     use burn::tensor::{Bool, Distribution, TensorData, Tolerance};
+
+    #[test]
+    fn fused_linear_matches_burns_linear() {
+        let random = |shape: [usize; 2]| Tensor::<CpuBackend, 2>::random(shape, Distribution::Normal(0.0, 1.0), &CpuDevice);
+        // On three threads a product of 1 or 50 rows is split into column blocks of 128, 128
+        // and 64; one of 400 rows is not.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for rows in [1, 50, 400] {
+            let (x, weight) = (random([rows, 96]), random([96, 320]));
+            let bias = Tensor::<CpuBackend, 1>::random([320], Distribution::Normal(0.0, 1.0), &CpuDevice);
+            let want = burn::tensor::module::linear(x.clone(), weight.clone(), Some(bias.clone()));
+            let got = pool.install(|| CpuBackend::linear_layer(x.clone(), weight, Some(bias)));
+            got.into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-4));
+            // A weight stored transposed (a strided view, as the patch embedding passes it),
+            // without bias.
+            let transposed = random([320, 96]).transpose();
+            let want = x.clone().matmul(transposed.clone());
+            let got = pool.install(|| CpuBackend::linear_layer(x, transposed, None));
+            got.into_data().assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-4));
+        }
+    }
 
     #[test]
     fn fused_quick_gelu_matches_the_tensor_formula() {

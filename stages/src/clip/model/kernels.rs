@@ -37,7 +37,8 @@ pub(crate) struct AttentionShape {
 ///
 /// `q`, `k`, `v` and the result are `[batch × tokens, width]` rows with the heads side by side
 /// in each row, as the projections make them and the output projection takes them, so heads
-/// are read and written in place rather than permuted out and back. Sequences run in parallel.
+/// are read in place rather than permuted out. Every (sequence, head) pair is a task of its
+/// own, so that one sequence (batch 1) still spreads over the threads.
 pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape) -> Vec<f32> {
     let AttentionShape { batch, tokens, heads, width, causal } = shape;
     let rows = batch * tokens;
@@ -45,13 +46,16 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape) 
     let head_dim = width / heads;
     let scale = (head_dim as f32).powf(-0.5);
     let span = tokens * width;
-    let mut out = vec![0f32; rows * width];
-    out.par_chunks_mut(span).enumerate().for_each(|(b, out)| {
-        let (q, k, v) = (&q[b * span..][..span], &k[b * span..][..span], &v[b * span..][..span]);
-        let mut weights = vec![0f32; tokens];
-        for h in 0..heads {
+    // One `[tokens, head_dim]` context per (sequence, head), in that order.
+    let contexts: Vec<Vec<f32>> = (0..batch * heads)
+        .into_par_iter()
+        .map(|task| {
+            let (b, h) = (task / heads, task % heads);
+            let (q, k, v) = (&q[b * span..][..span], &k[b * span..][..span], &v[b * span..][..span]);
             let at = |t: usize| t * width + h * head_dim..t * width + (h + 1) * head_dim;
-            for t in 0..tokens {
+            let mut weights = vec![0f32; tokens];
+            let mut contexts = vec![0f32; tokens * head_dim];
+            for (t, context) in contexts.chunks_exact_mut(head_dim).enumerate() {
                 let seen = if causal { t + 1 } else { tokens };
                 let weights = &mut weights[..seen];
                 let query = &q[at(t)];
@@ -63,7 +67,6 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape) 
                     *w = exp(*w - max);
                 }
                 let norm = 1.0 / weights.iter().sum::<f32>();
-                let context = &mut out[at(t)];
                 for (j, &w) in weights.iter().enumerate() {
                     for (c, &x) in context.iter_mut().zip(&v[at(j)]) {
                         *c += w * x;
@@ -73,8 +76,17 @@ pub(crate) fn attention(q: &[f32], k: &[f32], v: &[f32], shape: AttentionShape) 
                     *c *= norm;
                 }
             }
+            contexts
+        })
+        .collect();
+    let mut out = vec![0f32; rows * width];
+    for (task, contexts) in contexts.iter().enumerate() {
+        let (b, h) = (task / heads, task % heads);
+        for (t, context) in contexts.chunks_exact(head_dim).enumerate() {
+            let row = (b * tokens + t) * width;
+            out[row + h * head_dim..row + (h + 1) * head_dim].copy_from_slice(context);
         }
-    });
+    }
     out
 }
 

@@ -20,6 +20,11 @@ pub(crate) fn layer_norm<B: Backend>(config: &TowerConfig, device: &B::Device) -
     LayerNormConfig::new(config.hidden_size).with_epsilon(config.layer_norm_eps).init(device)
 }
 
+/// `layer` applied to `[rows, d_input]` rows through the backend's [`ClipBackend::linear`].
+pub(crate) fn project<B: ClipBackend>(layer: &Linear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    B::linear_layer(x, layer.weight.val(), layer.bias.as_ref().map(|b| b.val()))
+}
+
 /// Multi-head self-attention.
 #[derive(Module, Debug)]
 pub(crate) struct SelfAttention<B: Backend> {
@@ -46,11 +51,11 @@ impl<B: ClipBackend> SelfAttention<B> {
     /// `x`: `[batch × tokens, width]` rows of `batch` sequences of `tokens`; `causal`: each
     /// token attends only to itself and earlier tokens (the text tower).
     fn forward(&self, x: Tensor<B, 2>, batch: usize, causal: bool) -> Tensor<B, 2> {
-        let q = self.q_proj.forward(x.clone());
-        let k = self.k_proj.forward(x.clone());
-        let v = self.v_proj.forward(x);
+        let q = project(&self.q_proj, x.clone());
+        let k = project(&self.k_proj, x.clone());
+        let v = project(&self.v_proj, x);
         let context = B::multi_head_attention(q, k, v, batch, self.heads, causal);
-        self.out_proj.forward(context)
+        project(&self.out_proj, context)
     }
 }
 
@@ -65,12 +70,12 @@ pub(crate) struct Mlp<B: Backend> {
 
 impl<B: ClipBackend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
-        let h = self.fc1.forward(x);
+        let h = project(&self.fc1, x);
         let h = match self.activation {
             Activation::QuickGelu => B::quick_gelu(h),
             Activation::Gelu => gelu(h),
         };
-        self.fc2.forward(h)
+        project(&self.fc2, h)
     }
 }
 

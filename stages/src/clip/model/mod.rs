@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::config::ClipConfig;
 pub use backend::{ClipBackend, CpuBackend, CpuDevice};
-use layers::linear;
+use layers::{linear, project};
 use text::TextTransformer;
 use vision::VisionTransformer;
 
@@ -57,7 +57,7 @@ impl<B: ClipBackend> ClipModel<B> {
     pub fn encode_image(&self, pixels: Tensor<B, 4>) -> Tensor<B, 2> {
         let batch = pixels.dims()[0];
         self.in_sub_batches(batch, |rows| {
-            self.visual_projection.forward(self.vision_model.forward(pixels.clone().slice(rows)))
+            project(&self.visual_projection, self.vision_model.forward(pixels.clone().slice(rows)))
         })
     }
 
@@ -65,7 +65,7 @@ impl<B: ClipBackend> ClipModel<B> {
     /// `<|endoftext|>` position of each row → `[batch, projection_dim]`.
     pub fn encode_text(&self, ids: Tensor<B, 2, Int>, eot: &[usize]) -> Tensor<B, 2> {
         self.in_sub_batches(eot.len(), |rows| {
-            self.text_projection.forward(self.text_model.forward(ids.clone().slice(rows.clone()), &eot[rows]))
+            project(&self.text_projection, self.text_model.forward(ids.clone().slice(rows.clone()), &eot[rows]))
         })
     }
 

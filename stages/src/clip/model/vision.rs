@@ -79,7 +79,7 @@ impl<B: ClipBackend> VisionTransformer<B> {
             .reshape([batch, channels, grid, p, grid, p])
             .permute([0, 2, 4, 1, 3, 5])
             .reshape([batch * grid * grid, channels * p * p]);
-        let embedded = patches.matmul(weight.reshape([width, channels * p * p]).transpose());
+        let embedded = B::linear_layer(patches, weight.reshape([width, channels * p * p]).transpose(), None);
         let embedded = embedded.reshape([batch, grid * grid, width]);
         let class = self.embeddings.class_embedding.val().reshape([1, 1, width]).expand([batch, 1, width]);
         let tokens = Tensor::cat(vec![class, embedded], 1);
