@@ -7,15 +7,19 @@
 //! directory of their own, so every artifact goes from one to the other through the bucket.
 //! Afterwards every output a job names is an object in the bucket, the objects hold what the
 //! jobs say, nothing is left half-written (no `*.partial` object, no open multipart upload) and
-//! no process kept a local copy. A second test sends a file larger than one part through the
-//! artifact store API: it goes up as a multipart upload and comes back whole.
+//! no process kept a local copy. A second test drives the artifact store in process: a file
+//! larger than one part goes up as a multipart upload and comes back whole, and a download job
+//! tried again keeps the shards its first attempt published.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cascade_stages::stage::{ArtifactError, ArtifactStore};
+use cascade_stages::download::{DownloadStage, DownloadSummary, PairShardInput, ReplayServer};
+use cascade_stages::stage::{ArtifactError, ArtifactStore, Stage, StageContext};
 use cascade_tests::moto::{python_with_moto, MotoServer};
+use cascade_tests::replay::{archived_answers, write_pairs};
 use cascade_tests::{wait_until, workspace_root, Daemon};
 use serde_json::Value;
 
@@ -227,16 +231,22 @@ fn the_laion_stages_pass_their_artifacts_through_s3() {
     println!("s3: {} jobs, {pairs} pairs, {downloaded} images, {} objects, {seconds:.1} s", inputs.len(), objects.len());
 }
 
+/// The artifact store in this process, against one moto server: the process's S3 client reads
+/// its settings from the environment once, so both checks share the server (no other test of
+/// this binary sets them).
 #[test]
-fn a_large_artifact_goes_up_in_parts_and_comes_back_whole() {
+fn the_artifact_store_in_process() {
     let Some(python) = python_with_moto() else { return };
     let moto = MotoServer::start(python);
     moto.boto("s3.create_bucket(Bucket=args[0])", &[BUCKET]);
-    // The in-process client reads its settings from the environment (no other test of this
-    // binary does).
     for (name, value) in moto.env() {
         std::env::set_var(name, value);
     }
+    a_large_artifact_goes_up_in_parts_and_comes_back_whole(&moto);
+    a_download_job_tried_again_keeps_the_shards_its_first_attempt_published(&moto);
+}
+
+fn a_large_artifact_goes_up_in_parts_and_comes_back_whole(moto: &MotoServer) {
     let store = ArtifactStore::open(format!("s3://{BUCKET}/parts").parse().unwrap()).unwrap();
     let out = store.output("big").unwrap();
     // 20 MiB: three parts of 8 MiB; bytes that differ from part to part.
@@ -253,7 +263,7 @@ fn a_large_artifact_goes_up_in_parts_and_comes_back_whole() {
     );
     assert_eq!(head["size"], content.len());
     assert!(head["etag"].as_str().unwrap().ends_with("-3\""), "a three-part upload: {head}");
-    assert_eq!(open_uploads(&moto), serde_json::json!([]));
+    assert_eq!(open_uploads(moto), serde_json::json!([]));
 
     let fetched = store.fetch(&url).unwrap();
     assert_eq!(fetched.path().file_name().unwrap(), "blob.bin");
@@ -264,4 +274,72 @@ fn a_large_artifact_goes_up_in_parts_and_comes_back_whole() {
 
     let missing = store.fetch(Path::new("s3://cascade-artifacts/parts/big/none.bin"));
     assert!(matches!(missing, Err(ArtifactError::NotFound { .. })), "{missing:?}");
+}
+
+/// A download job whose worker died before its last shard was published runs again (as the
+/// engine retries it): the shards already in the bucket are copied back and kept, neither
+/// downloaded nor uploaded again, and only the lost shard is made anew.
+fn a_download_job_tried_again_keeps_the_shards_its_first_attempt_published(moto: &MotoServer) {
+    let warc = workspace_root().join("stages/tests/data/warc/ia-archive-org-2008.warc.gz");
+    let replay = ReplayServer::start(std::slice::from_ref(&warc)).unwrap();
+    let urls: Vec<String> = archived_answers(&replay)
+        .into_iter()
+        .filter(|(_, (status, kind))| *status == 200 && kind.starts_with("image/"))
+        .map(|(url, _)| url)
+        .take(25)
+        .collect();
+    drop(replay);
+    assert_eq!(urls.len(), 25, "images in the crawl");
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.parquet");
+    write_pairs(&pairs, &urls, |i| format!("picture {i}"));
+
+    let settings = serde_json::json!({"source": "warc", "warcs": [warc], "samples-per-shard": 10});
+    let store = ArtifactStore::open(format!("s3://{BUCKET}/resume").parse().unwrap()).unwrap();
+    let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
+    let ctx = StageContext::new("b", store, pool);
+    let attempt = || -> DownloadSummary {
+        let mut stage: DownloadStage = serde_json::from_value(settings.clone()).unwrap();
+        stage.open(&ctx).unwrap();
+        let summary = stage.process(PairShardInput::Path(pairs.clone()), &ctx).unwrap();
+        stage.close(&ctx);
+        summary
+    };
+    let shard_key = |id: usize, suffix: &str| format!("resume/download/pairs/{id:05}{suffix}");
+    let object = |key: &str| {
+        moto.boto(
+            "o = s3.get_object(Bucket=args[0], Key=args[1])\n\
+             print(json.dumps({'body': o['Body'].read().decode('latin-1'), 'modified': str(o['LastModified'])}))",
+            &[BUCKET, key],
+        )
+    };
+
+    let first = attempt();
+    assert_eq!(first.shards.len(), 3, "25 samples in shards of 10");
+    let before: Vec<Value> = (0..3).map(|id| object(&shard_key(id, "_stats.json"))).collect();
+    let tars_before: Vec<Value> = (0..2).map(|id| object(&shard_key(id, ".tar"))["modified"].clone()).collect();
+    // The worker died before shard 2 was published: none of its objects is there.
+    for suffix in [".tar", ".parquet", "_stats.json"] {
+        moto.boto("s3.delete_object(Bucket=args[0], Key=args[1])", &[BUCKET, &shard_key(2, suffix)]);
+    }
+    // Object times have whole seconds: an object written again would show a later one.
+    std::thread::sleep(Duration::from_millis(1100));
+
+    let second = attempt();
+    let references = |summary: &DownloadSummary| -> Vec<PathBuf> {
+        summary.shards.iter().flat_map(|s| [s.shard.clone(), s.parquet.clone(), s.stats.clone()]).collect()
+    };
+    assert_eq!(references(&second), references(&first));
+    assert_eq!(serde_json::to_value(&second.counts).unwrap(), serde_json::to_value(&first.counts).unwrap());
+    for id in 0..2 {
+        // A shard made again would hold its own start time and duration.
+        assert_eq!(object(&shard_key(id, "_stats.json")), before[id], "shard {id} kept, not made or uploaded again");
+        assert_eq!(object(&shard_key(id, ".tar"))["modified"], tars_before[id], "shard {id}'s tar not uploaded again");
+    }
+    let remade = object(&shard_key(2, "_stats.json"));
+    assert_ne!(remade["body"], before[2]["body"], "shard 2 made anew");
+    for suffix in [".tar", ".parquet"] {
+        object(&shard_key(2, suffix));
+    }
+    assert_eq!(open_uploads(moto), serde_json::json!([]));
 }

@@ -1,9 +1,11 @@
 //! The `download` stage: one pair shard per job in, its webdataset shards out.
 
 use std::ops::ControlFlow;
+use std::path::Path;
 
 use serde::Deserialize;
 
+use super::writer::ShardPaths;
 use super::{DownloadError, DownloadOptions, DownloadSummary, Downloader, PairShardInput};
 use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
 
@@ -14,7 +16,8 @@ use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
 /// Job input: a pair shard's path or `s3://` URL, `{"shard": path}`, or stage a's output
 /// (`{"output": path, …}`). Job output: the [`DownloadSummary`] as JSON, whose `shards` name the
 /// tars written (the CLIP stage's input): paths, or `s3://` URLs when the artifacts are in S3,
-/// each shard's stats file published last.
+/// each shard's stats file published last. A job tried again keeps the shards an earlier
+/// attempt finished, in a local directory or in S3.
 ///
 /// ```
 /// let stage: cascade_stages::download::DownloadStage = serde_json::from_str(
@@ -69,6 +72,7 @@ impl Stage for DownloadStage {
         };
         let out = self.output(ctx)?;
         let local = ctx.artifacts().fetch(input.path())?;
+        restore_finished_shards(&out, &Downloader::shard_dir(local.path(), out.path()))?;
         let name = input.path().display().to_string();
         let mut summary = downloader
             .download_file(local.path(), out.path(), Some(ctx.pool()), |p| {
@@ -105,4 +109,23 @@ impl Stage for DownloadStage {
     fn close(&mut self, _ctx: &StageContext) {
         self.downloader = None;
     }
+}
+
+/// Brings back, into `dir` of `out`, the shards an earlier attempt of the job published whole, so
+/// that the downloader keeps them instead of fetching their images again. Shards are written in
+/// order and each one's stats file is published last, so the finished ones are shard 0, 1, …
+/// up to the first without a stats file. In a local directory they are already there; with S3
+/// they are copied back from the bucket (and not uploaded again).
+///
+/// # Errors
+/// [`ArtifactError`] when a copy fails.
+fn restore_finished_shards(out: &OutputDir, dir: &Path) -> Result<(), ArtifactError> {
+    for shard_id in 0.. {
+        let paths = ShardPaths::new(dir, shard_id);
+        if !(out.restore(&paths.stats)? && out.restore(&paths.tar)? && out.restore(&paths.parquet)?) {
+            break;
+        }
+        tracing::debug!(shard = %paths.tar.display(), "Kept a shard an earlier attempt finished.");
+    }
+    Ok(())
 }

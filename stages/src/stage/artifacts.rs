@@ -365,6 +365,34 @@ impl OutputDir {
         }
     }
 
+    /// Brings back `file` (a path under [`path`](Self::path)) as an earlier attempt of the job
+    /// published it, and says whether it was there: in a local directory the file is simply
+    /// checked for; in S3 the object of its key, if any, is copied into `file`. A restored file
+    /// that is published again unchanged is not uploaded again. This is how a job resumes:
+    /// a stage restores what it would otherwise redo, e.g. the download stage its finished
+    /// shards.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Location`] for a file outside the directory, [`ArtifactError::Io`] or
+    /// [`ArtifactError::Remote`] when the copy fails.
+    pub fn restore(&self, file: &Path) -> Result<bool, ArtifactError> {
+        self.check_inside(file)?;
+        match &self.target {
+            Target::InPlace(_) => Ok(file.is_file()),
+            #[cfg(feature = "s3")]
+            Target::Upload(staging) => staging.restore(file),
+        }
+    }
+
+    /// [`ArtifactError::Location`] unless `file` is under [`path`](Self::path).
+    fn check_inside(&self, file: &Path) -> Result<(), ArtifactError> {
+        if file.starts_with(self.path()) {
+            return Ok(());
+        }
+        let reason = format!("not under the output directory {}", self.path().display());
+        Err(ArtifactError::Location { location: file.display().to_string(), reason })
+    }
+
     /// Publishes `file`, a complete file under [`path`](Self::path), and returns the reference
     /// the next stage reads it by: its path in a local directory, or `s3://bucket/key` once it
     /// is uploaded (the staged copy is then removed).
@@ -373,10 +401,7 @@ impl OutputDir {
     /// [`ArtifactError::Location`] for a file outside the directory, [`ArtifactError::Io`] or
     /// [`ArtifactError::Remote`] when the upload fails.
     pub fn publish(&self, file: &Path) -> Result<PathBuf, ArtifactError> {
-        if !file.starts_with(self.path()) {
-            let reason = format!("not under the output directory {}", self.path().display());
-            return Err(ArtifactError::Location { location: file.display().to_string(), reason });
-        }
+        self.check_inside(file)?;
         match &self.target {
             Target::InPlace(_) => Ok(file.to_owned()),
             #[cfg(feature = "s3")]

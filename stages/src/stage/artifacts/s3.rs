@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::SystemTime;
 
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
@@ -82,28 +83,38 @@ impl Client {
     /// # Errors
     /// [`ArtifactError::NotFound`], [`ArtifactError::Remote`], [`ArtifactError::Io`].
     pub(super) fn download(&self, bucket: &str, key: &str) -> Result<(TempDir, PathBuf), ArtifactError> {
-        let reference = format!("s3://{bucket}/{key}");
-        let store = self.bucket(bucket)?;
         let dir = temp_dir("cascade-input-")?;
         let name = key.rsplit('/').next().unwrap_or(key);
         let path = dir.path().join(name);
+        self.copy(bucket, key, &path)?;
+        Ok((dir, path))
+    }
+
+    /// Streams `s3://bucket/key` into the file `path` (created or replaced) and returns its
+    /// size.
+    ///
+    /// # Errors
+    /// [`ArtifactError::NotFound`], [`ArtifactError::Remote`], [`ArtifactError::Io`].
+    fn copy(&self, bucket: &str, key: &str, path: &Path) -> Result<usize, ArtifactError> {
+        let reference = format!("s3://{bucket}/{key}");
+        let store = self.bucket(bucket)?;
         let bytes = self.runtime.block_on(async {
             let object = store.get(&ObjectPath::from(key)).await.map_err(|e| match e {
                 object_store::Error::NotFound { .. } => ArtifactError::NotFound { reference: reference.clone() },
                 other => remote(&reference, &other),
             })?;
-            let mut file = File::create(&path).map_err(ArtifactError::io(&path))?;
+            let mut file = File::create(path).map_err(ArtifactError::io(path))?;
             let mut chunks = object.into_stream();
             let mut bytes = 0;
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|e| remote(&reference, &e))?;
-                file.write_all(&chunk).map_err(ArtifactError::io(&path))?;
+                file.write_all(&chunk).map_err(ArtifactError::io(path))?;
                 bytes += chunk.len();
             }
             Ok::<_, ArtifactError>(bytes)
         })?;
-        tracing::debug!(object = %reference, bytes, "Fetched an input artifact.");
-        Ok((dir, path))
+        tracing::debug!(object = %reference, bytes, "Copied an artifact.");
+        Ok(bytes)
     }
 
     /// Uploads the complete local `file` as `s3://bucket/key`.
@@ -155,6 +166,9 @@ pub(super) struct Staging {
     bucket: String,
     prefix: String,
     dir: TempDir,
+    /// Files copied back from their objects ([`restore`](Self::restore)), with the size and
+    /// modification time they had then: published unchanged, they are not uploaded again.
+    restored: Mutex<HashMap<PathBuf, (u64, SystemTime)>>,
 }
 
 impl Staging {
@@ -163,7 +177,8 @@ impl Staging {
     /// # Errors
     /// [`ArtifactError::Io`].
     pub(super) fn new(bucket: &str, prefix: &str) -> Result<Self, ArtifactError> {
-        Ok(Self { bucket: bucket.to_owned(), prefix: prefix.to_owned(), dir: temp_dir("cascade-output-")? })
+        let dir = temp_dir("cascade-output-")?;
+        Ok(Self { bucket: bucket.to_owned(), prefix: prefix.to_owned(), dir, restored: Mutex::default() })
     }
 
     /// The directory files are written in.
@@ -177,19 +192,52 @@ impl Staging {
     /// # Errors
     /// [`ArtifactError::Io`], [`ArtifactError::Remote`].
     pub(super) fn publish(&self, file: &Path) -> Result<PathBuf, ArtifactError> {
+        let key = self.key_of(file);
+        let restored = self.restored.lock().unwrap_or_else(PoisonError::into_inner).remove(file);
+        if restored.is_none() || restored != stamp(file) {
+            Client::get()?.upload(file, &self.bucket, &key)?;
+        }
+        if let Err(e) = std::fs::remove_file(file) {
+            tracing::debug!(file = %file.display(), error = %e, "Staged artifact not removed.");
+        }
+        Ok(PathBuf::from(format!("s3://{}/{key}", self.bucket)))
+    }
+
+    /// Copies the object of `file`'s key into `file`, if there is one; says whether there was.
+    ///
+    /// # Errors
+    /// [`ArtifactError::Io`], [`ArtifactError::Remote`].
+    pub(super) fn restore(&self, file: &Path) -> Result<bool, ArtifactError> {
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(ArtifactError::io(parent))?;
+        }
+        match Client::get()?.copy(&self.bucket, &self.key_of(file), file) {
+            Ok(_) => {}
+            Err(ArtifactError::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Some(stamp) = stamp(file) {
+            self.restored.lock().unwrap_or_else(PoisonError::into_inner).insert(file.to_owned(), stamp);
+        }
+        Ok(true)
+    }
+
+    /// The key of `file` (under [`path`](Self::path)): its relative path under the prefix.
+    fn key_of(&self, file: &Path) -> String {
         let relative: Vec<String> = file
             .strip_prefix(self.path())
             .unwrap_or(file)
             .components()
             .map(|part| part.as_os_str().to_string_lossy().into_owned())
             .collect();
-        let key = key(&self.prefix, &relative.join("/"));
-        Client::get()?.upload(file, &self.bucket, &key)?;
-        if let Err(e) = std::fs::remove_file(file) {
-            tracing::debug!(file = %file.display(), error = %e, "Staged artifact not removed.");
-        }
-        Ok(PathBuf::from(format!("s3://{}/{key}", self.bucket)))
+        key(&self.prefix, &relative.join("/"))
     }
+}
+
+/// A file's size and modification time, to tell a restored file from one written since.
+fn stamp(file: &Path) -> Option<(u64, SystemTime)> {
+    let metadata = file.metadata().ok()?;
+    Some((metadata.len(), metadata.modified().ok()?))
 }
 
 /// A new temporary directory named `prefix…`.
