@@ -8,16 +8,17 @@
 //! Afterwards every output a job names is an object in the bucket, the objects hold what the
 //! jobs say, nothing is left half-written (no `*.partial` object, no open multipart upload) and
 //! no process kept a local copy. A second test drives the artifact store in process: a file
-//! larger than one part goes up as a multipart upload and comes back whole, and a download job
-//! tried again keeps the shards its first attempt published.
+//! larger than one part goes up as a multipart upload and comes back whole (copied, and read as
+//! a stream), and a download job tried again keeps the shards its first attempt published.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cascade_stages::download::{DownloadStage, DownloadSummary, PairShardInput, ReplayServer};
-use cascade_stages::stage::{ArtifactError, ArtifactStore, Stage, StageContext};
+use cascade_stages::stage::{ArtifactError, ArtifactStore, Input, Stage, StageContext};
 use cascade_tests::moto::{python_with_moto, MotoServer};
 use cascade_tests::replay::{archived_answers, write_pairs};
 use cascade_tests::{wait_until, workspace_root, Daemon};
@@ -274,6 +275,22 @@ fn a_large_artifact_goes_up_in_parts_and_comes_back_whole(moto: &MotoServer) {
 
     let missing = store.fetch(Path::new("s3://cascade-artifacts/parts/big/none.bin"));
     assert!(matches!(missing, Err(ArtifactError::NotFound { .. })), "{missing:?}");
+
+    // Read as a stream (as the WAT stage reads its inputs): the same bytes, nothing on disk.
+    let Input::Stream { mut reader, size } = store.open_input(&url).unwrap() else { panic!("an object streams") };
+    assert_eq!(size, content.len() as u64);
+    let mut streamed = Vec::new();
+    reader.read_to_end(&mut streamed).unwrap();
+    assert!(streamed == content, "the stream gives the object whole");
+    // A reader dropped half-way stops its download without blocking.
+    let Input::Stream { mut reader, .. } = store.open_input(&url).unwrap() else { panic!("an object streams") };
+    let mut first = vec![0; 1 << 20];
+    reader.read_exact(&mut first).unwrap();
+    assert!(first == content[..1 << 20]);
+    drop(reader);
+    let missing = store.open_input(Path::new("s3://cascade-artifacts/parts/big/none.bin"));
+    assert!(matches!(missing, Err(ArtifactError::NotFound { .. })), "{missing:?}");
+    assert!(matches!(store.open_input(Path::new("local/file.wat.gz")), Ok(Input::Path(p)) if p == Path::new("local/file.wat.gz")));
 }
 
 /// A download job whose worker died before its last shard was published runs again (as the

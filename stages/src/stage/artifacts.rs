@@ -288,6 +288,51 @@ impl ArtifactStore {
         #[cfg(not(feature = "s3"))]
         Err(ArtifactError::Unsupported { location: reference.display().to_string() })
     }
+
+    /// `reference` opened for reading from start to end: an `s3://bucket/key` URL as a reader
+    /// of the object as it downloads (nothing is written to disk), anything else unchanged
+    /// ([`Input::Path`]: a path, or an `http(s)://` URL a stage opens itself).
+    ///
+    /// # Errors
+    /// As [`fetch`](Self::fetch).
+    pub fn open_input(&self, reference: &Path) -> Result<Input, ArtifactError> {
+        let Some((bucket, object)) = reference.to_str().and_then(split_s3) else {
+            return Ok(Input::Path(reference.to_owned()));
+        };
+        if bucket.is_empty() || object.is_empty() || object.ends_with('/') {
+            let reason = "not an object URL (s3://bucket/key)".to_owned();
+            return Err(ArtifactError::Location { location: reference.display().to_string(), reason });
+        }
+        #[cfg(feature = "s3")]
+        {
+            let (reader, size) = s3::Client::get()?.reader(bucket, object)?;
+            Ok(Input::Stream { reader: Box::new(reader), size })
+        }
+        #[cfg(not(feature = "s3"))]
+        Err(ArtifactError::Unsupported { location: reference.display().to_string() })
+    }
+}
+
+/// An input opened by [`ArtifactStore::open_input`].
+pub enum Input {
+    /// The reference as it was: a local path, or a URL the stage opens itself.
+    Path(PathBuf),
+    /// An object in a store, read as it downloads; a read error names the object.
+    Stream {
+        /// The object's bytes.
+        reader: Box<dyn std::io::Read + Send>,
+        /// Its size in bytes.
+        size: u64,
+    },
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Path(path) => f.debug_tuple("Path").field(path).finish(),
+            Self::Stream { size, .. } => f.debug_struct("Stream").field("size", size).finish_non_exhaustive(),
+        }
+    }
 }
 
 impl From<PathBuf> for ArtifactStore {

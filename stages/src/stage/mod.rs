@@ -39,7 +39,7 @@ pub mod wire;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use artifacts::{ArtifactError, ArtifactLocation, ArtifactStore, Fetched, OutputDir};
+pub use artifacts::{ArtifactError, ArtifactLocation, ArtifactStore, Fetched, Input, OutputDir};
 pub use context::{Cancellation, ProgressSink, StageContext};
 pub use erased::WireStage;
 pub use error::StageError;

@@ -1,6 +1,7 @@
 //! The file-level entry points: one WAT file in, one parquet shard and a summary out.
 
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
@@ -94,6 +95,24 @@ pub fn extract_file_in(
     progress: impl FnMut(u64, u64),
 ) -> Result<FileOutput, WatError> {
     let Source { reader, total } = source::open(input)?;
+    extract_reader_in(pool, input, reader, total, options, out_dir, progress)
+}
+
+/// [`extract_file_in`] on an input already opened: `reader` gives the WAT file named `input`
+/// (which names the shard, as in [`output_path`]), of `total` compressed bytes (0 when not
+/// known), e.g. an object streamed from a store.
+///
+/// # Errors
+/// As [`extract_file_in`]; a failing `reader` is [`WatError::Read`].
+pub fn extract_reader_in(
+    pool: Option<&ThreadPool>,
+    input: &Path,
+    reader: Box<dyn Read>,
+    total: u64,
+    options: &WatOptions,
+    out_dir: &Path,
+    progress: impl FnMut(u64, u64),
+) -> Result<FileOutput, WatError> {
     let output = output_path(input, out_dir);
     let partial = output.with_extension("parquet.partial");
     let result = (|| {

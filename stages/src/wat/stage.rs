@@ -4,14 +4,15 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{extract_file_in, FileOutput, WatError, WatFilters, WatOptions};
-use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
+use super::{extract_file_in, extract_reader_in, FileOutput, WatError, WatFilters, WatOptions};
+use crate::stage::{ArtifactError, Input, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `wat` (stage a of the LAION workflow). Its settings (`[stages.a.settings]`, all
 /// optional) are its fields; parsing runs on the stage's rayon pool.
 ///
-/// Job input: the path, `http(s)://` URL or `s3://` URL (fetched through the artifact store) of a
-/// `.warc.wat.gz` / `.warc.wat` file. Job output: a [`FileOutput`] as JSON — the shard written
+/// Job input: the path, `http(s)://` URL or `s3://` URL of a `.warc.wat.gz` / `.warc.wat` file;
+/// URLs are parsed as they download (through the artifact store for `s3://`), never copied to
+/// disk first. Job output: a [`FileOutput`] as JSON — the shard written
 /// (a path, or its `s3://` URL when the artifacts are in S3) and the file's counters.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -61,12 +62,17 @@ impl Stage for WatStage {
 
     fn process(&mut self, input: PathBuf, ctx: &StageContext) -> Result<FileOutput, StageError> {
         let out = self.output(ctx)?;
-        let local = ctx.artifacts().fetch(&input)?;
         let name = input.display().to_string();
-        let mut output = extract_file_in(Some(ctx.pool()), local.path(), &self.options(), out.path(), |done, total| {
+        let progress = |done: u64, total: u64| {
             ctx.progress(&format!("{name}: {:.0}%", done as f64 * 100.0 / total.max(1) as f64));
-        })
-        .map_err(|e| match e {
+        };
+        let (pool, options) = (Some(ctx.pool()), self.options());
+        let extracted = match ctx.artifacts().open_input(&input)? {
+            Input::Path(path) => extract_file_in(pool, &path, &options, out.path(), progress),
+            // An object in S3 is parsed as it downloads, never copied to disk.
+            Input::Stream { reader, size } => extract_reader_in(pool, &input, reader, size, &options, out.path(), progress),
+        };
+        let mut output = extracted.map_err(|e| match e {
             // A path that is not a WAT file is the previous stage's (or the job list's) mistake.
             WatError::Open { .. } | WatError::NotWarc(_) | WatError::NotWat { .. } => StageError::invalid(e),
             // A URL the server does not have is the job list's mistake; anything else may pass.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
@@ -27,6 +28,10 @@ pub(super) const PART_BYTES: usize = 8 << 20;
 
 /// Parts of one multipart upload sent at the same time.
 const PARTS_IN_FLIGHT: usize = 4;
+
+/// Chunks of an object read ahead of a streaming reader (each as the HTTP body delivers it,
+/// typically tens of KiB).
+const CHUNKS_AHEAD: usize = 64;
 
 /// The process's S3 clients and the runtime that drives them.
 pub(super) struct Client {
@@ -88,6 +93,33 @@ impl Client {
         let path = dir.path().join(name);
         self.copy(bucket, key, &path)?;
         Ok((dir, path))
+    }
+
+    /// A reader of `s3://bucket/key` as it downloads, and the object's size: a task of the
+    /// runtime reads ahead up to [`CHUNKS_AHEAD`] chunks while the caller consumes them.
+    ///
+    /// # Errors
+    /// [`ArtifactError::NotFound`], [`ArtifactError::Remote`].
+    pub(super) fn reader(&self, bucket: &str, key: &str) -> Result<(ObjectReader, u64), ArtifactError> {
+        let reference = format!("s3://{bucket}/{key}");
+        let store = self.bucket(bucket)?;
+        let object = self.runtime.block_on(store.get(&ObjectPath::from(key))).map_err(|e| match e {
+            object_store::Error::NotFound { .. } => ArtifactError::NotFound { reference: reference.clone() },
+            other => remote(&reference, &other),
+        })?;
+        let size = object.meta.size;
+        let (sender, chunks) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+        self.runtime.spawn(async move {
+            let mut stream = object.into_stream();
+            while let Some(chunk) = stream.next().await {
+                // The reader was dropped: stop downloading.
+                if sender.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tracing::debug!(object = %reference, bytes = size, "Streaming an input artifact.");
+        Ok((ObjectReader { reference, chunks, chunk: Bytes::new() }, size))
     }
 
     /// Streams `s3://bucket/key` into the file `path` (created or replaced) and returns its
@@ -157,6 +189,29 @@ impl Client {
         })?;
         tracing::debug!(object = %reference, bytes = size, "Published an artifact.");
         Ok(())
+    }
+}
+
+/// An object read as it downloads ([`Client::reader`]); dropping it stops the download.
+pub(super) struct ObjectReader {
+    reference: String,
+    chunks: tokio::sync::mpsc::Receiver<Result<Bytes, object_store::Error>>,
+    /// What is left of the chunk being read.
+    chunk: Bytes,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.chunks.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(e)) => return Err(std::io::Error::other(format!("{}: {e}", self.reference))),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
 
