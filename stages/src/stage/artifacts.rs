@@ -158,6 +158,21 @@ fn split_s3(text: &str) -> Option<(&str, &str)> {
     Some(rest.split_once('/').unwrap_or((rest, "")))
 }
 
+/// `s3://bucket/key` → `Some((bucket, key))`; `None` for a reference that is no `s3://` URL.
+///
+/// # Errors
+/// [`ArtifactError::Location`] for an `s3://` URL that names no object.
+fn object_url(reference: &Path) -> Result<Option<(&str, &str)>, ArtifactError> {
+    let Some((bucket, object)) = reference.to_str().and_then(split_s3) else {
+        return Ok(None);
+    };
+    if bucket.is_empty() || object.is_empty() || object.ends_with('/') {
+        let reason = "not an object URL (s3://bucket/key)".to_owned();
+        return Err(ArtifactError::Location { location: reference.display().to_string(), reason });
+    }
+    Ok(Some((bucket, object)))
+}
+
 impl FromStr for ArtifactLocation {
     type Err = ArtifactError;
 
@@ -273,20 +288,16 @@ impl ArtifactStore {
     /// [`ArtifactError::Io`] when it cannot be copied, [`ArtifactError::Unsupported`] for an
     /// `s3://` URL without the `s3` feature.
     pub fn fetch(&self, reference: &Path) -> Result<Fetched, ArtifactError> {
-        let Some((bucket, object)) = reference.to_str().and_then(split_s3) else {
+        let Some((bucket, object)) = object_url(reference)? else {
             return Ok(Fetched::unchanged(reference));
         };
-        if bucket.is_empty() || object.is_empty() || object.ends_with('/') {
-            let reason = "not an object URL (s3://bucket/key)".to_owned();
-            return Err(ArtifactError::Location { location: reference.display().to_string(), reason });
-        }
         #[cfg(feature = "s3")]
         {
             let (dir, path) = s3::Client::get()?.download(bucket, object)?;
             Ok(Fetched { path, _copy: Some(dir) })
         }
         #[cfg(not(feature = "s3"))]
-        Err(ArtifactError::Unsupported { location: reference.display().to_string() })
+        Err(ArtifactError::Unsupported { location: format!("s3://{bucket}/{object}") })
     }
 
     /// `reference` opened for reading from start to end: an `s3://bucket/key` URL as a reader
@@ -296,20 +307,16 @@ impl ArtifactStore {
     /// # Errors
     /// As [`fetch`](Self::fetch).
     pub fn open_input(&self, reference: &Path) -> Result<Input, ArtifactError> {
-        let Some((bucket, object)) = reference.to_str().and_then(split_s3) else {
+        let Some((bucket, object)) = object_url(reference)? else {
             return Ok(Input::Path(reference.to_owned()));
         };
-        if bucket.is_empty() || object.is_empty() || object.ends_with('/') {
-            let reason = "not an object URL (s3://bucket/key)".to_owned();
-            return Err(ArtifactError::Location { location: reference.display().to_string(), reason });
-        }
         #[cfg(feature = "s3")]
         {
             let (reader, size) = s3::Client::get()?.reader(bucket, object)?;
             Ok(Input::Stream { reader: Box::new(reader), size })
         }
         #[cfg(not(feature = "s3"))]
-        Err(ArtifactError::Unsupported { location: reference.display().to_string() })
+        Err(ArtifactError::Unsupported { location: format!("s3://{bucket}/{object}") })
     }
 }
 
