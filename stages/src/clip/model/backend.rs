@@ -14,6 +14,7 @@ use burn::tensor::{Tensor, TensorData, TensorPrimitive};
 use rayon::prelude::*;
 
 use super::kernels::{self, AttentionShape};
+use super::panels;
 
 /// burn's CPU backend for CLIP: burn-flex in `f32`, whose matrix products (the `gemm` crate) and
 /// fused layer norm, softmax and attention kernels run on the current rayon pool.
@@ -63,21 +64,31 @@ pub trait ClipBackend: Backend {
     }
 }
 
+/// Products with at most this many rows (one image or caption per thread) multiply the
+/// weight's column panels (`panels`) in [`ClipBackend::linear_layer`].
+const PANEL_ROWS: usize = 128;
+
 /// Products with at most this many rows are split by columns in [`ClipBackend::linear_layer`].
 const FEW_ROWS: usize = 256;
 
 /// Columns per block of such a split are a multiple of this (whole AVX-512 tiles).
 const COLUMN_GRAIN: usize = 64;
 
-/// Turns off `gemm`'s own threading, once, for the process (the `gemm` crate has one global
-/// threshold). The CPU backend spreads the model over the threads itself: a sub-batch per
-/// thread, few-row products by column blocks, attention by (sequence, head). Inside those
-/// tasks `gemm` split each product again by rows, into blocks of a few rows that its kernels
-/// run at half speed, and the whole model ran at 0.7–0.8× of the rate it has without (see
-/// docs/clip.md).
-fn single_threaded_gemm() {
+/// Sets `gemm`'s global thresholds, once, for the process (the `gemm` crate has no other
+/// knobs). Its own threading is turned off: the CPU backend spreads the model over the threads
+/// itself (a sub-batch per thread, few-row products by columns, attention by (sequence, head)),
+/// and inside those tasks `gemm` split each product again by rows, into blocks of a few rows
+/// that its kernels run at half speed; the whole model ran at 0.7–0.8× of the rate it has
+/// without (see docs/clip.md). Its packing threshold is raised for the panels (`panels`).
+fn configure_gemm() {
     static ONCE: Once = Once::new();
-    ONCE.call_once(|| gemm::set_threading_threshold(usize::MAX));
+    ONCE.call_once(|| {
+        gemm::set_threading_threshold(usize::MAX);
+        // `gemm` copies (packs) a block of the weight before using it when the product has
+        // more than this many groups of its kernel's 4–6 rows; [`PANEL_ROWS`] rows must stay
+        // under it so that panels are read where they lie.
+        gemm::set_lhs_packing_threshold_single_thread(PANEL_ROWS.div_ceil(4));
+    });
 }
 
 /// A CPU tensor's storage, made contiguous if it was not.
@@ -105,14 +116,29 @@ impl ClipBackend for CpuBackend {
         rayon::current_num_threads().min(batch)
     }
 
-    /// Few rows (a sequence or two) split over the threads by output columns: each thread
-    /// multiplies the whole `x` by its own block of the weight's columns (a view, not a copy)
-    /// and adds that block's bias. More rows are one product (the model already runs one
-    /// sub-batch per thread). `gemm` itself never threads here ([`single_threaded_gemm`]).
+    /// Few rows split over the threads by output columns: up to [`PANEL_ROWS`], each thread
+    /// multiplies the whole `x` by its share of the weight's column panels (`panels`); up to
+    /// [`FEW_ROWS`], by its own block of the whole weight's columns (a view, not a copy). Then
+    /// the bias is added. More rows are one product (the model already runs one sub-batch per
+    /// thread). `gemm` itself never threads here ([`configure_gemm`]).
     fn linear_layer(x: Tensor<Self, 2>, weight: Tensor<Self, 2>, bias: Option<Tensor<Self, 1>>) -> Tensor<Self, 2> {
-        single_threaded_gemm();
+        configure_gemm();
         let [rows, depth] = x.dims();
         let [_, width] = weight.dims();
+        if rows <= PANEL_ROWS {
+            if let Some(panels) = panels::panels_of(&weight) {
+                let share = panels.len().div_ceil(rayon::current_num_threads());
+                let blocks: Vec<Vec<Tensor<Self, 2>>> = panels
+                    .par_chunks(share)
+                    .map(|mine| mine.iter().map(|panel| x.clone().matmul(panel.clone())).collect())
+                    .collect();
+                let out = Tensor::cat(blocks.into_iter().flatten().collect(), 1);
+                return match bias {
+                    Some(bias) => out + bias.unsqueeze(),
+                    None => out,
+                };
+            }
+        }
         let product = |columns: Range<usize>| {
             let out = x.clone().matmul(weight.clone().slice([0..depth, columns.clone()]));
             match &bias {
@@ -171,10 +197,11 @@ mod tests {
     #[test]
     fn fused_linear_matches_burns_linear() {
         let random = |shape: [usize; 2]| Tensor::<CpuBackend, 2>::random(shape, Distribution::Normal(0.0, 1.0), &CpuDevice);
-        // On three threads a product of 1 or 50 rows is split into column blocks of 128, 128
-        // and 64; one of 400 rows is not.
+        // On three threads a product of 1 or 50 rows multiplies the weight's five column
+        // panels (two, two and one per thread); one of 200 rows is split into column blocks of
+        // 128, 128 and 64; one of 400 rows is not split.
         let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-        for rows in [1, 50, 400] {
+        for rows in [1, 50, 200, 400] {
             let (x, weight) = (random([rows, 96]), random([96, 320]));
             let bias = Tensor::<CpuBackend, 1>::random([320], Distribution::Normal(0.0, 1.0), &CpuDevice);
             let want = burn::tensor::module::linear(x.clone(), weight.clone(), Some(bias.clone()));

@@ -9,6 +9,7 @@
 mod backend;
 mod kernels;
 mod layers;
+mod panels;
 mod text;
 mod vision;
 
