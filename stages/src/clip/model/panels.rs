@@ -14,7 +14,7 @@
 //! worker at batch 32 makes them only for a shard's last batch, when that has at most two
 //! images (one caption) per thread. For ViT-B/32 they take 493 MB.
 
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{Bytes, Tensor, TensorPrimitive};
@@ -50,14 +50,18 @@ pub(super) fn panels_of(weight: &Tensor<CpuBackend, 2>) -> Option<Panels> {
         return None;
     }
     let storage = weight.data_arc();
-    let is_this = |entry: &Entry| entry.offset == offset && std::ptr::eq(entry.source.as_ptr(), Arc::as_ptr(&storage));
-    // A poisoned lock only means another thread panicked while it held it; the list is intact.
-    let mut made = MADE.lock().unwrap_or_else(PoisonError::into_inner);
-    // An entry's `Weak` keeps the storage's allocation, so no other storage can have its address.
-    if let Some(entry) = made.iter().find(|entry| is_this(entry)) {
-        return Some(Arc::clone(&entry.panels));
+    let find = |made: &[Entry]| {
+        // An entry's `Weak` keeps the storage's allocation, so no other storage can have its
+        // address.
+        made.iter()
+            .find(|entry| entry.offset == offset && std::ptr::eq(entry.source.as_ptr(), Arc::as_ptr(&storage)))
+            .map(|entry| Arc::clone(&entry.panels))
+    };
+    if let Some(panels) = find(&lock()) {
+        return Some(panels);
     }
-    made.retain(|entry| entry.source.strong_count() > 0);
+    // Made without the lock, so that other weights are found meanwhile; two threads that meet
+    // the same new weight may both make it, and the first one's panels are kept.
     let panels: Panels = (0..width)
         .step_by(PANEL)
         .map(|first| {
@@ -65,8 +69,19 @@ pub(super) fn panels_of(weight: &Tensor<CpuBackend, 2>) -> Option<Panels> {
             Tensor::from_primitive(TensorPrimitive::Float(view.to_contiguous()))
         })
         .collect();
+    let mut made = lock();
+    if let Some(first) = find(&made) {
+        return Some(first);
+    }
+    made.retain(|entry| entry.source.strong_count() > 0);
     made.push(Entry { source: Arc::downgrade(&storage), offset, panels: Arc::clone(&panels) });
     Some(panels)
+}
+
+/// The list of panels made so far. A poisoned lock only means that another thread panicked
+/// while it held it; the list is intact.
+fn lock() -> MutexGuard<'static, Vec<Entry>> {
+    MADE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
