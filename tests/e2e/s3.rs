@@ -9,7 +9,8 @@
 //! jobs say, nothing is left half-written (no `*.partial` object, no open multipart upload) and
 //! no process kept a local copy. A second test drives the artifact store in process: a file
 //! larger than one part goes up as a multipart upload and comes back whole (copied, and read as
-//! a stream), and a download job tried again keeps the shards its first attempt published.
+//! a stream), a download job tried again keeps the shards its first attempt published, and a
+//! stage whose `out` setting names a bucket publishes there.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use cascade_stages::download::{DownloadStage, DownloadSummary, PairShardInput, ReplayServer};
 use cascade_stages::stage::{ArtifactError, ArtifactStore, Input, Stage, StageContext};
+use cascade_stages::wat::WatStage;
 use cascade_tests::moto::{python_with_moto, MotoServer};
 use cascade_tests::replay::{archived_answers, write_pairs};
 use cascade_tests::{wait_until, workspace_root, Daemon};
@@ -245,6 +247,7 @@ fn the_artifact_store_in_process() {
     }
     a_large_artifact_goes_up_in_parts_and_comes_back_whole(&moto);
     a_download_job_tried_again_keeps_the_shards_its_first_attempt_published(&moto);
+    a_stage_whose_out_names_a_bucket_publishes_there(&moto);
 }
 
 fn a_large_artifact_goes_up_in_parts_and_comes_back_whole(moto: &MotoServer) {
@@ -359,4 +362,31 @@ fn a_download_job_tried_again_keeps_the_shards_its_first_attempt_published(moto:
         object(&shard_key(2, suffix));
     }
     assert_eq!(open_uploads(moto), serde_json::json!([]));
+}
+
+/// A stage's `out` setting may name a bucket prefix of its own: the WAT stage of a project whose
+/// artifacts are local publishes its shard there, and nothing stays in the local directory.
+fn a_stage_whose_out_names_a_bucket_publishes_there(moto: &MotoServer) {
+    let artifacts = tempfile::tempdir().unwrap();
+    let pool = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap());
+    let ctx = StageContext::new("a", ArtifactStore::local(artifacts.path()), pool);
+    let settings = serde_json::json!({"out": format!("s3://{BUCKET}/elsewhere/pairs/")});
+    let mut stage: WatStage = serde_json::from_value(settings).unwrap();
+    stage.open(&ctx).unwrap();
+    let wat = workspace_root().join("stages/tests/data/wat/cc-whirlwind-CC-MAIN-2024-22.derived.warc.wat.gz");
+    let output = stage.process(wat, &ctx).unwrap();
+    stage.close(&ctx);
+    let url = "s3://cascade-artifacts/elsewhere/pairs/cc-whirlwind-CC-MAIN-2024-22.derived.parquet";
+    assert_eq!(output.output, Path::new(url));
+    assert!(output.summary.pairs > 0, "{:?}", output.summary);
+    let head = moto.boto(
+        "print(json.dumps({'size': s3.head_object(Bucket=args[0], Key=args[1])['ContentLength']}))",
+        &[BUCKET, key_of(url)],
+    );
+    assert!(head["size"].as_u64().unwrap() > 0, "{head}");
+    assert_eq!(files_under(artifacts.path()), Vec::<PathBuf>::new(), "nothing written to the local artifacts");
+
+    // A location of another kind is refused with the settings.
+    let refused = serde_json::from_value::<WatStage>(serde_json::json!({"out": "gs://bucket/pairs"}));
+    assert!(refused.unwrap_err().to_string().contains("s3://"));
 }

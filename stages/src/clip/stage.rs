@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::device_share::DeviceLease;
 use super::hub::{HubSettings, WeightsSource};
 use super::{filter_shard_in, ClipDevice, ClipError, ClipFilter, EmbeddingDtype, FilterOptions, FilterSummary, ModelSettings};
-use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
+use crate::stage::{ArtifactError, ArtifactLocation, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `clip` (stage c of the LAION workflow). Its settings (`[stages.c.settings]`) are its
 /// fields; only `weights` is required: a `model.safetensors` path, or `hf:OWNER/REPO[@REVISION]`
@@ -54,9 +54,10 @@ pub struct ClipStage {
     /// Element type of the embedding files (default `float16`).
     #[serde(default)]
     pub embeddings: EmbeddingDtype,
-    /// Local output folder; default `clip` in the artifact store.
+    /// Where the outputs go instead of `clip` in the artifact store: a local directory, a
+    /// `file:///` URL or `s3://bucket/prefix`.
     #[serde(default)]
-    pub out: Option<PathBuf>,
+    pub out: Option<ArtifactLocation>,
     /// The hub for `hf:` weights; [`HubSettings::from_env`] when not set.
     #[serde(skip)]
     hub: Option<HubSettings>,
@@ -76,7 +77,7 @@ impl ClipStage {
     /// Where a job's outputs go: `out`, or `clip` in the artifact store.
     fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
         match &self.out {
-            Some(dir) => OutputDir::local(dir),
+            Some(location) => OutputDir::at(location),
             None => ctx.artifacts().output("clip"),
         }
     }

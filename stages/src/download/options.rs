@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::image::ImageOptions;
+use crate::stage::ArtifactLocation;
 
 /// Where image bytes come from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,8 +65,9 @@ pub struct DownloadOptions {
     pub save_additional_columns: Vec<String>,
     /// Decoding, checks, resizing and encoding.
     pub image: ImageOptions,
-    /// Local output folder; default `download` in the artifact store.
-    pub out: Option<PathBuf>,
+    /// Where the outputs go instead of `download` in the artifact store: a local directory, a
+    /// `file:///` URL or `s3://bucket/prefix`.
+    pub out: Option<ArtifactLocation>,
 }
 
 impl Default for DownloadOptions {

@@ -48,7 +48,7 @@ impl DownloadStage {
     /// Where a job's shards go: `out`, or `download` in the artifact store.
     fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
         match &self.options.out {
-            Some(dir) => OutputDir::local(dir),
+            Some(location) => OutputDir::at(location),
             None => ctx.artifacts().output("download"),
         }
     }

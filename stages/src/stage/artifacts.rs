@@ -140,9 +140,13 @@ impl ArtifactLocation {
     }
 }
 
-/// `prefix/name`, or `name` for an empty prefix.
+/// `prefix/name`, or either one alone when the other is empty.
 fn key(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}/{name}") }
+    match (prefix.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (_, true) => prefix.to_owned(),
+        _ => format!("{prefix}/{name}"),
+    }
 }
 
 /// The scheme of `text` when it is written as a URL (`scheme://…`).
@@ -267,15 +271,11 @@ impl ArtifactStore {
     /// # Errors
     /// [`ArtifactError::Io`] when the directory cannot be made.
     pub fn output(&self, folder: &str) -> Result<OutputDir, ArtifactError> {
-        match &self.location {
-            ArtifactLocation::Local(root) => OutputDir::local(root.join(folder)),
-            #[cfg(feature = "s3")]
-            ArtifactLocation::S3 { bucket, prefix } => {
-                Ok(OutputDir { target: Target::Upload(s3::Staging::new(bucket, &key(prefix, folder))?) })
-            }
-            #[cfg(not(feature = "s3"))]
-            ArtifactLocation::S3 { .. } => Err(ArtifactError::Unsupported { location: self.location.join(folder) }),
-        }
+        let location = match &self.location {
+            ArtifactLocation::Local(root) => ArtifactLocation::Local(root.join(folder)),
+            ArtifactLocation::S3 { bucket, prefix } => ArtifactLocation::S3 { bucket: bucket.clone(), prefix: key(prefix, folder) },
+        };
+        OutputDir::new(&location)
     }
 
     /// A local file with the content of `reference`: for an `s3://bucket/key` URL (of any
@@ -405,6 +405,27 @@ impl OutputDir {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(ArtifactError::io(&dir))?;
         Ok(Self { target: Target::InPlace(dir) })
+    }
+
+    /// The output directory `location` itself, for a stage's explicit `out` setting: a local
+    /// directory as [`local`](Self::local) makes it, or a fresh staging directory whose
+    /// published files go under the location's key prefix in its bucket.
+    ///
+    /// # Errors
+    /// As [`ArtifactStore::open`] for the location, and as [`local`](Self::local).
+    pub fn at(location: &ArtifactLocation) -> Result<Self, ArtifactError> {
+        Self::new(ArtifactStore::open(location.clone())?.location())
+    }
+
+    /// [`at`](Self::at) without checking the location first.
+    fn new(location: &ArtifactLocation) -> Result<Self, ArtifactError> {
+        match location {
+            ArtifactLocation::Local(dir) => Self::local(dir),
+            #[cfg(feature = "s3")]
+            ArtifactLocation::S3 { bucket, prefix } => Ok(Self { target: Target::Upload(s3::Staging::new(bucket, prefix)?) }),
+            #[cfg(not(feature = "s3"))]
+            ArtifactLocation::S3 { .. } => Err(ArtifactError::Unsupported { location: location.join("") }),
+        }
     }
 
     /// The directory to write the files in.

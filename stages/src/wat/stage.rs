@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{extract_file_in, extract_reader_in, FileOutput, WatError, WatFilters, WatOptions};
-use crate::stage::{ArtifactError, Input, OutputDir, Stage, StageContext, StageError};
+use crate::stage::{ArtifactError, ArtifactLocation, Input, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `wat` (stage a of the LAION workflow). Its settings (`[stages.a.settings]`, all
 /// optional) are its fields; parsing runs on the stage's rayon pool.
@@ -17,8 +17,9 @@ use crate::stage::{ArtifactError, Input, OutputDir, Stage, StageContext, StageEr
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WatStage {
-    /// Local directory of the shards; default `<artifacts>/wat`.
-    pub out: Option<PathBuf>,
+    /// Where the outputs go instead of `wat` in the artifact store: a local directory, a
+    /// `file:///` URL or `s3://bucket/prefix`.
+    pub out: Option<ArtifactLocation>,
     /// Apply the LAION-5B filters (replaces `filters`).
     pub laion5b: bool,
     /// Individual filters.
@@ -46,7 +47,7 @@ impl WatStage {
     /// Where a job's shard goes: `out`, or `wat` in the artifact store.
     fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
         match &self.out {
-            Some(dir) => OutputDir::local(dir),
+            Some(location) => OutputDir::at(location),
             None => ctx.artifacts().output("wat"),
         }
     }
