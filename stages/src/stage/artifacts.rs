@@ -133,9 +133,15 @@ impl ArtifactLocation {
     /// Where the artifacts of `folder` (a stage's subdirectory) go, as a person reads it.
     #[must_use]
     pub fn join(&self, folder: &str) -> String {
+        self.child(folder).to_string()
+    }
+
+    /// The location of `folder` (a stage's subdirectory) under this one.
+    #[must_use]
+    pub fn child(&self, folder: &str) -> Self {
         match self {
-            Self::Local(root) => root.join(folder).display().to_string(),
-            Self::S3 { bucket, prefix } => format!("s3://{bucket}/{}", key(prefix, folder)),
+            Self::Local(root) => Self::Local(root.join(folder)),
+            Self::S3 { bucket, prefix } => Self::S3 { bucket: bucket.clone(), prefix: key(prefix, folder) },
         }
     }
 }
@@ -271,11 +277,7 @@ impl ArtifactStore {
     /// # Errors
     /// [`ArtifactError::Io`] when the directory cannot be made.
     pub fn output(&self, folder: &str) -> Result<OutputDir, ArtifactError> {
-        let location = match &self.location {
-            ArtifactLocation::Local(root) => ArtifactLocation::Local(root.join(folder)),
-            ArtifactLocation::S3 { bucket, prefix } => ArtifactLocation::S3 { bucket: bucket.clone(), prefix: key(prefix, folder) },
-        };
-        OutputDir::new(&location)
+        OutputDir::new(&self.location.child(folder))
     }
 
     /// A local file with the content of `reference`: for an `s3://bucket/key` URL (of any
@@ -424,7 +426,7 @@ impl OutputDir {
             #[cfg(feature = "s3")]
             ArtifactLocation::S3 { bucket, prefix } => Ok(Self { target: Target::Upload(s3::Staging::new(bucket, prefix)?) }),
             #[cfg(not(feature = "s3"))]
-            ArtifactLocation::S3 { .. } => Err(ArtifactError::Unsupported { location: location.join("") }),
+            ArtifactLocation::S3 { .. } => Err(ArtifactError::Unsupported { location: location.to_string() }),
         }
     }
 

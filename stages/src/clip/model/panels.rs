@@ -22,7 +22,7 @@ use burn::tensor::{Bytes, Tensor, TensorPrimitive};
 use super::backend::CpuBackend;
 
 /// Output columns per panel: whole AVX-512 tiles of `gemm`'s `f32` kernels.
-pub(super) const PANEL: usize = 64;
+const PANEL: usize = 64;
 
 /// A weight's panels, left to right.
 pub(super) type Panels = Arc<[Tensor<CpuBackend, 2>]>;
