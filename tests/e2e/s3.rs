@@ -10,7 +10,8 @@
 //! no process kept a local copy. A second test drives the artifact store in process: a file
 //! larger than one part goes up as a multipart upload and comes back whole (copied, and read as
 //! a stream), a download job tried again keeps the shards its first attempt published, and a
-//! stage whose `out` setting names a bucket publishes there.
+//! stage whose `out` setting names a bucket publishes there. A third test runs the `cascade wat`,
+//! `cascade download` and `cascade clip` commands from the bucket into the bucket.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use cascade_stages::stage::{ArtifactError, ArtifactStore, Input, Stage, StageCon
 use cascade_stages::wat::WatStage;
 use cascade_tests::moto::{python_with_moto, MotoServer};
 use cascade_tests::replay::{archived_answers, write_pairs};
-use cascade_tests::{wait_until, workspace_root, Daemon};
+use cascade_tests::{cascade_binary, wait_until, workspace_root, Daemon};
 use serde_json::Value;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_cascade-test-pipeline");
@@ -63,6 +64,19 @@ fn download_worker(moto: &MotoServer, dir: &Path, tracker: &str, nickname: &str)
         .stdout(Stdio::null())
         .spawn()
         .expect("the worker starts")
+}
+
+/// The URLs of the first `count` images the web archive `warc` answered with 200.
+fn archived_images(warc: &Path, count: usize) -> Vec<String> {
+    let replay = ReplayServer::start(&[warc.to_owned()]).unwrap();
+    let urls: Vec<String> = archived_answers(&replay)
+        .into_iter()
+        .filter(|(_, (status, kind))| *status == 200 && kind.starts_with("image/"))
+        .map(|(url, _)| url)
+        .take(count)
+        .collect();
+    assert_eq!(urls.len(), count, "images in the crawl");
+    urls
 }
 
 /// Every key in the bucket.
@@ -301,15 +315,7 @@ fn a_large_artifact_goes_up_in_parts_and_comes_back_whole(moto: &MotoServer) {
 /// downloaded nor uploaded again, and only the lost shard is made anew.
 fn a_download_job_tried_again_keeps_the_shards_its_first_attempt_published(moto: &MotoServer) {
     let warc = workspace_root().join("stages/tests/data/warc/ia-archive-org-2008.warc.gz");
-    let replay = ReplayServer::start(std::slice::from_ref(&warc)).unwrap();
-    let urls: Vec<String> = archived_answers(&replay)
-        .into_iter()
-        .filter(|(_, (status, kind))| *status == 200 && kind.starts_with("image/"))
-        .map(|(url, _)| url)
-        .take(25)
-        .collect();
-    drop(replay);
-    assert_eq!(urls.len(), 25, "images in the crawl");
+    let urls = archived_images(&warc, 25);
     let dir = tempfile::tempdir().unwrap();
     let pairs = dir.path().join("pairs.parquet");
     write_pairs(&pairs, &urls, |i| format!("picture {i}"));
@@ -389,4 +395,113 @@ fn a_stage_whose_out_names_a_bucket_publishes_there(moto: &MotoServer) {
     // A location of another kind is refused with the settings.
     let refused = serde_json::from_value::<WatStage>(serde_json::json!({"out": "gs://bucket/pairs"}));
     assert!(refused.unwrap_err().to_string().contains("s3://"));
+}
+
+/// The commands outside any pipeline take `s3://` inputs and an `s3://` `--out`: `cascade wat`
+/// on a WAT file in the bucket, `cascade download` on a pair shard in the bucket (images replayed
+/// from the bundled WARC), then `cascade clip` on one of the tars it published. Each runs in a
+/// directory of its own and keeps no file there; its report names the objects it published. A
+/// download run again keeps the shards of the first run instead of making them anew.
+#[test]
+fn the_commands_read_from_and_write_to_a_bucket() {
+    let Some(python) = python_with_moto() else { return };
+    let moto = MotoServer::start(python);
+    moto.boto("s3.create_bucket(Bucket=args[0])", &[BUCKET]);
+    let root = workspace_root();
+    let run = |args: &[&str]| -> Vec<Value> {
+        let dir = process_dir();
+        let output = Command::new(cascade_binary())
+            .args(args)
+            .current_dir(dir.path())
+            .envs(process_env(&moto, dir.path()))
+            .env("CASCADE_LOG", "warn")
+            .output()
+            .expect("cascade runs");
+        assert!(output.status.success(), "cascade {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(files_under(dir.path()), Vec::<PathBuf>::new(), "cascade {args:?} kept no local file");
+        String::from_utf8_lossy(&output.stdout).lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    };
+    let object = |url: &str| {
+        let body = "print(json.dumps(s3.get_object(Bucket=args[0], Key=args[1])['Body'].read().decode('latin-1')))";
+        moto.boto(body, &[BUCKET, key_of(url)])
+    };
+
+    let wat = root.join("stages/tests/data/wat/cc-whirlwind-CC-MAIN-2024-22.derived.warc.wat.gz");
+    let wat_key = "cli/in/cc-whirlwind-CC-MAIN-2024-22.derived.warc.wat.gz";
+    moto.boto("s3.upload_file(args[0], args[1], args[2])", &[wat.to_str().unwrap(), BUCKET, wat_key]);
+    let wat_url = format!("s3://{BUCKET}/{wat_key}");
+    let reports = run(&["wat", &wat_url, "--out", &format!("s3://{BUCKET}/cli/pairs")]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["input"], wat_url.as_str());
+    assert_eq!(reports[0]["output"], format!("s3://{BUCKET}/cli/pairs/cc-whirlwind-CC-MAIN-2024-22.derived.parquet"));
+    assert_eq!(reports[0]["summary"]["pairs"], 7, "as from the local file");
+    assert!(!object(reports[0]["output"].as_str().unwrap()).as_str().unwrap().is_empty());
+
+    let warc = root.join("stages/tests/data/warc/ia-archive-org-2008.warc.gz");
+    let urls = archived_images(&warc, 12);
+    let local = tempfile::tempdir().unwrap();
+    let pairs = local.path().join("pairs.parquet");
+    write_pairs(&pairs, &urls, |i| format!("picture {i}"));
+    moto.boto("s3.upload_file(args[0], args[1], args[2])", &[pairs.to_str().unwrap(), BUCKET, "cli/in/pairs.parquet"]);
+    let pairs_url = format!("s3://{BUCKET}/cli/in/pairs.parquet");
+    let download = [
+        "download",
+        &pairs_url,
+        "--warc",
+        warc.to_str().unwrap(),
+        "--settings",
+        r#"{"samples-per-shard": 10}"#,
+        "--out",
+        &format!("s3://{BUCKET}/cli/images"),
+    ];
+    let reports = run(&download);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["input"], pairs_url.as_str());
+    assert_eq!(reports[0]["successes"], 12, "{}", reports[0]);
+    let shards = reports[0]["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 2, "12 samples in shards of 10");
+    for (id, shard) in shards.iter().enumerate() {
+        for (file, suffix) in [("shard", ".tar"), ("parquet", ".parquet"), ("stats", "_stats.json")] {
+            assert_eq!(shard[file], format!("s3://{BUCKET}/cli/images/pairs/{id:05}{suffix}"));
+        }
+    }
+    let stats: Vec<Value> = shards.iter().map(|s| object(s["stats"].as_str().unwrap())).collect();
+    // Run again: the finished shards are copied back and kept, not made anew (each stats file
+    // holds its shard's own start time and duration).
+    let again = run(&download);
+    assert_eq!(again[0]["shards"], reports[0]["shards"]);
+    let stats_again: Vec<Value> = shards.iter().map(|s| object(s["stats"].as_str().unwrap())).collect();
+    assert_eq!(stats_again, stats, "the shards of the first run are kept");
+
+    let model = root.join("stages/tests/clip/fixtures/model");
+    let tar = shards[0]["shard"].as_str().unwrap();
+    let reports = run(&[
+        "clip",
+        "--weights",
+        model.join("model.safetensors").to_str().unwrap(),
+        "--model-config",
+        model.join("config.json").to_str().unwrap(),
+        "--threshold",
+        "-1",
+        tar,
+        "--out",
+        &format!("s3://{BUCKET}/cli/filtered"),
+    ]);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["input"], tar);
+    assert_eq!((reports[0]["samples"].as_u64(), reports[0]["kept"].as_u64()), (Some(10), Some(10)), "{}", reports[0]);
+    let outputs = &reports[0]["outputs"];
+    for (file, key) in [
+        ("shard", "00000.tar"),
+        ("metadata", "metadata/metadata_00000.parquet"),
+        ("image_embeddings", "img_emb/img_emb_00000.npy"),
+        ("text_embeddings", "text_emb/text_emb_00000.npy"),
+    ] {
+        assert_eq!(outputs[file], format!("s3://{BUCKET}/cli/filtered/{key}"));
+        assert!(!object(outputs[file].as_str().unwrap()).as_str().unwrap().is_empty(), "{file}");
+    }
+
+    let objects = keys(&moto);
+    assert!(objects.iter().all(|k| !k.ends_with(".partial")), "{objects:?}");
+    assert_eq!(open_uploads(&moto), serde_json::json!([]));
 }

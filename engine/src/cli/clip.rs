@@ -6,18 +6,21 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cascade_stages::clip::{filter_shard, ClipDevice, ClipFilter, EmbeddingDtype, FilterOptions, ModelSettings, WeightsSource};
+use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Options of `cascade clip`.
 #[derive(Debug, Args)]
 pub(crate) struct ClipArgs {
-    /// Webdataset tar shards (`KEY.jpg` + `KEY.txt` [+ `KEY.json`] per sample).
+    /// Webdataset tar shards (`KEY.jpg` + `KEY.txt` [+ `KEY.json`] per sample): paths or
+    /// `s3://` URLs.
     #[arg(required = true)]
     shards: Vec<PathBuf>,
-    /// Output folder: kept shards, `metadata/`, `img_emb/`, `text_emb/`.
+    /// Where the kept shards, `metadata/`, `img_emb/` and `text_emb/` go: a directory, a
+    /// `file:///` URL or `s3://bucket/prefix`.
     #[arg(long, short)]
-    out: PathBuf,
+    out: ArtifactLocation,
     /// Hugging Face `CLIPModel` weights: a `model.safetensors` file, or `hf:OWNER/REPO[@REVISION]`
     /// (e.g. `hf:openai/clip-vit-base-patch32`), downloaded once into the Hugging Face cache
     /// (`HF_HOME`, `HF_ENDPOINT` and `HF_TOKEN` as in Python).
@@ -46,6 +49,8 @@ pub(crate) struct ClipArgs {
 pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
     let settings =
         ModelSettings { weights: args.weights.clone(), config: args.model_config.clone(), device: args.device };
+    let store = ArtifactStore::open(args.out.clone()).with_context(|| format!("opening {}", args.out))?;
+    let out = OutputDir::at(&args.out).with_context(|| format!("opening {}", args.out))?;
     let filter = ClipFilter::load(&settings).with_context(|| format!("loading {}", args.weights))?;
     let options = FilterOptions {
         threshold: args.threshold,
@@ -62,7 +67,12 @@ pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
     let (mut done_before, mut kept, mut failures) = (0u64, 0u64, 0usize);
     for shard in &args.shards {
         bar.set_message(shard.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let result = filter_shard(&filter, shard, &args.out, &options, |done| bar.set_position(done_before + done));
+        let result = store.fetch(shard).map_err(anyhow::Error::from).and_then(|local| {
+            let mut summary = filter_shard(&filter, local.path(), out.path(), &options, |done| bar.set_position(done_before + done))?;
+            summary.input.clone_from(shard);
+            summary.publish(&out)?;
+            Ok(summary)
+        });
         match result {
             Ok(summary) => {
                 done_before += summary.samples;
@@ -74,7 +84,7 @@ pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("{}: {e}", shard.display()));
+                bar.suspend(|| eprintln!("{}: {e:#}", shard.display()));
             }
         }
     }

@@ -8,18 +8,21 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cascade_stages::download::{Counts, DownloadOptions, DownloadSummary, Downloader, Source};
+use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Options of `cascade download`.
 #[derive(Debug, Args)]
 pub(crate) struct DownloadArgs {
-    /// Pair shards (parquet with `url` and `alt` columns, as `cascade wat` writes).
+    /// Pair shards (parquet with `url` and `alt` columns, as `cascade wat` writes): paths or
+    /// `s3://` URLs.
     #[arg(required = true)]
     shards: Vec<PathBuf>,
-    /// Output folder: `<out>/<shard name>/NNNNN.tar`, `.parquet`, `_stats.json`.
+    /// Where `<shard name>/NNNNN.tar`, `.parquet` and `_stats.json` go: a directory, a
+    /// `file:///` URL or `s3://bucket/prefix`. Shards finished there by an earlier run are kept.
     #[arg(long, short)]
-    out: PathBuf,
+    out: ArtifactLocation,
     /// Replay the images from these WARC files instead of the web (repeatable).
     #[arg(long = "warc", value_name = "FILE")]
     warcs: Vec<PathBuf>,
@@ -56,6 +59,8 @@ impl DownloadArgs {
 }
 
 pub(crate) fn run(args: &DownloadArgs) -> anyhow::Result<()> {
+    let store = ArtifactStore::open(args.out.clone()).with_context(|| format!("opening {}", args.out))?;
+    let out = OutputDir::at(&args.out).with_context(|| format!("opening {}", args.out))?;
     let downloader = Downloader::new(args.options()?)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))
@@ -73,10 +78,16 @@ pub(crate) fn run(args: &DownloadArgs) -> anyhow::Result<()> {
     let done_before = AtomicU64::new(0);
     for shard in &args.shards {
         bar.set_message(shard.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let result = downloader.download_file(shard, &args.out, Some(&pool), |p| {
-            bar.set_position(done_before.load(Ordering::Relaxed) + p.done);
-            bar.set_prefix(describe(p.shard));
-            ControlFlow::Continue(())
+        let result = store.fetch(shard).map_err(anyhow::Error::from).and_then(|local| {
+            Downloader::restore_finished(&out, local.path())?;
+            let mut summary = downloader.download_file(local.path(), out.path(), Some(&pool), |p| {
+                bar.set_position(done_before.load(Ordering::Relaxed) + p.done);
+                bar.set_prefix(describe(p.shard));
+                ControlFlow::Continue(())
+            })?;
+            summary.input.clone_from(shard);
+            summary.publish(&out)?;
+            Ok(summary)
         });
         match result {
             Ok(summary) => {
@@ -86,7 +97,7 @@ pub(crate) fn run(args: &DownloadArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("{}: {e}", shard.display()));
+                bar.suspend(|| eprintln!("{}: {e:#}", shard.display()));
             }
         }
     }

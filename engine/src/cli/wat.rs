@@ -5,19 +5,21 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use cascade_stages::wat::{build_pool, extract_file_in, FileOutput, WatFilters, WatOptions};
+use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
+use cascade_stages::wat::{build_pool, extract_opened_in, FileOutput, WatFilters, WatOptions};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Options of `cascade wat`.
 #[derive(Debug, Args)]
 pub(crate) struct WatArgs {
-    /// WAT files (`.warc.wat.gz` or plain `.warc.wat`).
+    /// WAT files (`.warc.wat.gz` or plain `.warc.wat`): paths, `http(s)://` or `s3://` URLs.
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Directory for the parquet shards (one per input, named after it).
+    /// Where the parquet shards go (one per input, named after it): a directory, a `file:///`
+    /// URL or `s3://bucket/prefix`.
     #[arg(long, short)]
-    out: PathBuf,
+    out: ArtifactLocation,
     /// Parser threads (default: one per CPU core; 0 parses on the reading thread).
     #[arg(long)]
     threads: Option<usize>,
@@ -28,7 +30,8 @@ pub(crate) struct WatArgs {
 }
 
 pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let store = ArtifactStore::open(args.out.clone()).with_context(|| format!("opening {}", args.out))?;
+    let out = OutputDir::at(&args.out).with_context(|| format!("opening {}", args.out))?;
     let defaults = WatOptions::default();
     let options = WatOptions {
         threads: args.threads.unwrap_or(defaults.threads),
@@ -36,6 +39,7 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
         ..defaults
     };
     let pool = build_pool(&options)?;
+    // Local files are counted now, URLs once they are opened.
     let total: u64 = args.files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     bar.set_style(
@@ -46,10 +50,20 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
     let (mut done_before, mut pairs, mut failures) = (0u64, 0u64, 0usize);
     for file in &args.files {
         bar.set_message(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let result = extract_file_in(pool.as_ref(), file, &options, &args.out, |done, _| {
-            bar.set_position(done_before + done);
+        let counted = std::fs::metadata(file).is_ok();
+        let mut size = 0;
+        let result = store.open_input(file).map_err(anyhow::Error::from).and_then(|opened| {
+            let mut output = extract_opened_in(pool.as_ref(), file, opened, &options, out.path(), |done, total| {
+                if !counted {
+                    bar.inc_length(total.saturating_sub(size));
+                }
+                size = total;
+                bar.set_position(done_before + done);
+            })?;
+            output.publish(&out)?;
+            Ok(output)
         });
-        done_before += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+        done_before += size;
         bar.set_position(done_before);
         match result {
             Ok(output) => {
@@ -58,7 +72,7 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("{}: {e}", file.display()));
+                bar.suspend(|| eprintln!("{}: {e:#}", file.display()));
             }
         }
     }
@@ -67,8 +81,8 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
     eprintln!(
         "{} files, {pairs} pairs, {:.1} MB in {seconds:.1} s ({:.1} MB/s)",
         args.files.len(),
-        total as f64 / 1e6,
-        total as f64 / 1e6 / seconds.max(1e-9)
+        done_before as f64 / 1e6,
+        done_before as f64 / 1e6 / seconds.max(1e-9)
     );
     if failures > 0 {
         anyhow::bail!("{failures} of {} files could not be read", args.files.len());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::npy::EmbeddingDtype;
+use crate::stage::{ArtifactError, OutputDir};
 
 /// How a shard is filtered.
 ///
@@ -61,6 +62,21 @@ pub struct FilterSummary {
     pub mean_similarity: f32,
     /// Files written.
     pub outputs: ShardOutputs,
+}
+
+impl FilterSummary {
+    /// Publishes the shard's four files through `out` and names each as the next stage reads
+    /// it: its path, or its `s3://` URL once uploaded (see [`OutputDir::publish`]).
+    ///
+    /// # Errors
+    /// As [`OutputDir::publish`].
+    pub fn publish(&mut self, out: &OutputDir) -> Result<(), ArtifactError> {
+        let outputs = &mut self.outputs;
+        for file in [&mut outputs.shard, &mut outputs.metadata, &mut outputs.image_embeddings, &mut outputs.text_embeddings] {
+            *file = out.publish(file)?;
+        }
+        Ok(())
+    }
 }
 
 /// The files one filtered shard produces (clip-retrieval's layout under the output folder).

@@ -289,10 +289,7 @@ fn filter_one(
         other => StageError::fatal(other),
     })?;
     summary.input = input.to_owned();
-    let outputs = &mut summary.outputs;
-    for file in [&mut outputs.shard, &mut outputs.metadata, &mut outputs.image_embeddings, &mut outputs.text_embeddings] {
-        *file = out.publish(file)?;
-    }
+    summary.publish(out)?;
     for (reason, count) in [
         ("corrupt_image", summary.corrupt_images),
         ("missing_image", summary.missing_image),

@@ -17,6 +17,7 @@ use super::options::{DownloadOptions, Source};
 use super::replay::ReplayServer;
 use super::summary::{Counts, DownloadSummary, Status};
 use super::writer::{compute_key, SampleMeta, ShardPaths, ShardWriter};
+use crate::stage::{ArtifactError, OutputDir};
 
 /// Where a download stands, given to the caller after every sample.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +86,27 @@ impl Downloader {
     pub fn shard_dir(input: &Path, out: &Path) -> PathBuf {
         let stem = input.file_stem().map_or_else(|| "pairs".into(), |s| s.to_string_lossy().into_owned());
         out.join(stem)
+    }
+
+    /// Brings back, into `input`'s [`shard_dir`](Self::shard_dir) of `out`, the shards an
+    /// earlier download of `input` published whole, so that [`download_file`](Self::download_file)
+    /// keeps them instead of fetching their images again. Shards are written in order and each
+    /// one's stats file is published last, so the finished ones are shard 0, 1, … up to the first
+    /// without a stats file. In a local directory they are already there; with S3 they are
+    /// copied back from the bucket (and not uploaded again).
+    ///
+    /// # Errors
+    /// [`ArtifactError`] when a copy fails.
+    pub fn restore_finished(out: &OutputDir, input: &Path) -> Result<(), ArtifactError> {
+        let dir = Self::shard_dir(input, out.path());
+        for shard_id in 0.. {
+            let paths = ShardPaths::new(&dir, shard_id);
+            if !(out.restore(&paths.stats)? && out.restore(&paths.tar)? && out.restore(&paths.parquet)?) {
+                break;
+            }
+            tracing::debug!(shard = %paths.tar.display(), "Kept a shard an earlier attempt finished.");
+        }
+        Ok(())
     }
 
     /// Downloads the images of the pair shard `input` into shards under

@@ -1,11 +1,9 @@
 //! The `download` stage: one pair shard per job in, its webdataset shards out.
 
 use std::ops::ControlFlow;
-use std::path::Path;
 
 use serde::Deserialize;
 
-use super::writer::ShardPaths;
 use super::{DownloadError, DownloadOptions, DownloadSummary, Downloader, PairShardInput};
 use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
 
@@ -72,7 +70,7 @@ impl Stage for DownloadStage {
         };
         let out = self.output(ctx)?;
         let local = ctx.artifacts().fetch(input.path())?;
-        restore_finished_shards(&out, &Downloader::shard_dir(local.path(), out.path()))?;
+        Downloader::restore_finished(&out, local.path())?;
         let name = input.path().display().to_string();
         let mut summary = downloader
             .download_file(local.path(), out.path(), Some(ctx.pool()), |p| {
@@ -89,12 +87,7 @@ impl Stage for DownloadStage {
                 DownloadError::Settings(_) | DownloadError::Start(_) => StageError::fatal(e),
             })?;
         summary.input = input.path().to_owned();
-        for shard in &mut summary.shards {
-            // The stats file marks a shard complete: it goes last.
-            shard.shard = out.publish(&shard.shard)?;
-            shard.parquet = out.publish(&shard.parquet)?;
-            shard.stats = out.publish(&shard.stats)?;
-        }
+        summary.publish(&out)?;
         for (reason, count) in [
             ("failed_to_download", summary.counts.failed_to_download),
             ("failed_to_resize", summary.counts.failed_to_resize),
@@ -109,23 +102,4 @@ impl Stage for DownloadStage {
     fn close(&mut self, _ctx: &StageContext) {
         self.downloader = None;
     }
-}
-
-/// Brings back, into `dir` of `out`, the shards an earlier attempt of the job published whole, so
-/// that the downloader keeps them instead of fetching their images again. Shards are written in
-/// order and each one's stats file is published last, so the finished ones are shard 0, 1, …
-/// up to the first without a stats file. In a local directory they are already there; with S3
-/// they are copied back from the bucket (and not uploaded again).
-///
-/// # Errors
-/// [`ArtifactError`] when a copy fails.
-fn restore_finished_shards(out: &OutputDir, dir: &Path) -> Result<(), ArtifactError> {
-    for shard_id in 0.. {
-        let paths = ShardPaths::new(dir, shard_id);
-        if !(out.restore(&paths.stats)? && out.restore(&paths.tar)? && out.restore(&paths.parquet)?) {
-            break;
-        }
-        tracing::debug!(shard = %paths.tar.display(), "Kept a shard an earlier attempt finished.");
-    }
-    Ok(())
 }

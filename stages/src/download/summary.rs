@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::stage::{ArtifactError, OutputDir};
+
 /// A sample's outcome, img2dataset's `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,6 +105,23 @@ pub struct DownloadSummary {
     /// The counts of all shards together.
     #[serde(flatten)]
     pub counts: Counts,
+}
+
+impl DownloadSummary {
+    /// Publishes every shard through `out`, in order and each one's `_stats.json` last (it marks
+    /// the shard complete), and names each file as the next stage reads it: its path, or its
+    /// `s3://` URL once uploaded (see [`OutputDir::publish`]).
+    ///
+    /// # Errors
+    /// As [`OutputDir::publish`].
+    pub fn publish(&mut self, out: &OutputDir) -> Result<(), ArtifactError> {
+        for shard in &mut self.shards {
+            shard.shard = out.publish(&shard.shard)?;
+            shard.parquet = out.publish(&shard.parquet)?;
+            shard.stats = out.publish(&shard.stats)?;
+        }
+        Ok(())
+    }
 }
 
 /// `Vec<(String, u64)>` as a JSON object in its order.

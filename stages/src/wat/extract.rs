@@ -13,6 +13,7 @@ use super::parquet_out::PairWriter;
 use super::pipeline::extract_pairs;
 use super::source::{self, Source};
 use super::summary::WatSummary;
+use crate::stage::{ArtifactError, Input, OutputDir};
 
 /// The result of [`extract_file`]: where the shard went and what happened (job output JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +24,18 @@ pub struct FileOutput {
     pub output: PathBuf,
     /// Counters.
     pub summary: WatSummary,
+}
+
+impl FileOutput {
+    /// Publishes the shard through `out` and names it as the next stage reads it: its path, or
+    /// its `s3://` URL once uploaded (see [`OutputDir::publish`]).
+    ///
+    /// # Errors
+    /// As [`OutputDir::publish`].
+    pub fn publish(&mut self, out: &OutputDir) -> Result<(), ArtifactError> {
+        self.output = out.publish(&self.output)?;
+        Ok(())
+    }
 }
 
 /// The shard path for `input` in `out_dir`: the file name without `.gz`, `.wat` and `.warc`
@@ -75,6 +88,26 @@ pub fn extract_file(
 ) -> Result<FileOutput, WatError> {
     let pool = build_pool(options)?;
     extract_file_in(pool.as_ref(), input, options, out_dir, progress)
+}
+
+/// Extracts `input` as [`ArtifactStore::open_input`](crate::stage::ArtifactStore::open_input)
+/// opened it: a path or `http(s)://` URL through [`extract_file_in`], an object as it
+/// downloads through [`extract_reader_in`].
+///
+/// # Errors
+/// As [`extract_file_in`].
+pub fn extract_opened_in(
+    pool: Option<&ThreadPool>,
+    input: &Path,
+    opened: Input,
+    options: &WatOptions,
+    out_dir: &Path,
+    progress: impl FnMut(u64, u64),
+) -> Result<FileOutput, WatError> {
+    match opened {
+        Input::Path(path) => extract_file_in(pool, &path, options, out_dir, progress),
+        Input::Stream { reader, size } => extract_reader_in(pool, input, reader, size, options, out_dir, progress),
+    }
 }
 
 /// [`extract_file`] on a caller-provided pool (the engine's per-stage pool), or on the calling

@@ -51,7 +51,7 @@ mod urljoin;
 mod warc;
 
 pub use error::WatError;
-pub use extract::{build_pool, extract_file, extract_file_in, extract_reader_in, output_path, FileOutput};
+pub use extract::{build_pool, extract_file, extract_file_in, extract_opened_in, extract_reader_in, output_path, FileOutput};
 pub use options::{WatFilters, WatOptions};
 pub use parquet_out::{PairWriter, PAIR_SCHEMA};
 pub use pipeline::extract_pairs;

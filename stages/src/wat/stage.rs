@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{extract_file_in, extract_reader_in, FileOutput, WatError, WatFilters, WatOptions};
-use crate::stage::{ArtifactError, ArtifactLocation, Input, OutputDir, Stage, StageContext, StageError};
+use super::{extract_opened_in, FileOutput, WatError, WatFilters, WatOptions};
+use crate::stage::{ArtifactError, ArtifactLocation, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `wat` (stage a of the LAION workflow). Its settings (`[stages.a.settings]`, all
 /// optional) are its fields; parsing runs on the stage's rayon pool.
@@ -68,12 +68,9 @@ impl Stage for WatStage {
             ctx.progress(&format!("{name}: {:.0}%", done as f64 * 100.0 / total.max(1) as f64));
         };
         let (pool, options) = (Some(ctx.pool()), self.options());
-        let extracted = match ctx.artifacts().open_input(&input)? {
-            Input::Path(path) => extract_file_in(pool, &path, &options, out.path(), progress),
-            // An object in S3 is parsed as it downloads, never copied to disk.
-            Input::Stream { reader, size } => extract_reader_in(pool, &input, reader, size, &options, out.path(), progress),
-        };
-        let mut output = extracted.map_err(|e| match e {
+        // An object in S3 is parsed as it downloads, never copied to disk.
+        let opened = ctx.artifacts().open_input(&input)?;
+        let mut output = extract_opened_in(pool, &input, opened, &options, out.path(), progress).map_err(|e| match e {
             // A path that is not a WAT file is the previous stage's (or the job list's) mistake.
             WatError::Open { .. } | WatError::NotWarc(_) | WatError::NotWat { .. } => StageError::invalid(e),
             // A URL the server does not have is the job list's mistake; anything else may pass.
@@ -82,7 +79,7 @@ impl Stage for WatStage {
             other => StageError::fatal(other),
         })?;
         output.input = input;
-        output.output = out.publish(&output.output)?;
+        output.publish(&out)?;
         let skipped = &output.summary.skipped;
         for (reason, count) in [
             ("invalid_utf8", skipped.invalid_utf8),
