@@ -11,7 +11,8 @@
 //! larger than one part goes up as a multipart upload and comes back whole (copied, and read as
 //! a stream), a download job tried again keeps the shards its first attempt published, and a
 //! stage whose `out` setting names a bucket publishes there. A third test runs the `cascade wat`,
-//! `cascade download` and `cascade clip` commands from the bucket into the bucket.
+//! `cascade download` and `cascade clip` commands from the bucket into the bucket, and a fourth
+//! checks that an HTTPS endpoint is used only when its certificate's authority is trusted.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use cascade_stages::download::{DownloadStage, DownloadSummary, PairShardInput, ReplayServer};
 use cascade_stages::stage::{ArtifactError, ArtifactStore, Input, Stage, StageContext};
 use cascade_stages::wat::WatStage;
-use cascade_tests::moto::{python_with_moto, MotoServer};
+use cascade_tests::moto::{python_with_moto, MotoServer, TestCertificates};
 use cascade_tests::replay::{archived_answers, write_pairs};
 use cascade_tests::{cascade_binary, wait_until, workspace_root, Daemon};
 use serde_json::Value;
@@ -504,4 +505,46 @@ fn the_commands_read_from_and_write_to_a_bucket() {
     let objects = keys(&moto);
     assert!(objects.iter().all(|k| !k.ends_with(".partial")), "{objects:?}");
     assert_eq!(open_uploads(&moto), serde_json::json!([]));
+}
+
+/// An HTTPS endpoint, as AWS's are: the server's certificate is checked against the trusted
+/// authorities (the system's, or the PEM bundle `SSL_CERT_FILE` names), so `cascade wat` uploads
+/// its shard to a server whose authority it trusts, and sends nothing to one whose authority it
+/// does not.
+#[test]
+fn an_https_endpoint_is_used_only_when_its_authority_is_trusted() {
+    let Some(python) = python_with_moto() else { return };
+    let certificates = TestCertificates::make(python);
+    let moto = MotoServer::start_https(python, &certificates);
+    assert!(moto.endpoint.starts_with("https://"));
+    moto.boto("s3.create_bucket(Bucket=args[0])", &[BUCKET]);
+    let wat = workspace_root().join("stages/tests/data/wat/cc-whirlwind-CC-MAIN-2024-22.derived.warc.wat.gz");
+    let upload = |authority: &Path| {
+        let dir = process_dir();
+        let output = Command::new(cascade_binary())
+            .args(["wat", wat.to_str().unwrap(), "--out", &format!("s3://{BUCKET}/tls/pairs")])
+            .current_dir(dir.path())
+            .envs(process_env(&moto, dir.path()))
+            .env("SSL_CERT_FILE", authority)
+            .env_remove("SSL_CERT_DIR")
+            .env("CASCADE_LOG", "warn")
+            .output()
+            .expect("cascade runs");
+        assert_eq!(files_under(dir.path()), Vec::<PathBuf>::new(), "no local file kept");
+        output
+    };
+
+    let stranger = TestCertificates::make(python);
+    let refused = upload(&stranger.authority);
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{message}");
+    assert!(message.contains("invalid peer certificate"), "the error says why: {message}");
+    assert_eq!(keys(&moto), Vec::<String>::new(), "nothing was uploaded");
+
+    let trusted = upload(&certificates.authority);
+    assert!(trusted.status.success(), "{}", String::from_utf8_lossy(&trusted.stderr));
+    let report: Value = serde_json::from_slice(&trusted.stdout).unwrap();
+    let key = "tls/pairs/cc-whirlwind-CC-MAIN-2024-22.derived.parquet";
+    assert_eq!(report["output"], format!("s3://{BUCKET}/{key}"));
+    assert_eq!(keys(&moto), vec![key.to_owned()]);
 }

@@ -96,7 +96,7 @@ pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
         done_before as f64 / seconds.max(1e-9)
     );
     if failures > 0 {
-        anyhow::bail!("{failures} of {} shards could not be filtered", args.shards.len());
+        anyhow::bail!("{failures} of {} shards failed", args.shards.len());
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ pub(crate) fn run(args: &DownloadArgs) -> anyhow::Result<()> {
         eprintln!("  {count:>8}  {message}");
     }
     if failures > 0 {
-        anyhow::bail!("{failures} of {} shards could not be downloaded", args.shards.len());
+        anyhow::bail!("{failures} of {} shards failed", args.shards.len());
     }
     Ok(())
 }

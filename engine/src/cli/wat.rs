@@ -50,11 +50,11 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
     let (mut done_before, mut pairs, mut failures) = (0u64, 0u64, 0usize);
     for file in &args.files {
         bar.set_message(file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-        let counted = std::fs::metadata(file).is_ok();
+        let counted = std::fs::metadata(file).ok().map(|m| m.len());
         let mut size = 0;
         let result = store.open_input(file).map_err(anyhow::Error::from).and_then(|opened| {
             let mut output = extract_opened_in(pool.as_ref(), file, opened, &options, out.path(), |done, total| {
-                if !counted {
+                if counted.is_none() {
                     bar.inc_length(total.saturating_sub(size));
                 }
                 size = total;
@@ -63,7 +63,7 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
             output.publish(&out)?;
             Ok(output)
         });
-        done_before += size;
+        done_before += counted.unwrap_or(size);
         bar.set_position(done_before);
         match result {
             Ok(output) => {
@@ -85,7 +85,7 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
         done_before as f64 / 1e6 / seconds.max(1e-9)
     );
     if failures > 0 {
-        anyhow::bail!("{failures} of {} files could not be read", args.files.len());
+        anyhow::bail!("{failures} of {} files failed", args.files.len());
     }
     Ok(())
 }

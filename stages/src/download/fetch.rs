@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, USER_AGENT};
 use tokio::sync::Semaphore;
 
 use super::dns::CachingResolver;
+use crate::stage::error::with_causes;
 use super::options::{DownloadOptions, Source};
 
 /// img2dataset's User-Agent (a desktop Firefox), extended with the token when one is set.
@@ -200,20 +201,11 @@ impl Failure {
 
 /// An error with its causes, `outer: inner: innermost`, without the URL reqwest prepends.
 fn error_chain(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
-    if let Some(url) = error.url() {
-        message = message.replace(&format!(" for url ({url})"), "");
+    let message = with_causes(error);
+    match error.url() {
+        Some(url) => message.replace(&format!(" for url ({url})"), ""),
+        None => message,
     }
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.ends_with(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    message
 }
 
 /// img2dataset's `is_disallowed`: an `X-Robots-Tag` value `[TOKEN:] directive, …` forbids the

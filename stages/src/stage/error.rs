@@ -56,3 +56,21 @@ impl StageError {
         Self::Fatal(message.to_string())
     }
 }
+
+/// `error` and each cause under it, as `outer: inner: innermost`, leaving out a cause whose text
+/// already ends the message. HTTP clients' own messages ("error sending request") say nothing
+/// of why; their causes do (a refused connection, an untrusted certificate).
+#[cfg(any(feature = "download", feature = "s3"))]
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = current.source();
+    }
+    message
+}

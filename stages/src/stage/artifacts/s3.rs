@@ -22,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tempfile::TempDir;
 
 use super::{key, ArtifactError};
+use crate::stage::error::with_causes;
 
 /// Files up to this size are uploaded in one `PUT`; larger ones in parts of this size.
 pub(super) const PART_BYTES: usize = 8 << 20;
@@ -302,5 +303,5 @@ fn temp_dir(prefix: &str) -> Result<TempDir, ArtifactError> {
 
 /// An object store error about `reference`.
 fn remote(reference: &str, error: &object_store::Error) -> ArtifactError {
-    ArtifactError::Remote { reference: reference.to_owned(), message: error.to_string() }
+    ArtifactError::Remote { reference: reference.to_owned(), message: with_causes(error) }
 }
