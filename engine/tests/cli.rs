@@ -109,12 +109,20 @@ fn clip_filters_a_shard_and_reports_it() {
     let weights = clip_fixtures().join("model/model.safetensors");
     let config = clip_fixtures().join("model/config.json");
     let args = ["clip", "--weights", weights.to_str().unwrap(), "--model-config", config.to_str().unwrap()];
-    let run = cascade(dir.path(), &[&args[..], &["--threshold", "-1", "00007.tar", "--out", "out"]].concat());
+    // A shard of the same name in a folder: its outputs go in a folder of that name.
+    std::fs::create_dir(dir.path().join("pairs-1")).unwrap();
+    clip_shard(&dir.path().join("pairs-1/00007.tar"));
+    let run = cascade(dir.path(), &[&args[..], &["--threshold", "-1", "00007.tar", "pairs-1/00007.tar", "--out", "out"]].concat());
     assert!(run.status.success(), "{}", text(&run.stderr));
-    let report: serde_json::Value = serde_json::from_str(text(&run.stdout).trim()).unwrap();
-    assert_eq!((report["samples"].as_u64(), report["kept"].as_u64()), (Some(3), Some(3)), "{report}");
-    for file in ["out/00007.tar", "out/metadata/metadata_00007.parquet", "out/img_emb/img_emb_00007.npy", "out/text_emb/text_emb_00007.npy"] {
-        assert!(dir.path().join(file).is_file(), "{file}");
+    let reports: Vec<serde_json::Value> = text(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), 2);
+    for (report, folder) in reports.iter().zip(["out", "out/pairs-1"]) {
+        assert_eq!((report["samples"].as_u64(), report["kept"].as_u64()), (Some(3), Some(3)), "{report}");
+        for file in ["00007.tar", "metadata/metadata_00007.parquet", "img_emb/img_emb_00007.npy", "text_emb/text_emb_00007.npy"] {
+            let path = format!("{folder}/{file}");
+            assert!(dir.path().join(&path).is_file(), "{path}");
+        }
+        assert_eq!(report["outputs"]["shard"], format!("{folder}/00007.tar"));
     }
 
     // The tiny file does not fit the default ViT-B/32 sizes: a clear error, nothing written.

@@ -498,7 +498,8 @@ fn the_commands_read_from_and_write_to_a_bucket() {
         ("image_embeddings", "img_emb/img_emb_00000.npy"),
         ("text_embeddings", "text_emb/text_emb_00000.npy"),
     ] {
-        assert_eq!(outputs[file], format!("s3://{BUCKET}/cli/filtered/{key}"));
+        // In a folder named after the shard's own (`pairs`), as the pipeline stage writes.
+        assert_eq!(outputs[file], format!("s3://{BUCKET}/cli/filtered/pairs/{key}"));
         assert!(!object(outputs[file].as_str().unwrap()).as_str().unwrap().is_empty(), "{file}");
     }
 

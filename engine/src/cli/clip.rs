@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use cascade_stages::clip::{filter_shard, ClipDevice, ClipFilter, EmbeddingDtype, FilterOptions, ModelSettings, WeightsSource};
+use cascade_stages::clip::{
+    filter_shard, ClipDevice, ClipFilter, EmbeddingDtype, FilterOptions, ModelSettings, ShardOutputs, WeightsSource,
+};
 use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -18,7 +20,8 @@ pub(crate) struct ClipArgs {
     #[arg(required = true)]
     shards: Vec<PathBuf>,
     /// Where the kept shards, `metadata/`, `img_emb/` and `text_emb/` go: a directory, a
-    /// `file:///` URL or `s3://bucket/prefix`.
+    /// `file:///` URL or `s3://bucket/prefix`; each shard's in a folder named after the shard's
+    /// own folder (`shards/pairs-1/00000.tar` → `<out>/pairs-1/`).
     #[arg(long, short)]
     out: ArtifactLocation,
     /// Hugging Face `CLIPModel` weights: a `model.safetensors` file, or `hf:OWNER/REPO[@REVISION]`
@@ -68,7 +71,8 @@ pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
     for shard in &args.shards {
         bar.set_message(shard.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         let result = store.fetch(shard).map_err(anyhow::Error::from).and_then(|local| {
-            let mut summary = filter_shard(&filter, local.path(), out.path(), &options, |done| bar.set_position(done_before + done))?;
+            let folder = ShardOutputs::folder_for(shard, out.path());
+            let mut summary = filter_shard(&filter, local.path(), &folder, &options, |done| bar.set_position(done_before + done))?;
             summary.input.clone_from(shard);
             summary.publish(&out)?;
             Ok(summary)

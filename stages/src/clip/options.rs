@@ -94,6 +94,24 @@ pub struct ShardOutputs {
 }
 
 impl ShardOutputs {
+    /// The folder under `out_dir` that a shard's outputs go in: one named after the shard's
+    /// own folder (`images/pairs-1/00000.tar` → `out_dir/pairs-1`), so that the equally named
+    /// shards of several folders (the download stage's `00000.tar` of each pair shard) keep
+    /// apart; `out_dir` itself for a shard named without a folder.
+    ///
+    /// ```
+    /// use std::path::Path;
+    /// use cascade_stages::clip::ShardOutputs;
+    ///
+    /// let folder = ShardOutputs::folder_for(Path::new("s3://b/images/pairs-1/00000.tar"), Path::new("out"));
+    /// assert_eq!(folder, Path::new("out/pairs-1"));
+    /// assert_eq!(ShardOutputs::folder_for(Path::new("00000.tar"), Path::new("out")), Path::new("out"));
+    /// ```
+    #[must_use]
+    pub fn folder_for(input: &std::path::Path, out_dir: &std::path::Path) -> std::path::PathBuf {
+        input.parent().and_then(std::path::Path::file_name).map_or_else(|| out_dir.to_owned(), |name| out_dir.join(name))
+    }
+
     /// The output paths for `input` (named after its file stem) under `out_dir`.
     #[must_use]
     pub fn for_input(input: &std::path::Path, out_dir: &std::path::Path) -> Self {

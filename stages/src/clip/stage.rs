@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::device_share::DeviceLease;
 use super::hub::{HubSettings, WeightsSource};
-use super::{filter_shard_in, ClipDevice, ClipError, ClipFilter, EmbeddingDtype, FilterOptions, FilterSummary, ModelSettings};
+use super::{
+    filter_shard_in, ClipDevice, ClipError, ClipFilter, EmbeddingDtype, FilterOptions, FilterSummary, ModelSettings, ShardOutputs,
+};
 use crate::stage::{ArtifactError, ArtifactLocation, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `clip` (stage c of the LAION workflow). Its settings (`[stages.c.settings]`) are its
@@ -276,7 +278,7 @@ fn filter_one(
 ) -> Result<FilterSummary, StageError> {
     let name = input.display().to_string();
     let local = ctx.artifacts().fetch(input)?;
-    let folder = input.parent().and_then(Path::file_name).map_or_else(|| out.path().to_owned(), |n| out.path().join(n));
+    let folder = ShardOutputs::folder_for(input, out.path());
     let mut summary = filter_shard_in(Some(ctx.pool()), filter, local.path(), &folder, options, |done| {
         ctx.progress(&format!("{name}{position}: {done} samples"));
         if ctx.is_cancelled() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
