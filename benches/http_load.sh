@@ -4,6 +4,7 @@
 #
 # Usage: benches/http_load.sh [SECONDS=10] [JOBS=400000]
 #   PG_URL=postgres://postgres@127.0.0.1:5432/test benches/http_load.sh
+#   PG_URL=postgres://postgres@%2Fvar%2Frun%2Fpostgresql/test benches/http_load.sh   (the Unix socket)
 #   BASELINE=/path/to/old/bin ROUNDS=5 WORKERS="8 64" benches/http_load.sh 6 200000
 #   ANALYZE=1 PG_URL=… benches/http_load.sh   (PostgreSQL: VACUUM ANALYZE after loading, as
 #                                              autovacuum does during a long run)
