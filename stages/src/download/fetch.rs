@@ -12,8 +12,8 @@ use reqwest::header::{HeaderMap, USER_AGENT};
 use tokio::sync::Semaphore;
 
 use super::dns::CachingResolver;
-use crate::stage::error::with_causes;
 use super::options::{DownloadOptions, Source};
+use crate::stage::error::with_causes;
 
 /// img2dataset's User-Agent (a desktop Firefox), extended with the token when one is set.
 const BASE_USER_AGENT: &str = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:72.0) Gecko/20100101 Firefox/72.0";
