@@ -437,6 +437,20 @@ fn the_commands_read_from_and_write_to_a_bucket() {
     assert_eq!(reports[0]["output"], format!("s3://{BUCKET}/cli/pairs/cc-whirlwind-CC-MAIN-2024-22.derived.parquet"));
     assert_eq!(reports[0]["summary"]["pairs"], 7, "as from the local file");
     assert!(!object(reports[0]["output"].as_str().unwrap()).as_str().unwrap().is_empty());
+    // An input that is not in the bucket: a clear error, said once.
+    let missing = format!("s3://{BUCKET}/cli/in/none.warc.wat.gz");
+    let dir = process_dir();
+    let failed = Command::new(cascade_binary())
+        .args(["wat", &missing, "--out", &format!("s3://{BUCKET}/cli/pairs")])
+        .current_dir(dir.path())
+        .envs(process_env(&moto, dir.path()))
+        .env("CASCADE_LOG", "warn")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("cascade runs");
+    assert!(!failed.status.success());
+    let message = String::from_utf8_lossy(&failed.stderr);
+    assert!(message.lines().any(|line| line == format!("{missing}: no such object")), "{message}");
 
     let warc = root.join("stages/tests/data/warc/ia-archive-org-2008.warc.gz");
     let urls = archived_images(&warc, 12);

@@ -88,7 +88,7 @@ pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("{}: {e:#}", shard.display()));
+                bar.suspend(|| eprintln!("{}", super::failure_line(shard, &e)));
             }
         }
     }

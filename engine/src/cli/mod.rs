@@ -29,7 +29,7 @@ mod summary;
 mod wat;
 mod worker;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -111,6 +111,13 @@ pub(crate) struct ServerArgs {
 fn parse_stage_arg(raw: &str) -> Result<(String, String), String> {
     let (letter, name) = raw.split_once('=').ok_or_else(|| format!("expected LETTER=NAME, got {raw:?}"))?;
     Ok((letter.trim().to_owned(), name.trim().to_owned()))
+}
+
+/// The line `cascade wat`, `download` and `clip` print for an input that failed: `INPUT: ERROR`
+/// with its causes, or the error alone when it already begins with the input.
+fn failure_line(input: &Path, error: &anyhow::Error) -> String {
+    let (name, message) = (input.display().to_string(), format!("{error:#}"));
+    if message.starts_with(&name) { message } else { format!("{name}: {message}") }
 }
 
 fn humantime_duration(raw: &str) -> Result<Duration, String> {

@@ -72,7 +72,7 @@ pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
             }
             Err(e) => {
                 failures += 1;
-                bar.suspend(|| eprintln!("{}: {e:#}", file.display()));
+                bar.suspend(|| eprintln!("{}", super::failure_line(file, &e)));
             }
         }
     }
