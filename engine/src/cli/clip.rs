@@ -8,7 +8,7 @@ use anyhow::Context;
 use cascade_stages::clip::{
     filter_shard, ClipDevice, ClipFilter, EmbeddingDtype, FilterOptions, ModelSettings, ShardOutputs, WeightsSource,
 };
-use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
+use cascade_stages::stage::ArtifactLocation;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -52,8 +52,7 @@ pub(crate) struct ClipArgs {
 pub(crate) fn run(args: &ClipArgs) -> anyhow::Result<()> {
     let settings =
         ModelSettings { weights: args.weights.clone(), config: args.model_config.clone(), device: args.device };
-    let store = ArtifactStore::open(args.out.clone()).with_context(|| format!("opening {}", args.out))?;
-    let out = OutputDir::at(&args.out).with_context(|| format!("opening {}", args.out))?;
+    let (store, out) = super::open_out(&args.out)?;
     let filter = ClipFilter::load(&settings).with_context(|| format!("loading {}", args.weights))?;
     let options = FilterOptions {
         threshold: args.threshold,

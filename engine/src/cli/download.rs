@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use cascade_stages::download::{Counts, DownloadOptions, DownloadSummary, Downloader, Source};
-use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
+use cascade_stages::stage::ArtifactLocation;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -59,8 +59,7 @@ impl DownloadArgs {
 }
 
 pub(crate) fn run(args: &DownloadArgs) -> anyhow::Result<()> {
-    let store = ArtifactStore::open(args.out.clone()).with_context(|| format!("opening {}", args.out))?;
-    let out = OutputDir::at(&args.out).with_context(|| format!("opening {}", args.out))?;
+    let (store, out) = super::open_out(&args.out)?;
     let downloader = Downloader::new(args.options()?)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.unwrap_or(0))

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use cascade_stages::stage::StageRegistry;
+use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir, StageRegistry};
 
 use crate::config::{Config, Overrides};
 use cascade_tracker::{DatabaseUrl, JobStore, SystemClock};
@@ -111,6 +111,14 @@ pub(crate) struct ServerArgs {
 fn parse_stage_arg(raw: &str) -> Result<(String, String), String> {
     let (letter, name) = raw.split_once('=').ok_or_else(|| format!("expected LETTER=NAME, got {raw:?}"))?;
     Ok((letter.trim().to_owned(), name.trim().to_owned()))
+}
+
+/// The `--out` of `cascade wat`, `download` and `clip`: the store that reads their inputs
+/// (paths or `s3://` URLs) and the directory their outputs are published through.
+fn open_out(location: &ArtifactLocation) -> anyhow::Result<(ArtifactStore, OutputDir)> {
+    let store = ArtifactStore::open(location.clone()).with_context(|| format!("opening {location}"))?;
+    let out = OutputDir::at(location).with_context(|| format!("opening {location}"))?;
+    Ok((store, out))
 }
 
 /// The line `cascade wat`, `download` and `clip` print for an input that failed: `INPUT: ERROR`

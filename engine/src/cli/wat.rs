@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
-use cascade_stages::stage::{ArtifactLocation, ArtifactStore, OutputDir};
+use cascade_stages::stage::ArtifactLocation;
 use cascade_stages::wat::{build_pool, extract_opened_in, FileOutput, WatFilters, WatOptions};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -30,8 +29,7 @@ pub(crate) struct WatArgs {
 }
 
 pub(crate) fn run(args: &WatArgs) -> anyhow::Result<()> {
-    let store = ArtifactStore::open(args.out.clone()).with_context(|| format!("opening {}", args.out))?;
-    let out = OutputDir::at(&args.out).with_context(|| format!("opening {}", args.out))?;
+    let (store, out) = super::open_out(&args.out)?;
     let defaults = WatOptions::default();
     let options = WatOptions {
         threads: args.threads.unwrap_or(defaults.threads),

@@ -11,7 +11,7 @@ use super::hub::{HubSettings, WeightsSource};
 use super::{
     filter_shard_in, ClipDevice, ClipError, ClipFilter, EmbeddingDtype, FilterOptions, FilterSummary, ModelSettings, ShardOutputs,
 };
-use crate::stage::{ArtifactError, ArtifactLocation, OutputDir, Stage, StageContext, StageError};
+use crate::stage::{ArtifactLocation, OutputDir, Stage, StageContext, StageError};
 
 /// Stage `clip` (stage c of the LAION workflow). Its settings (`[stages.c.settings]`) are its
 /// fields; only `weights` is required: a `model.safetensors` path, or `hf:OWNER/REPO[@REVISION]`
@@ -74,14 +74,6 @@ impl ClipStage {
     pub fn with_hub(mut self, hub: HubSettings) -> Self {
         self.hub = Some(hub);
         self
-    }
-
-    /// Where a job's outputs go: `out`, or `clip` in the artifact store.
-    fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
-        match &self.out {
-            Some(location) => OutputDir::at(location),
-            None => ctx.artifacts().output("clip"),
-        }
     }
 }
 
@@ -231,7 +223,7 @@ impl Stage for ClipStage {
     type Output = ClipOutput;
 
     fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        self.output(ctx).map_err(StageError::fatal)?;
+        ctx.artifacts().output_or(self.out.as_ref(), "clip").map_err(StageError::fatal)?;
         if self.loaded.is_none() {
             let lease = DeviceLease::take(self.device.devices());
             let settings = ModelSettings { weights: self.weights.clone(), config: self.config.clone(), device: lease.device() };
@@ -245,7 +237,7 @@ impl Stage for ClipStage {
         let Some((filter, _)) = &self.loaded else {
             return Err(StageError::fatal("the clip stage was not opened"));
         };
-        let out = self.output(ctx)?;
+        let out = ctx.artifacts().output_or(self.out.as_ref(), "clip")?;
         let options = FilterOptions { threshold: self.threshold, batch_size: self.batch_size, threads: 0, embeddings: self.embeddings };
         let shards = match input {
             ShardInput::Path(path) | ShardInput::Described { shard: path } => {

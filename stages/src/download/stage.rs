@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 use serde::Deserialize;
 
 use super::{DownloadError, DownloadOptions, DownloadSummary, Downloader, PairShardInput};
-use crate::stage::{ArtifactError, OutputDir, Stage, StageContext, StageError};
+use crate::stage::{Stage, StageContext, StageError};
 
 /// Stage `download` (stage b of the LAION workflow). Its settings (`[stages.b.settings]`) are
 /// [`DownloadOptions`]; each worker keeps one HTTP client (and, for WARC sources, one replay
@@ -42,14 +42,6 @@ impl DownloadStage {
     pub fn options(&self) -> &DownloadOptions {
         &self.options
     }
-
-    /// Where a job's shards go: `out`, or `download` in the artifact store.
-    fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
-        match &self.options.out {
-            Some(location) => OutputDir::at(location),
-            None => ctx.artifacts().output("download"),
-        }
-    }
 }
 
 impl Stage for DownloadStage {
@@ -57,7 +49,7 @@ impl Stage for DownloadStage {
     type Output = DownloadSummary;
 
     fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        self.output(ctx).map_err(StageError::fatal)?;
+        ctx.artifacts().output_or(self.options.out.as_ref(), "download").map_err(StageError::fatal)?;
         if self.downloader.is_none() {
             self.downloader = Some(Downloader::new(self.options.clone()).map_err(StageError::fatal)?);
         }
@@ -68,7 +60,7 @@ impl Stage for DownloadStage {
         let Some(downloader) = &self.downloader else {
             return Err(StageError::fatal("the download stage was not opened"));
         };
-        let out = self.output(ctx)?;
+        let out = ctx.artifacts().output_or(self.options.out.as_ref(), "download")?;
         let local = ctx.artifacts().fetch(input.path())?;
         Downloader::restore_finished(&out, local.path())?;
         let name = input.path().display().to_string();

@@ -280,6 +280,18 @@ impl ArtifactStore {
         OutputDir::new(&self.location.child(folder))
     }
 
+    /// A stage's output directory: `out` when its settings name one (see [`OutputDir::at`]),
+    /// otherwise `folder` in this store (see [`output`](Self::output)).
+    ///
+    /// # Errors
+    /// As [`OutputDir::at`] and [`output`](Self::output).
+    pub fn output_or(&self, out: Option<&ArtifactLocation>, folder: &str) -> Result<OutputDir, ArtifactError> {
+        match out {
+            Some(location) => OutputDir::at(location),
+            None => self.output(folder),
+        }
+    }
+
     /// A local file with the content of `reference`: for an `s3://bucket/key` URL (of any
     /// bucket the credentials can read), a copy streamed into a temporary directory under the
     /// object's file name; for anything else (a path, an `http(s)://` URL a stage opens itself)

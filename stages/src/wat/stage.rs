@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::{extract_opened_in, FileOutput, WatError, WatFilters, WatOptions};
-use crate::stage::{ArtifactError, ArtifactLocation, OutputDir, Stage, StageContext, StageError};
+use crate::stage::{ArtifactLocation, Stage, StageContext, StageError};
 
 /// Stage `wat` (stage a of the LAION workflow). Its settings (`[stages.a.settings]`, all
 /// optional) are its fields; parsing runs on the stage's rayon pool.
@@ -43,14 +43,6 @@ impl WatStage {
             filters: if self.laion5b { WatFilters::laion5b() } else { self.filters.clone() },
         }
     }
-
-    /// Where a job's shard goes: `out`, or `wat` in the artifact store.
-    fn output(&self, ctx: &StageContext) -> Result<OutputDir, ArtifactError> {
-        match &self.out {
-            Some(location) => OutputDir::at(location),
-            None => ctx.artifacts().output("wat"),
-        }
-    }
 }
 
 impl Stage for WatStage {
@@ -58,11 +50,11 @@ impl Stage for WatStage {
     type Output = FileOutput;
 
     fn open(&mut self, ctx: &StageContext) -> Result<(), StageError> {
-        self.output(ctx).map(drop).map_err(StageError::fatal)
+        ctx.artifacts().output_or(self.out.as_ref(), "wat").map(drop).map_err(StageError::fatal)
     }
 
     fn process(&mut self, input: PathBuf, ctx: &StageContext) -> Result<FileOutput, StageError> {
-        let out = self.output(ctx)?;
+        let out = ctx.artifacts().output_or(self.out.as_ref(), "wat")?;
         let name = input.display().to_string();
         let progress = |done: u64, total: u64| {
             ctx.progress(&format!("{name}: {:.0}%", done as f64 * 100.0 / total.max(1) as f64));
