@@ -25,6 +25,10 @@
 //! lease operations lock a job before its worker, and the batch's leaderboard credits are
 //! written last, in nickname order, so concurrent batches wait for each other but do not
 //! deadlock.
+//!
+//! On PostgreSQL the steps of the workers' lease cycle (claims, progress, completions: most of
+//! the writes under load) are data rather than closures ([`Combine`]): a batch runs all of them
+//! together in a few statements that each cover every one, after its other operations.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
@@ -43,8 +47,51 @@ const MAX_BATCH: usize = 512;
 /// Operations that may wait for the writer before callers block.
 const QUEUE_CAPACITY: usize = 4096;
 
-/// An operation waiting for the writer, type-erased.
-trait PendingWrite: Send {
+/// Operations of one kind that a PostgreSQL batch runs together: a few statements that each
+/// cover all of them, instead of a few statements for each one. Every statement costs a round
+/// trip and a query the server plans and starts, which under load is most of PostgreSQL's work
+/// per operation. SQLite, whose statements cost neither, runs each alone.
+pub(crate) trait Combine: Send + Sized + 'static {
+    /// What one operation answers.
+    type Answer: Send + 'static;
+
+    /// Runs one operation in the open transaction, as any other write (see [`WriteTx`]).
+    fn run_alone(self, tx: &mut WriteTx<'_>) -> Result<Self::Answer, TrackerError>;
+
+    /// Runs `ops` together in the open transaction, after the batch's other operations, and
+    /// says for each one (in order) either its outcome or that it must run alone (after this).
+    /// An operation given an error here must have written nothing; `Err` fails the batch.
+    fn run_together(tx: &mut WriteTx<'_>, ops: Vec<Self>) -> Result<Vec<Together<Self>>, TrackerError>;
+}
+
+/// What [`Combine::run_together`] did with one operation.
+pub(crate) enum Together<C: Combine> {
+    /// Its outcome (an error wrote nothing).
+    Settled(Result<C::Answer, TrackerError>),
+    /// It must run alone.
+    Alone(C),
+}
+
+/// The [`Combine`] of writers that combine nothing (tests of the group commit itself).
+#[cfg(test)]
+pub(crate) enum Uncombined {}
+
+#[cfg(test)]
+impl Combine for Uncombined {
+    type Answer = ();
+
+    fn run_alone(self, _: &mut WriteTx<'_>) -> Result<(), TrackerError> {
+        match self {}
+    }
+
+    fn run_together(_: &mut WriteTx<'_>, ops: Vec<Self>) -> Result<Vec<Together<Self>>, TrackerError> {
+        Ok(ops.into_iter().map(|op| match op {}).collect())
+    }
+}
+
+/// An operation waiting for the writer, type-erased; `C` is the kind a PostgreSQL batch runs
+/// together.
+trait PendingWrite<C: Combine>: Send {
     /// Runs the operation inside the open transaction, shared with other operations, adding its
     /// appends to `appends` when it succeeds; `Err` means the batch must be rolled back (the
     /// operation panicked, failed part-way without a savepoint, or its savepoint could not be
@@ -53,8 +100,57 @@ trait PendingWrite: Send {
     /// Runs the operation directly in the open transaction (it is alone in its batch, so the
     /// caller rolls the transaction back if it failed); returns whether it succeeded.
     fn run_alone(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<bool, Panicked>;
+    /// The operation's place, when it is one a batch can run together with others.
+    fn combined(&mut self) -> Option<&mut CombinedSlot<C>> {
+        None
+    }
     /// Delivers the outcome once the batch is committed (or failed with `batch_error`).
     fn finish(self: Box<Self>, batch_error: Option<&BatchError>);
+}
+
+/// Runs `operation` in the transaction it shares with the rest of its batch, inside a savepoint
+/// when it asks for one (see [`WriteTx`]), keeping its appends when it succeeds. Returns its
+/// outcome; `Err` when the batch must be rolled back.
+fn run_shared<T>(
+    conn: &mut DbConnection,
+    appends: &mut Appends,
+    operation: impl FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError>,
+) -> Result<Result<T, TrackerError>, BatchFailure> {
+    let mut tx = WriteTx::new(conn, appends, Undo::Savepoint);
+    let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| BatchFailure::Panicked)?;
+    let (protected, own) = tx.finish();
+    let closed = match (&outcome, protected) {
+        (Ok(_), true) => cached_sql!("RELEASE cascade_write").execute(conn).map(drop),
+        (Err(_), true) => cached_sql!("ROLLBACK TO cascade_write")
+            .execute(conn)
+            .and_then(|_| cached_sql!("RELEASE cascade_write").execute(conn))
+            .map(drop),
+        (Ok(_), false) => Ok(()),
+        // A refusal before any write left nothing behind; anything else may have.
+        (Err(error), false) if error.is_refusal() => Ok(()),
+        (Err(error), false) => return Err(BatchFailure::Failed(BatchError::new("a write failed part-way: ", error))),
+    };
+    closed.map_err(|e| BatchFailure::Failed(BatchError::new("cannot close a write's savepoint: ", &e.into())))?;
+    if outcome.is_ok() {
+        keep(appends, own);
+    }
+    Ok(outcome)
+}
+
+/// Runs `operation` directly in the open transaction, alone in its batch (the caller rolls the
+/// transaction back if it failed), keeping its appends when it succeeds.
+fn run_lone<T>(
+    conn: &mut DbConnection,
+    appends: &mut Appends,
+    operation: impl FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError>,
+) -> Result<Result<T, TrackerError>, Panicked> {
+    let mut tx = WriteTx::new(conn, appends, Undo::Transaction);
+    let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| Panicked)?;
+    let (_, own) = tx.finish();
+    if outcome.is_ok() {
+        keep(appends, own);
+    }
+    Ok(outcome)
 }
 
 struct Pending<T, F> {
@@ -79,65 +175,89 @@ impl<T> Reply<T> {
             Self::Async(reply) => drop(reply.send(outcome)),
         }
     }
+
+    /// Delivers the outcome of an operation of a batch: its own once the batch committed, else
+    /// the batch's error.
+    fn deliver(self, outcome: Option<Result<T, TrackerError>>, batch_error: Option<&BatchError>) {
+        self.send(match (batch_error, outcome) {
+            (None, Some(outcome)) => outcome,
+            (Some(error), _) => Err(error.to_tracker_error()),
+            (None, None) => Err(TrackerError::Commit("the operation did not run".to_owned())),
+        });
+    }
 }
 
-impl<T, F> PendingWrite for Pending<T, F>
+impl<C, T, F> PendingWrite<C> for Pending<T, F>
 where
+    C: Combine,
     T: Send,
     F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send,
 {
     fn run(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure> {
         let Some(operation) = self.operation.take() else { return Ok(()) };
-        let mut tx = WriteTx::new(conn, appends, Undo::Savepoint);
-        let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| BatchFailure::Panicked)?;
-        let (protected, own) = tx.finish();
-        let closed = match (&outcome, protected) {
-            (Ok(_), true) => cached_sql!("RELEASE cascade_write").execute(conn).map(drop),
-            (Err(_), true) => cached_sql!("ROLLBACK TO cascade_write")
-                .execute(conn)
-                .and_then(|_| cached_sql!("RELEASE cascade_write").execute(conn))
-                .map(drop),
-            (Ok(_), false) => Ok(()),
-            // A refusal before any write left nothing behind; anything else may have.
-            (Err(error), false) if error.is_refusal() => Ok(()),
-            (Err(error), false) => return Err(BatchFailure::Failed(BatchError::new("a write failed part-way: ", error))),
-        };
-        closed.map_err(|e| BatchFailure::Failed(BatchError::new("cannot close a write's savepoint: ", &e.into())))?;
-        if outcome.is_ok() {
-            keep(appends, own);
-        }
-        self.outcome = Some(outcome);
+        self.outcome = Some(run_shared(conn, appends, operation)?);
         Ok(())
     }
 
     fn run_alone(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<bool, Panicked> {
         let Some(operation) = self.operation.take() else { return Ok(true) };
-        let mut tx = WriteTx::new(conn, appends, Undo::Transaction);
-        let outcome = catch_unwind(AssertUnwindSafe(|| operation(&mut tx))).map_err(|_| Panicked)?;
-        let (_, own) = tx.finish();
+        let outcome = run_lone(conn, appends, operation)?;
         let succeeded = outcome.is_ok();
-        if succeeded {
-            keep(appends, own);
-        }
         self.outcome = Some(outcome);
         Ok(succeeded)
     }
 
     fn finish(self: Box<Self>, batch_error: Option<&BatchError>) {
-        let outcome = match (batch_error, self.outcome) {
-            (None, Some(outcome)) => outcome,
-            (Some(error), _) => Err(error.to_tracker_error()),
-            (None, None) => Err(TrackerError::Commit("the operation did not run".to_owned())),
-        };
-        self.reply.send(outcome);
+        self.reply.deliver(self.outcome, batch_error);
+    }
+}
+
+/// An operation a batch can run together with others of its kind, and then its outcome.
+pub(crate) struct CombinedSlot<C: Combine> {
+    operation: Option<C>,
+    outcome: Option<Result<C::Answer, TrackerError>>,
+}
+
+/// A [`Combine`] operation waiting for the writer.
+struct PendingCombined<C: Combine> {
+    slot: CombinedSlot<C>,
+    reply: Reply<C::Answer>,
+}
+
+impl<C: Combine> PendingWrite<C> for PendingCombined<C> {
+    fn run(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<(), BatchFailure> {
+        let Some(operation) = self.slot.operation.take() else { return Ok(()) };
+        self.slot.outcome = Some(run_shared(conn, appends, |tx| operation.run_alone(tx))?);
+        Ok(())
+    }
+
+    fn run_alone(&mut self, conn: &mut DbConnection, appends: &mut Appends) -> Result<bool, Panicked> {
+        let Some(operation) = self.slot.operation.take() else { return Ok(true) };
+        let outcome = run_lone(conn, appends, |tx| operation.run_alone(tx))?;
+        let succeeded = outcome.is_ok();
+        self.slot.outcome = Some(outcome);
+        Ok(succeeded)
+    }
+
+    fn combined(&mut self) -> Option<&mut CombinedSlot<C>> {
+        Some(&mut self.slot)
+    }
+
+    fn finish(self: Box<Self>, batch_error: Option<&BatchError>) {
+        self.reply.deliver(self.slot.outcome, batch_error);
     }
 }
 
 /// A handle to the writers; cheap to clone. The writer threads end when every handle is gone.
-#[derive(Clone)]
-pub(crate) struct GroupCommitWriter {
-    queue: Sender<Box<dyn PendingWrite>>,
+pub(crate) struct GroupCommitWriter<C: Combine> {
+    queue: Sender<Box<dyn PendingWrite<C>>>,
     connections: Arc<Connections>,
+}
+
+impl<C: Combine> Clone for GroupCommitWriter<C> {
+    fn clone(&self) -> Self {
+        Self { queue: self.queue.clone(), connections: Arc::clone(&self.connections) }
+    }
 }
 
 /// Opens the SQLite write connection.
@@ -158,7 +278,7 @@ fn lock(conn: &Mutex<DbConnection>) -> MutexGuard<'_, DbConnection> {
     conn.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl GroupCommitWriter {
+impl<C: Combine> GroupCommitWriter<C> {
     /// Starts the SQLite writer thread on a connection opened by `connect` (used again to
     /// replace the connection after an operation panicked).
     pub(crate) fn start_single(
@@ -184,7 +304,7 @@ impl GroupCommitWriter {
             let (connections, operations) = (Arc::clone(&connections), operations.clone());
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || write_loop(&connections, &operations))
+                .spawn(move || write_loop::<C>(&connections, &operations))
                 .map_err(|e| TrackerError::Commit(format!("cannot start a writer thread: {e}")))?;
         }
         Ok(Self { queue, connections })
@@ -198,12 +318,25 @@ impl GroupCommitWriter {
     {
         let (reply, answer) = bounded(1);
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Blocking(reply) });
+        self.submit(pending, &answer)
+    }
+
+    /// Runs `operation` in the next batch, together with the other operations of its kind on
+    /// PostgreSQL (see [`Combine`]), and returns its outcome after the batch commits.
+    pub(crate) fn write_combined(&self, operation: C) -> Result<C::Answer, TrackerError> {
+        let (reply, answer) = bounded(1);
+        let slot = CombinedSlot { operation: Some(operation), outcome: None };
+        self.submit(Box::new(PendingCombined { slot, reply: Reply::Blocking(reply) }), &answer)
+    }
+
+    /// Queues `pending` (on SQLite with an idle writer, runs it here) and waits for `answer`.
+    fn submit<T>(&self, pending: Box<dyn PendingWrite<C>>, answer: &Receiver<Result<T, TrackerError>>) -> Result<T, TrackerError> {
         if let Connections::Single { conn, connect } = &*self.connections {
             if self.queue.is_empty() {
                 match conn.try_lock() {
-                    Ok(mut conn) => return run_here(&mut conn, connect, pending, &answer),
+                    Ok(mut conn) => return run_here(&mut conn, connect, pending, answer),
                     Err(TryLockError::Poisoned(poisoned)) => {
-                        return run_here(&mut poisoned.into_inner(), connect, pending, &answer)
+                        return run_here(&mut poisoned.into_inner(), connect, pending, answer)
                     }
                     Err(TryLockError::WouldBlock) => {}
                 }
@@ -227,8 +360,24 @@ impl GroupCommitWriter {
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let pending: Box<dyn PendingWrite> =
-            Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Async(reply) });
+        let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Async(reply) });
+        self.submit_async(pending, answer).await
+    }
+
+    /// [`write_combined`](Self::write_combined) for async callers, as
+    /// [`write_async`](Self::write_async).
+    pub(crate) async fn write_combined_async(&self, operation: C) -> Result<C::Answer, TrackerError> {
+        let (reply, answer) = oneshot::channel();
+        let slot = CombinedSlot { operation: Some(operation), outcome: None };
+        self.submit_async(Box::new(PendingCombined { slot, reply: Reply::Async(reply) }), answer).await
+    }
+
+    /// Queues `pending` without blocking the caller's executor thread and awaits `answer`.
+    async fn submit_async<T>(
+        &self,
+        pending: Box<dyn PendingWrite<C>>,
+        answer: oneshot::Receiver<Result<T, TrackerError>>,
+    ) -> Result<T, TrackerError> {
         let stopped = || TrackerError::Commit("the writer threads have stopped".to_owned());
         match self.queue.try_send(pending) {
             Ok(()) => {}
@@ -248,10 +397,10 @@ impl GroupCommitWriter {
 }
 
 /// Runs one operation as a batch of its own on the caller's thread and returns its outcome.
-fn run_here<T>(
+fn run_here<C: Combine, T>(
     conn: &mut DbConnection,
     connect: &Connect,
-    pending: Box<dyn PendingWrite>,
+    pending: Box<dyn PendingWrite<C>>,
     answer: &Receiver<Result<T, TrackerError>>,
 ) -> Result<T, TrackerError> {
     commit_batch(conn, Some(connect), vec![pending]);
@@ -261,7 +410,7 @@ fn run_here<T>(
 }
 
 /// A writer thread: takes what is queued, up to [`MAX_BATCH`] operations, and commits it.
-fn write_loop(connections: &Connections, operations: &Receiver<Box<dyn PendingWrite>>) {
+fn write_loop<C: Combine>(connections: &Connections, operations: &Receiver<Box<dyn PendingWrite<C>>>) {
     while let Ok(first) = operations.recv() {
         let mut batch = vec![first];
         batch.extend(operations.try_iter().take(MAX_BATCH - 1));
@@ -274,8 +423,8 @@ fn write_loop(connections: &Connections, operations: &Receiver<Box<dyn PendingWr
 
 /// Runs `batch` in one transaction and delivers every outcome; after an operation panicked,
 /// replaces the connection with one from `connect`.
-fn commit_batch(conn: &mut DbConnection, connect: Option<&Connect>, mut batch: Vec<Box<dyn PendingWrite>>) {
-    let outcome = begin(conn).and_then(|()| run_begun(conn, &mut batch));
+fn commit_batch<C: Combine>(conn: &mut DbConnection, connect: Option<&Connect>, mut batch: Vec<Box<dyn PendingWrite<C>>>) {
+    let outcome = begin(conn).and_then(|()| run_begun(conn, &mut batch, false));
     if deliver(batch, outcome) {
         match connect.map(|connect| connect()) {
             Some(Ok(fresh)) => *conn = fresh,
@@ -290,7 +439,7 @@ fn commit_batch(conn: &mut DbConnection, connect: Option<&Connect>, mut batch: V
 /// it was opened) has run nothing of the batch: it leaves the pool (diesel marks a closed
 /// connection broken) and the batch moves to the next one, so after a database restart no
 /// batch fails for a stale connection while a live one can be had.
-fn commit_pooled(pool: &Pool<ConnectionManager<DbConnection>>, mut batch: Vec<Box<dyn PendingWrite>>) {
+fn commit_pooled<C: Combine>(pool: &Pool<ConnectionManager<DbConnection>>, mut batch: Vec<Box<dyn PendingWrite<C>>>) {
     let mut failure = None;
     for _ in 0..=pool.max_size() {
         let mut conn = match pool.get() {
@@ -302,7 +451,7 @@ fn commit_pooled(pool: &Pool<ConnectionManager<DbConnection>>, mut batch: Vec<Bo
         };
         match begin(&mut conn) {
             Ok(()) => {
-                let outcome = run_begun(&mut conn, &mut batch);
+                let outcome = run_begun(&mut conn, &mut batch, true);
                 deliver(batch, outcome);
                 return;
             }
@@ -320,7 +469,7 @@ fn commit_pooled(pool: &Pool<ConnectionManager<DbConnection>>, mut batch: Vec<Bo
 
 /// Delivers every outcome of `batch` (`outcome` is the batch's own); returns whether an
 /// operation panicked, after which the connection should be replaced.
-fn deliver(batch: Vec<Box<dyn PendingWrite>>, outcome: Result<(), BatchFailure>) -> bool {
+fn deliver<C: Combine>(batch: Vec<Box<dyn PendingWrite<C>>>, outcome: Result<(), BatchFailure>) -> bool {
     match outcome {
         Ok(()) => batch.into_iter().for_each(|op| op.finish(None)),
         Err(BatchFailure::Failed(error)) => {
@@ -407,10 +556,26 @@ fn rollback(conn: &mut DbConnection) -> Result<(), BatchFailure> {
 }
 
 /// Runs `batch` in the transaction just begun on `conn` and commits it (or rolls it back).
-fn run_begun(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Result<(), BatchFailure> {
+/// With `combine` (PostgreSQL), the batch's [`Combine`] operations run together, after the
+/// others.
+fn run_begun<C: Combine>(
+    conn: &mut DbConnection,
+    batch: &mut [Box<dyn PendingWrite<C>>],
+    combine: bool,
+) -> Result<(), BatchFailure> {
     let mut appends = Appends::default();
+    // Taken out first: the loop below then passes over them.
+    let combined: Vec<(usize, C)> = if combine {
+        batch
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(at, op)| Some((at, op.combined()?.operation.take()?)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // A lone operation needs no savepoint: if it fails, the whole transaction is rolled back.
-    if let [op] = batch {
+    if let ([op], true) = (&mut *batch, combined.is_empty()) {
         return match op.run_alone(conn, &mut appends) {
             Ok(true) => write_appends_and_commit(conn, &mut appends),
             Ok(false) => rollback(conn),
@@ -420,13 +585,45 @@ fn run_begun(conn: &mut DbConnection, batch: &mut [Box<dyn PendingWrite>]) -> Re
             }
         };
     }
-    for op in batch.iter_mut() {
-        if let Err(failure) = op.run(conn, &mut appends) {
-            let _ = rollback(conn);
-            return Err(failure);
-        }
+    let outcome = batch
+        .iter_mut()
+        .try_for_each(|op| op.run(conn, &mut appends))
+        .and_then(|()| run_together(conn, &mut appends, batch, combined));
+    if let Err(failure) = outcome {
+        let _ = rollback(conn);
+        return Err(failure);
     }
     write_appends_and_commit(conn, &mut appends)
+}
+
+/// Runs the `combined` operations taken out of `batch` together, settling their outcomes in
+/// their slots, then those that must run alone, each as any other operation.
+fn run_together<C: Combine>(
+    conn: &mut DbConnection,
+    appends: &mut Appends,
+    batch: &mut [Box<dyn PendingWrite<C>>],
+    combined: Vec<(usize, C)>,
+) -> Result<(), BatchFailure> {
+    if combined.is_empty() {
+        return Ok(());
+    }
+    let (places, operations): (Vec<usize>, Vec<C>) = combined.into_iter().unzip();
+    let together = run_shared(conn, appends, |tx| C::run_together(tx, operations))?
+        .map_err(|error| BatchFailure::Failed(BatchError::new("", &error)))?;
+    if together.len() != places.len() {
+        return Err(BatchFailure::Failed(BatchError::Commit("operations run together went unanswered".to_owned())));
+    }
+    for (at, done) in places.into_iter().zip(together) {
+        let Some(slot) = batch[at].combined() else { continue };
+        match done {
+            Together::Settled(outcome) => slot.outcome = Some(outcome),
+            Together::Alone(operation) => {
+                slot.operation = Some(operation);
+                batch[at].run(conn, appends)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the batch's history events and leaderboard credits, then commits.
@@ -439,6 +636,25 @@ fn write_appends_and_commit(conn: &mut DbConnection, appends: &mut Appends) -> R
         let _ = rollback(conn);
         BatchFailure::Failed(BatchError::new("", &e.into()))
     })
+}
+
+/// Commits `ops` on `conn` as one PostgreSQL batch does, run together, and returns their
+/// outcomes (tests of [`Combine`] implementations).
+#[cfg(test)]
+pub(crate) fn commit_together<C: Combine>(conn: &mut DbConnection, ops: Vec<C>) -> Vec<Result<C::Answer, TrackerError>> {
+    let (mut batch, mut answers): (Vec<Box<dyn PendingWrite<C>>>, Vec<_>) = (Vec::new(), Vec::new());
+    for operation in ops {
+        let (reply, answer) = bounded(1);
+        let slot = CombinedSlot { operation: Some(operation), outcome: None };
+        batch.push(Box::new(PendingCombined { slot, reply: Reply::Blocking(reply) }));
+        answers.push(answer);
+    }
+    let outcome = begin(conn).and_then(|()| run_begun(conn, &mut batch, true));
+    deliver(batch, outcome);
+    answers
+        .iter()
+        .map(|answer| answer.try_recv().unwrap_or_else(|_| Err(TrackerError::Commit("no answer".to_owned()))))
+        .collect()
 }
 
 #[cfg(test)]
@@ -500,7 +716,7 @@ mod tests {
         let mut conn = connect().unwrap();
         conn.batch_execute("CREATE TABLE t (v BIGINT NOT NULL)").unwrap();
         let mut answers = Vec::new();
-        let mut batch: Vec<Box<dyn PendingWrite>> = Vec::new();
+        let mut batch: Vec<Box<dyn PendingWrite<Uncombined>>> = Vec::new();
         for (v, fail) in [(1, false), (2, true), (3, false), (4, true), (5, false)] {
             let (reply, answer) = bounded(1);
             batch.push(Box::new(Pending { operation: Some(insert(v, fail)), outcome: None, reply: Reply::Blocking(reply) }));
@@ -516,7 +732,7 @@ mod tests {
         let pending = Box::new(Pending { operation: Some(insert(6, false)), outcome: None, reply: Reply::Blocking(reply) });
         let (reply2, answer2) = bounded(1);
         let failing = Box::new(Pending { operation: Some(insert(7, true)), outcome: None, reply: Reply::Blocking(reply2) });
-        commit_batch(&mut conn, Some(connect), vec![pending, failing]);
+        commit_batch::<Uncombined>(&mut conn, Some(connect), vec![pending, failing]);
         assert_eq!(answer.try_recv().unwrap().unwrap(), 6);
         assert!(answer2.try_recv().unwrap().is_err());
         let rows: Vec<Value> = cached_sql!("SELECT v FROM t ORDER BY v").load(&mut conn).unwrap();
@@ -533,7 +749,7 @@ mod tests {
         ops: Vec<TestOp>,
     ) -> Vec<Result<i64, TrackerError>> {
         let mut answers = Vec::new();
-        let mut batch: Vec<Box<dyn PendingWrite>> = Vec::new();
+        let mut batch: Vec<Box<dyn PendingWrite<Uncombined>>> = Vec::new();
         for op in ops {
             let (reply, answer) = bounded(1);
             batch.push(Box::new(Pending { operation: Some(op), outcome: None, reply: Reply::Blocking(reply) }));
@@ -703,7 +919,7 @@ mod tests {
         }
         let (reply, answer) = bounded(1);
         let pending = Box::new(Pending { operation: Some(insert(1, false)), outcome: None, reply: Reply::Blocking(reply) });
-        commit_pooled(&pool, vec![pending]);
+        commit_pooled::<Uncombined>(&pool, vec![pending]);
         assert_eq!(answer.try_recv().unwrap().unwrap(), 1);
         let rows: Vec<Value> = cached_sql!("SELECT v FROM t").load(&mut admin).unwrap();
         assert_eq!(rows.len(), 1);

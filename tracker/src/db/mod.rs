@@ -25,9 +25,13 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::checkpoint::Checkpointer;
 use self::group_commit::GroupCommitWriter;
+pub(crate) use self::group_commit::{Combine, Together};
+#[cfg(test)]
+pub(crate) use self::group_commit::commit_together;
 pub(crate) use self::statement::{cached_sql, CachedSql};
 pub(crate) use self::write_tx::WriteTx;
 use crate::error::TrackerError;
+use crate::store::LeaseCycle;
 
 /// A connection to either supported database.
 #[derive(diesel::MultiConnection)]
@@ -107,7 +111,7 @@ pub(crate) type Conn = PooledConnection<ConnectionManager<DbConnection>>;
 /// connections from it too.
 #[derive(Clone)]
 pub(crate) struct Pools {
-    writer: GroupCommitWriter,
+    writer: GroupCommitWriter<LeaseCycle>,
     reader: Pool<ConnectionManager<DbConnection>>,
     sqlite: bool,
     /// SQLite's background checkpoints, running while any clone of the pools lives.
@@ -218,6 +222,17 @@ impl Pools {
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         self.writer.write_async(f).await
+    }
+
+    /// Runs a step of a worker's lease cycle in the next group commit, on PostgreSQL together
+    /// with the other such steps of the batch (see [`Combine`]).
+    pub(crate) fn write_cycle(&self, step: LeaseCycle) -> Result<<LeaseCycle as Combine>::Answer, TrackerError> {
+        self.writer.write_combined(step)
+    }
+
+    /// [`write_cycle`](Self::write_cycle) for async callers, as [`write_async`](Self::write_async).
+    pub(crate) async fn write_cycle_async(&self, step: LeaseCycle) -> Result<<LeaseCycle as Combine>::Answer, TrackerError> {
+        self.writer.write_combined_async(step).await
     }
 
     /// Runs `f` on a connection from the read pool (outside any explicit transaction).

@@ -445,7 +445,7 @@ statements! {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use diesel::connection::SimpleConnection;
     use diesel::sql_types::Text;
     use diesel::{Connection, PgConnection, QueryableByName, RunQueryDsl};
@@ -459,6 +459,20 @@ mod tests {
     struct PlanLine {
         #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
         line: String,
+    }
+
+    /// The plans PostgreSQL makes for `execute` (an `EXECUTE` of a prepared statement), with the
+    /// mode of each: both the plan made for the values at hand and the generic plan PostgreSQL
+    /// switches to after a few runs of a prepared statement.
+    pub(crate) fn plans(conn: &mut PgConnection, execute: &str) -> Vec<(&'static str, Vec<String>)> {
+        ["force_custom_plan", "force_generic_plan"]
+            .into_iter()
+            .map(|mode| {
+                conn.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
+                let plan: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN {execute}")).load(conn).unwrap();
+                (mode, plan.into_iter().map(|line| line.line).collect())
+            })
+            .collect()
     }
 
     /// A statement's PostgreSQL text with `$1`, `$2`, … in place of its `?` markers.
@@ -497,16 +511,8 @@ mod tests {
             numbered(claim)
         ))
         .unwrap();
-        // Both the plans made for the values at hand and the generic plan PostgreSQL switches
-        // to after a few runs of a prepared statement.
-        for mode in ["force_custom_plan", "force_generic_plan"] {
-            conn.batch_execute(&format!("SET plan_cache_mode = {mode}")).unwrap();
-            let plan: Vec<PlanLine> = diesel::sql_query(
-                "EXPLAIN EXECUTE claim (5, 5, 'worker', 5, 5, 100, 5, 1, 'a', 'a', 1, 'a')",
-            )
-            .load(&mut conn)
-            .unwrap();
-            let plan: Vec<String> = plan.into_iter().map(|line| line.line).collect();
+        let super::DbConnection::Pg(pg) = &mut conn else { unreachable!("a PostgreSQL connection") };
+        for (mode, plan) in plans(pg, "EXECUTE claim (5, 5, 'worker', 5, 5, 100, 5, 1, 'a', 'a', 1, 'a')") {
             assert!(
                 plan.iter().any(|line| line.contains("Index Scan using jobs_by_stage_state on jobs")),
                 "{mode}: the search walks the (stage, state, id) index:\n{}",

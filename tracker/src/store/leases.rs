@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::workers::{heartbeat_due, load_worker, touch, truncate};
+use super::cycles::{CycleStep, LeaseCycle};
 use super::{event, JobStore};
 use crate::config::StoreConfig;
 use crate::db::statements::{self, CandidateRow, UnixMs, WorkerLease};
@@ -141,14 +142,14 @@ fn set_held(
 }
 
 /// The progress text of a worker that has just been handed a job.
-const PROGRESS_CLAIMED: &str = "Received new job";
+pub(super) const PROGRESS_CLAIMED: &str = "Received new job";
 /// The progress text of a worker that has just completed its job.
-const PROGRESS_COMPLETED: &str = "Completed Job";
+pub(super) const PROGRESS_COMPLETED: &str = "Completed Job";
 
 /// The worker's held lease, or the error the protocol expects when it has none. With
 /// `expected` (the lease the caller believes it holds), any other lease is a lost one: an
 /// outcome sent again after its answer was lost cannot act on the worker's next lease.
-fn held_lease(worker: &WorkerLease, expected: Option<HeldLease>) -> Result<(JobId, LeaseEpoch), TrackerError> {
+pub(super) fn held_lease(worker: &WorkerLease, expected: Option<HeldLease>) -> Result<(JobId, LeaseEpoch), TrackerError> {
     let (job, lease) = match (worker.job_id, worker.lease_token) {
         (Some(job), Some(lease)) => (JobId(job), LeaseEpoch(lease)),
         _ => return Err(TrackerError::NoJobHeld),
@@ -161,14 +162,14 @@ fn held_lease(worker: &WorkerLease, expected: Option<HeldLease>) -> Result<(JobI
     }
 }
 
-fn worker_stage(worker: &WorkerLease) -> Result<StageId, TrackerError> {
+pub(super) fn worker_stage(worker: &WorkerLease) -> Result<StageId, TrackerError> {
     worker.stage.parse()
 }
 
 /// What one claim's search did.
-struct ClaimResult {
+pub(super) struct ClaimResult {
     /// The job leased, if any.
-    claimed: Option<ClaimedJob>,
+    pub(super) claimed: Option<ClaimedJob>,
     /// Jobs failed on the way because they had used up their attempts (written even when
     /// nothing was claimed).
     exhausted: usize,
@@ -180,7 +181,7 @@ struct ClaimResult {
 /// then nothing was written unless jobs were failed. The worker must hold nothing
 /// (`reopen_held` or a completion came first); the caller points the worker at the job
 /// ([`set_held`]).
-fn claim_in(
+pub(super) fn claim_in(
     tx: &mut WriteTx<'_>,
     token: &WorkerToken,
     worker: &WorkerLease,
@@ -271,7 +272,7 @@ fn lease_open(
 }
 
 /// Job `id` at `stage` as handed to the worker that now holds `lease` on it, in its `attempt`.
-fn claimed_job(id: i64, data: Option<String>, stage: StageId, lease: LeaseEpoch, attempt: i32) -> ClaimedJob {
+pub(super) fn claimed_job(id: i64, data: Option<String>, stage: StageId, lease: LeaseEpoch, attempt: i32) -> ClaimedJob {
     ClaimedJob {
         number: JobId(id),
         stage,
@@ -285,7 +286,7 @@ fn claimed_job(id: i64, data: Option<String>, stage: StageId, lease: LeaseEpoch,
 
 /// Whether the claim's statement has already marked a job given up on as failed.
 #[derive(Debug, Clone, Copy)]
-enum GivenUp {
+pub(super) enum GivenUp {
     /// [`lease_open`] failed it; only its error is missing.
     Already,
     /// It was found and is still as it was.
@@ -294,7 +295,7 @@ enum GivenUp {
 
 /// Fails a job the claim found with its attempts used up, with an error that says why its last
 /// attempt ended, and records the failure.
-fn give_up(tx: &mut WriteTx<'_>, row: &CandidateRow, stage: StageId, now: UnixMs, given_up: GivenUp) -> Result<(), TrackerError> {
+pub(super) fn give_up(tx: &mut WriteTx<'_>, row: &CandidateRow, stage: StageId, now: UnixMs, given_up: GivenUp) -> Result<(), TrackerError> {
     let error = format!("gave up after {} attempts; last: {}", row.attempts, last_attempt_end(tx, row)?);
     match given_up {
         GivenUp::Already => statements::set_error(tx, &error, JobId(row.id))?,
@@ -332,7 +333,65 @@ fn seen(worker: &WorkerLease, now: UnixMs) -> Option<UnixMs> {
     heartbeat_due(worker, now).then_some(now)
 }
 
+/// A claim, alone in its transaction or not (see [`JobStore::claim`]): the job, or `None`
+/// when nothing was claimable but something must commit (jobs that used up their attempts
+/// were failed, or the idle worker's heartbeat was due). Otherwise writes nothing and refuses
+/// when there is nothing to claim, unless the worker held a job (then it is protected, and a
+/// refusal keeps that job held).
+pub(super) fn claim_alone(
+    tx: &mut WriteTx<'_>,
+    token: &WorkerToken,
+    config: &StoreConfig,
+    now: UnixMs,
+    only_job: Option<JobId>,
+) -> Result<Option<ClaimedJob>, TrackerError> {
+    let worker = load_worker(tx, token)?;
+    if worker.job_id.is_some() {
+        tx.protect()?;
+        reopen_held(tx, token, &worker, now, GiveBack::Abandoned)?;
+    }
+    let search = claim_in(tx, token, &worker, config, now, only_job)?;
+    let Some(job) = search.claimed else {
+        if search.exhausted > 0 {
+            return Ok(None);
+        }
+        // A worker polling for work is not silent: when its heartbeat is due, the refusal
+        // records it (and commits; callers answer "no job" all the same).
+        if worker.job_id.is_none() && heartbeat_due(&worker, now) {
+            statements::see_worker(tx, now, token)?;
+            return Ok(None);
+        }
+        return Err(TrackerError::NoJobAvailable);
+    };
+    set_held(tx, token, Some(&job), PROGRESS_CLAIMED, false, seen(&worker, now))?;
+    Ok(Some(job))
+}
+
+/// A completion, then, with `then_claim`, a claim for the now free worker, alone in its
+/// transaction or not (see [`JobStore::complete_and_claim`]). Refuses before writing anything.
+pub(super) fn complete_alone(
+    tx: &mut WriteTx<'_>,
+    token: &WorkerToken,
+    held: Option<HeldLease>,
+    output: &str,
+    then_claim: bool,
+    config: &StoreConfig,
+    now: UnixMs,
+) -> Result<(Completion, Option<ClaimedJob>), TrackerError> {
+    let worker = load_worker(tx, token)?;
+    let completion = complete_in(tx, &worker, held, output, config, now)?;
+    let next = if then_claim { claim_in(tx, token, &worker, config, now, None)?.claimed } else { None };
+    let progress = if next.is_some() { PROGRESS_CLAIMED } else { PROGRESS_COMPLETED };
+    set_held(tx, token, next.as_ref(), progress, true, seen(&worker, now))?;
+    Ok((completion, next))
+}
+
 impl JobStore {
+    /// A step of the worker's lease cycle, taken now.
+    pub(super) fn cycle(&self, token: &WorkerToken, step: CycleStep) -> LeaseCycle {
+        LeaseCycle::new(token.clone(), UnixMs(self.now_ms()), Arc::clone(&self.config), step)
+    }
+
     /// Claims one job of the worker's stage. A job the worker still holds is given back first
     /// (asking for a new job abandons the old one, as distcompute workers expect; that attempt
     /// counts). A job that used up its attempts at the stage is failed instead of handed out.
@@ -340,7 +399,7 @@ impl JobStore {
     /// # Errors
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobAvailable`]; database errors.
     pub fn claim(&self, token: &WorkerToken) -> Result<ClaimedJob, TrackerError> {
-        self.pools.write(self.claim_op(token, None))?.ok_or(TrackerError::NoJobAvailable)
+        self.pools.write_cycle(self.cycle(token, CycleStep::Claim))?.claimed()
     }
 
     /// Claims job `number` for the worker, if it is claimable at the worker's stage (open and
@@ -361,7 +420,10 @@ impl JobStore {
     /// # Errors
     /// As [`claim`](Self::claim).
     pub async fn claim_async(&self, token: &WorkerToken, only: Option<JobId>) -> Result<ClaimedJob, TrackerError> {
-        self.pools.write_async(self.claim_op(token, only)).await?.ok_or(TrackerError::NoJobAvailable)
+        match only {
+            None => self.pools.write_cycle_async(self.cycle(token, CycleStep::Claim)).await?.claimed(),
+            Some(_) => self.pools.write_async(self.claim_op(token, only)).await?.ok_or(TrackerError::NoJobAvailable),
+        }
     }
 
     /// The transaction of a claim: the job, or `None` when nothing was claimable but something
@@ -375,28 +437,7 @@ impl JobStore {
     ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<Option<ClaimedJob>, TrackerError> + Send + 'static {
         let now = UnixMs(self.now_ms());
         let (token, config) = (token.clone(), Arc::clone(&self.config));
-        move |tx| {
-            let worker = load_worker(tx, &token)?;
-            if worker.job_id.is_some() {
-                tx.protect()?;
-                reopen_held(tx, &token, &worker, now, GiveBack::Abandoned)?;
-            }
-            let search = claim_in(tx, &token, &worker, &config, now, only_job)?;
-            let Some(job) = search.claimed else {
-                if search.exhausted > 0 {
-                    return Ok(None);
-                }
-                // A worker polling for work is not silent: when its heartbeat is due, the
-                // refusal records it (and commits; callers answer "no job" all the same).
-                if worker.job_id.is_none() && heartbeat_due(&worker, now) {
-                    statements::see_worker(tx, now, &token)?;
-                    return Ok(None);
-                }
-                return Err(TrackerError::NoJobAvailable);
-            };
-            set_held(tx, &token, Some(&job), PROGRESS_CLAIMED, false, seen(&worker, now))?;
-            Ok(Some(job))
-        }
+        move |tx| claim_alone(tx, &token, &config, now, only_job)
     }
 
     /// Completes the worker's job with `output`: the output becomes the input of the next
@@ -407,7 +448,8 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`], [`TrackerError::NoJobHeld`],
     /// [`TrackerError::LeaseLost`] (nothing changed); database errors.
     pub fn complete(&self, token: &WorkerToken, held: Option<HeldLease>, output: &str) -> Result<Completion, TrackerError> {
-        self.pools.write(self.complete_op(token, held, output))
+        let step = CycleStep::Complete { held, output: output.to_owned(), then_claim: false };
+        Ok(self.pools.write_cycle(self.cycle(token, step))?.completed()?.0)
     }
 
     /// [`complete`](Self::complete) for async callers: awaits the database without holding a
@@ -421,24 +463,8 @@ impl JobStore {
         held: Option<HeldLease>,
         output: &str,
     ) -> Result<Completion, TrackerError> {
-        self.pools.write_async(self.complete_op(token, held, output)).await
-    }
-
-    /// The transaction of a completion: refuses before writing anything.
-    fn complete_op(
-        &self,
-        token: &WorkerToken,
-        held: Option<HeldLease>,
-        output: &str,
-    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<Completion, TrackerError> + Send + 'static {
-        let now = UnixMs(self.now_ms());
-        let (token, output, config) = (token.clone(), output.to_owned(), Arc::clone(&self.config));
-        move |tx| {
-            let worker = load_worker(tx, &token)?;
-            let completion = complete_in(tx, &worker, held, &output, &config, now)?;
-            set_held(tx, &token, None, PROGRESS_COMPLETED, true, seen(&worker, now))?;
-            Ok(completion)
-        }
+        let step = CycleStep::Complete { held, output: output.to_owned(), then_claim: false };
+        Ok(self.pools.write_cycle_async(self.cycle(token, step)).await?.completed()?.0)
     }
 
     /// [`complete`](Self::complete), then, in the same transaction, [`claim`](Self::claim) for
@@ -454,7 +480,8 @@ impl JobStore {
         held: Option<HeldLease>,
         output: &str,
     ) -> Result<(Completion, Option<ClaimedJob>), TrackerError> {
-        self.pools.write(self.complete_and_claim_op(token, held, output))
+        let step = CycleStep::Complete { held, output: output.to_owned(), then_claim: true };
+        self.pools.write_cycle(self.cycle(token, step))?.completed()
     }
 
     /// [`complete_and_claim`](Self::complete_and_claim) for async callers (the HTTP server's
@@ -468,27 +495,8 @@ impl JobStore {
         held: Option<HeldLease>,
         output: &str,
     ) -> Result<(Completion, Option<ClaimedJob>), TrackerError> {
-        self.pools.write_async(self.complete_and_claim_op(token, held, output)).await
-    }
-
-    /// The transaction of a completion followed by a claim.
-    #[allow(clippy::type_complexity)]
-    fn complete_and_claim_op(
-        &self,
-        token: &WorkerToken,
-        held: Option<HeldLease>,
-        output: &str,
-    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<(Completion, Option<ClaimedJob>), TrackerError> + Send + 'static {
-        let now = UnixMs(self.now_ms());
-        let (token, output, config) = (token.clone(), output.to_owned(), Arc::clone(&self.config));
-        move |tx| {
-            let worker = load_worker(tx, &token)?;
-            let completion = complete_in(tx, &worker, held, &output, &config, now)?;
-            let next = claim_in(tx, &token, &worker, &config, now, None)?.claimed;
-            let progress = if next.is_some() { PROGRESS_CLAIMED } else { PROGRESS_COMPLETED };
-            set_held(tx, &token, next.as_ref(), progress, true, seen(&worker, now))?;
-            Ok((completion, next))
-        }
+        let step = CycleStep::Complete { held, output: output.to_owned(), then_claim: true };
+        self.pools.write_cycle_async(self.cycle(token, step)).await?.completed()
     }
 
     /// Reports the worker's input as invalid and gives the job up. Below the flag threshold the

@@ -8,6 +8,7 @@
 
 mod admin;
 mod counters;
+mod cycles;
 mod jobs;
 mod lease_protocol;
 mod leases;
@@ -26,6 +27,7 @@ use crate::error::TrackerError;
 use reused_reads::Reused;
 
 pub use admin::{AdminAction, JobSelection, PausedStage};
+pub(crate) use cycles::LeaseCycle;
 pub use counters::{EventCount, StateCount};
 pub use jobs::Appended;
 pub use problems::ProblemJob;

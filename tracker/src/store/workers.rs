@@ -5,6 +5,7 @@ use std::time::Duration;
 use rand::RngExt;
 use serde::Serialize;
 
+use super::cycles::CycleStep;
 use super::{event, JobStore};
 use crate::db::statements::{self, UnixMs, WorkerLease};
 use crate::db::{DbConnection, WriteTx};
@@ -84,6 +85,32 @@ pub(crate) fn touch(conn: &mut DbConnection, token: &WorkerToken, now: UnixMs) -
     Ok(worker)
 }
 
+/// A progress text as it is kept: cut to [`MAX_PROGRESS_CHARS`].
+fn progress_text(progress: &str) -> String {
+    truncate(progress, MAX_PROGRESS_CHARS).to_owned()
+}
+
+/// A progress report, alone in its transaction or not (see [`JobStore::update_progress`]).
+/// Refuses (unknown worker) before writing: needs no savepoint.
+pub(super) fn progress_alone(tx: &mut WriteTx<'_>, token: &WorkerToken, progress: &str, now: UnixMs) -> Result<(), TrackerError> {
+    // Most calls fall between two heartbeats: then one statement sets the text.
+    let between_heartbeats = statements::set_progress_between_heartbeats(
+        tx,
+        progress,
+        token,
+        now,
+        HEARTBEAT_GRANULARITY_MS,
+        now,
+        HEARTBEAT_LEASE_DIVISOR,
+    )?;
+    if between_heartbeats == 1 {
+        return Ok(());
+    }
+    touch(tx, token, now)?;
+    statements::set_progress(tx, progress, token)?;
+    Ok(())
+}
+
 impl JobStore {
     /// Registers a worker for `stage` and returns its token and names.
     ///
@@ -159,7 +186,7 @@ impl JobStore {
     /// # Errors
     /// [`TrackerError::UnknownWorker`]; database errors.
     pub fn update_progress(&self, token: &WorkerToken, progress: &str) -> Result<(), TrackerError> {
-        self.pools.write(self.progress_op(token, progress))
+        self.pools.write_cycle(self.cycle(token, CycleStep::Progress(progress_text(progress))))?.progressed()
     }
 
     /// [`update_progress`](Self::update_progress) for async callers: awaits the database
@@ -168,37 +195,7 @@ impl JobStore {
     /// # Errors
     /// As [`update_progress`](Self::update_progress).
     pub async fn update_progress_async(&self, token: &WorkerToken, progress: &str) -> Result<(), TrackerError> {
-        self.pools.write_async(self.progress_op(token, progress)).await
-    }
-
-    /// The transaction of a progress report.
-    fn progress_op(
-        &self,
-        token: &WorkerToken,
-        progress: &str,
-    ) -> impl FnOnce(&mut WriteTx<'_>) -> Result<(), TrackerError> + Send + 'static {
-        let now = UnixMs(self.now_ms());
-        let progress = truncate(progress, MAX_PROGRESS_CHARS).to_owned();
-        let token = token.clone();
-        // Refuses (unknown worker) before writing: needs no savepoint.
-        move |tx| {
-            // Most calls fall between two heartbeats: then one statement sets the text.
-            let between_heartbeats = statements::set_progress_between_heartbeats(
-                tx,
-                &progress,
-                &token,
-                now,
-                HEARTBEAT_GRANULARITY_MS,
-                now,
-                HEARTBEAT_LEASE_DIVISOR,
-            )?;
-            if between_heartbeats == 1 {
-                return Ok(());
-            }
-            touch(tx, &token, now)?;
-            statements::set_progress(tx, &progress, &token)?;
-            Ok(())
-        }
+        self.pools.write_cycle_async(self.cycle(token, CycleStep::Progress(progress_text(progress)))).await?.progressed()
     }
 
     /// Removes the worker; the job it holds is re-opened at its stage at once.
