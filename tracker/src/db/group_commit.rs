@@ -556,14 +556,16 @@ fn rollback(conn: &mut DbConnection) -> Result<(), BatchFailure> {
 }
 
 /// Runs `batch` in the transaction just begun on `conn` and commits it (or rolls it back).
-/// With `combine` (PostgreSQL), the batch's [`Combine`] operations run together, after the
-/// others.
+/// With `combine` (PostgreSQL), the batch's [`Combine`] operations, when there are several,
+/// run together, after the others.
 fn run_begun<C: Combine>(
     conn: &mut DbConnection,
     batch: &mut [Box<dyn PendingWrite<C>>],
     combine: bool,
 ) -> Result<(), BatchFailure> {
     let mut appends = Appends::default();
+    // A lone operation of the kind runs alone: its own statements are the fewest for one.
+    let combine = combine && batch.iter_mut().filter_map(|op| op.combined()).nth(1).is_some();
     // Taken out first: the loop below then passes over them.
     let combined: Vec<(usize, C)> = if combine {
         batch

@@ -129,10 +129,11 @@ impl Combine for LeaseCycle {
 /// [`CompletionValues`]: a job moves on to its next stage with the output as its input there,
 /// or is done with it as its result. Returns the jobs completed.
 ///
-/// The state is named as a range of one: with `state = 'leased'` the planner, expecting a
-/// hundred rows from the JSON, reads every leased job through the partial index of lease
-/// expiries (dead row versions included) and hash-joins them, instead of looking each job up
-/// by number.
+/// The jobs are also named as an array of numbers, and the state as a range of one, so that
+/// looking each job up by number is the only plan that fits whatever the table's size and
+/// statistics: the planner expects a hundred rows from any JSON, so given only the join it
+/// reads a small table whole, and with `state = 'leased'` it reads every leased job through the
+/// partial index of lease expiries (under load, mostly dead row versions) and hash-joins them.
 const COMPLETE: &str =
         "UPDATE jobs SET stage = COALESCE(v.next, jobs.stage), \
          state = CASE WHEN v.next IS NULL THEN 'done' ELSE 'open' END, \
@@ -147,8 +148,20 @@ const COMPLETE: &str =
          flags = CASE WHEN v.next IS NULL THEN jobs.flags ELSE 0 END, \
          updated_at = v.now, lease_owner = NULL, lease_expires_at = NULL \
          FROM json_to_recordset(CAST(? AS json)) AS v(id bigint, lease bigint, output text, next text, now bigint) \
-         WHERE jobs.id = v.id AND jobs.lease_token = v.lease AND jobs.state >= 'leased' AND jobs.state <= 'leased' \
+         WHERE jobs.id = ANY(CAST(? AS bigint[])) AND jobs.id = v.id AND jobs.lease_token = v.lease \
+         AND jobs.state >= 'leased' AND jobs.state <= 'leased' \
          RETURNING jobs.id AS id";
+
+/// Updates a batch's workers from a JSON array of [`WorkerValues`]. The workers are also named
+/// as an array of tokens, so that each is looked up by its token: given only the join, the
+/// planner, expecting a hundred rows from any JSON, reads all workers (thousands, with many
+/// idle ones polling) on every batch.
+const UPDATE_WORKERS: &str = "UPDATE workers SET job_id = CASE WHEN v.hold THEN v.job ELSE workers.job_id END, \
+     lease_token = CASE WHEN v.hold THEN v.lease ELSE workers.lease_token END, progress = v.progress, \
+     jobs_completed = workers.jobs_completed + v.completed, last_seen = COALESCE(v.seen, workers.last_seen) \
+     FROM json_to_recordset(CAST(? AS json)) \
+     AS v(token text, hold boolean, job bigint, lease bigint, progress text, completed bigint, seen bigint) \
+     WHERE workers.token = ANY(string_to_array(?, ',')) AND workers.token = v.token";
 
 /// A worker's row, with its key.
 #[derive(QueryableByName)]
@@ -311,6 +324,7 @@ impl Batch {
         values.sort_by_key(|v| v.id);
         let done: Vec<CompletedRow> = cached_sql!(COMPLETE)
         .bind(to_json(&values)?.as_str())
+        .bind(id_array(values.iter().map(|v| v.id)).as_str())
         .load(tx)?;
         let done: std::collections::HashSet<i64> = done.into_iter().map(|row| row.id).collect();
         for (at, completion) in completing {
@@ -382,9 +396,10 @@ impl Batch {
             "UPDATE jobs SET state = 'leased', lease_owner = v.owner, lease_token = jobs.lease_token + 1, \
              lease_expires_at = v.expires, attempts = jobs.attempts + 1, retry_at = NULL, updated_at = v.now \
              FROM json_to_recordset(CAST(? AS json)) AS v(id bigint, owner text, expires bigint, now bigint) \
-             WHERE jobs.id = v.id"
+             WHERE jobs.id = ANY(CAST(? AS bigint[])) AND jobs.id = v.id"
         )
         .bind(to_json(&leases)?.as_str())
+        .bind(id_array(leases.iter().map(|lease| lease.id)).as_str())
         .execute(tx)?;
         Ok(())
     }
@@ -448,15 +463,9 @@ impl Batch {
             return Ok(());
         }
         values.sort_by(|a, b| a.token.cmp(b.token));
-        cached_sql!(
-            "UPDATE workers SET job_id = CASE WHEN v.hold THEN v.job ELSE workers.job_id END, \
-             lease_token = CASE WHEN v.hold THEN v.lease ELSE workers.lease_token END, progress = v.progress, \
-             jobs_completed = workers.jobs_completed + v.completed, last_seen = COALESCE(v.seen, workers.last_seen) \
-             FROM json_to_recordset(CAST(? AS json)) \
-             AS v(token text, hold boolean, job bigint, lease bigint, progress text, completed bigint, seen bigint) \
-             WHERE workers.token = v.token"
-        )
+        cached_sql!(UPDATE_WORKERS)
         .bind(to_json(&values)?.as_str())
+        .bind(values.iter().map(|v| v.token).collect::<Vec<_>>().join(",").as_str())
         .execute(tx)?;
         Ok(())
     }
@@ -478,6 +487,12 @@ impl Batch {
             })
             .collect()
     }
+}
+
+/// Job numbers as a PostgreSQL array literal (`{1,2,3}`).
+fn id_array(ids: impl Iterator<Item = i64>) -> String {
+    let listed: Vec<String> = ids.map(|id| id.to_string()).collect();
+    format!("{{{}}}", listed.join(","))
 }
 
 /// `values` as the JSON array a combined statement reads.
@@ -587,27 +602,48 @@ mod tests {
     }
 
     #[test]
-    fn on_postgres_the_combined_completion_looks_each_job_up_by_number() {
+    fn on_postgres_the_combined_statements_look_each_job_and_worker_up_by_key() {
         let db = TestDatabase::postgres();
         let store = JobStore::open(db.url(), config(), Arc::new(ManualClock::new(START_MS)), 2).unwrap();
         drop(store);
-        // A project under load, and statistics that say so: a few leased jobs among many. With
-        // `state = 'leased'` the planner reads all leased jobs through the partial index of lease
-        // expiries (under load, mostly dead row versions) and hash-joins them.
-        db.execute(
-            "INSERT INTO jobs (id, stage, state, data_a, lease_token, created_at, updated_at) \
-             SELECT g, 'a', CASE WHEN g <= 64 THEN 'leased' ELSE 'open' END, 'in-' || g, 1, 0, 0 \
-             FROM generate_series(1, 200000) AS g; ANALYZE jobs",
-        );
         let DatabaseUrl::Postgres(url) = db.url() else { unreachable!("a PostgreSQL database") };
         let mut conn = PgConnection::establish(url).unwrap();
-        let text = COMPLETE.replacen('?', "$1", 1);
-        diesel::sql_query(format!("PREPARE complete (text) AS {text}")).execute(&mut conn).unwrap();
-        let execute = r#"EXECUTE complete ('[{"id": 7, "lease": 1, "output": "x", "next": null, "now": 1}]')"#;
-        for (mode, plan) in plans(&mut conn, execute) {
+        let text = COMPLETE.replacen('?', "$1", 1).replacen('?', "$2", 1);
+        diesel::sql_query(format!("PREPARE complete (text, text) AS {text}")).execute(&mut conn).unwrap();
+        let execute = r#"EXECUTE complete ('[{"id": 7, "lease": 1, "output": "x", "next": null, "now": 1}]', '{7}')"#;
+        // A project under load, a few leased jobs among many, with and without statistics; and a
+        // small one, which the planner would otherwise read whole.
+        for (jobs, analyze) in [(200_000, true), (200_000, false), (10_000, true), (10_000, false)] {
+            db.execute(&format!(
+                "TRUNCATE jobs; INSERT INTO jobs (id, stage, state, data_a, lease_token, created_at, updated_at) \
+                 SELECT g, 'a', CASE WHEN g <= 64 THEN 'leased' ELSE 'open' END, 'in-' || g, 1, 0, 0 \
+                 FROM generate_series(1, {jobs}) AS g; {}",
+                if analyze { "ANALYZE jobs" } else { "SELECT 1" }
+            ));
+            for (mode, plan) in plans(&mut conn, execute) {
+                assert!(
+                    plan.iter().any(|line| line.contains("jobs_pkey")),
+                    "{jobs} jobs, statistics {analyze}, {mode}: each job is looked up by number:\n{}",
+                    plan.join("\n")
+                );
+            }
+        }
+        // Thousands of workers, most of them idle.
+        db.execute(
+            "INSERT INTO workers (token, display_name, stage, nickname, progress, first_seen, last_seen, lease_ttl_ms) \
+             SELECT md5(g::text) || md5((-g)::text), 'w' || g, 'a', 'n', '', 0, 0, 1000 FROM generate_series(1, 10000) AS g; \
+             ANALYZE workers",
+        );
+        let text = UPDATE_WORKERS.replacen('?', "$1", 1).replacen('?', "$2", 1);
+        diesel::sql_query(format!("PREPARE update_workers (text, text) AS {text}")).execute(&mut conn).unwrap();
+        let token = "c4ca4238a0b923820dcc509a6f75849b6bb61e4cd4b8a1d9e1b2f1d1f1f1f1f1";
+        let execute = format!(
+            r#"EXECUTE update_workers ('[{{"token": "{token}", "hold": false, "job": null, "lease": null, "progress": "p", "completed": 0, "seen": null}}]', '{token}')"#
+        );
+        for (mode, plan) in plans(&mut conn, &execute) {
             assert!(
-                plan.iter().any(|line| line.contains("Index Scan using jobs_pkey on jobs")),
-                "{mode}: each job is looked up by number:\n{}",
+                plan.iter().any(|line| line.contains("workers_pkey")),
+                "{mode}: each worker is looked up by token:\n{}",
                 plan.join("\n")
             );
         }
