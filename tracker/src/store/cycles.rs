@@ -356,7 +356,7 @@ impl Batch {
                 by_stage.entry(worker_stage(worker)?).or_default().push(at);
             }
         }
-        let mut leases = Vec::new();
+        let (mut leases, mut unserved) = (Vec::new(), Vec::new());
         for (stage, claimers) in by_stage {
             let found = self.find_open(tx, stage, &claimers)?;
             let first = &self.ops[claimers[0]];
@@ -376,31 +376,44 @@ impl Batch {
                 let Progress::Claiming { completion } = self.progress[at] else { unreachable!("a claim") };
                 self.progress[at] = Progress::Done { completion, next: Some(job) };
             }
-            for at in claimers {
-                let Progress::Claiming { completion } = self.progress[at] else { unreachable!("a claim") };
-                let Some(completion) = completion else {
-                    self.progress[at] = Progress::Waiting;
-                    self.alone[at] = true;
-                    continue;
-                };
-                let (op, worker) = (&self.ops[at], self.workers[at].as_ref().expect("loaded"));
-                let next = claim_in(tx, &op.token, worker, &op.config, op.now, None)?.claimed;
-                self.progress[at] = Progress::Done { completion: Some(completion), next };
-            }
+            unserved.extend(claimers);
         }
+        // Leased before any claim searches again: this transaction's own row locks do not make
+        // its searches skip the rows it found, so a search before the update would find them open.
+        Self::lease(tx, &mut leases)?;
+        for at in unserved {
+            let Progress::Claiming { completion } = self.progress[at] else { unreachable!("a claim") };
+            let Some(completion) = completion else {
+                self.progress[at] = Progress::Waiting;
+                self.alone[at] = true;
+                continue;
+            };
+            let (op, worker) = (&self.ops[at], self.workers[at].as_ref().expect("loaded"));
+            let next = claim_in(tx, &op.token, worker, &op.config, op.now, None)?.claimed;
+            self.progress[at] = Progress::Done { completion: Some(completion), next };
+        }
+        Ok(())
+    }
+
+    /// Leases the jobs the claims found, in one statement; fails the batch if any of them is no
+    /// longer open (the search locked them, so none can be).
+    fn lease(tx: &mut WriteTx<'_>, leases: &mut [LeaseValues<'_>]) -> Result<(), TrackerError> {
         if leases.is_empty() {
             return Ok(());
         }
         leases.sort_by_key(|lease| lease.id);
-        cached_sql!(
+        let leased = cached_sql!(
             "UPDATE jobs SET state = 'leased', lease_owner = v.owner, lease_token = jobs.lease_token + 1, \
              lease_expires_at = v.expires, attempts = jobs.attempts + 1, retry_at = NULL, updated_at = v.now \
              FROM json_to_recordset(CAST(? AS json)) AS v(id bigint, owner text, expires bigint, now bigint) \
-             WHERE jobs.id = ANY(CAST(? AS bigint[])) AND jobs.id = v.id"
+             WHERE jobs.id = ANY(CAST(? AS bigint[])) AND jobs.id = v.id AND jobs.state = 'open'"
         )
-        .bind(to_json(&leases)?.as_str())
+        .bind(to_json(leases)?.as_str())
         .bind(id_array(leases.iter().map(|lease| lease.id)).as_str())
         .execute(tx)?;
+        if leased != leases.len() {
+            return Err(TrackerError::Commit(format!("{leased} of the {} jobs claimed together were still open", leases.len())));
+        }
         Ok(())
     }
 
@@ -599,6 +612,37 @@ mod tests {
         assert_eq!(worker(&w5.display_name).progress, "halfway");
         let board = store.leaderboard(0, 10).unwrap().items;
         assert_eq!(board.iter().map(|e| (e.nickname.as_str(), e.jobs_completed)).collect::<Vec<_>>(), [("three", 1)]);
+    }
+
+    #[test]
+    fn on_postgres_a_claim_beyond_the_open_jobs_gets_none_of_those_its_batch_took() {
+        let db = TestDatabase::postgres();
+        let clock = ManualClock::new(START_MS);
+        let config = Arc::new(config());
+        let store = JobStore::open(db.url(), (*config).clone(), Arc::new(clock.clone()), 4).unwrap();
+        store.load_jobs(&["in-1".to_owned(), "in-2".to_owned()], false).unwrap();
+        let [w1, w2] = ["one", "two"].map(|name| store.register_worker(name, StageId::A, None).unwrap());
+        assert_eq!(store.claim(&w1.token).unwrap().number, JobId(1));
+        let now = UnixMs(store.now_ms());
+        let step = |token: &WorkerToken, step| LeaseCycle::new(token.clone(), now, Arc::clone(&config), step);
+        // Two claims at stage a, one open job: the plain claim takes it; the claim after the
+        // completion, searching on its own, must not find it again.
+        let ops = vec![
+            step(&w2.token, CycleStep::Claim),
+            step(&w1.token, CycleStep::Complete { held: None, output: "to b".to_owned(), then_claim: true }),
+        ];
+        let DatabaseUrl::Postgres(url) = db.url() else { unreachable!("a PostgreSQL database") };
+        let mut conn = DbConnection::Pg(PgConnection::establish(url).unwrap());
+        let answers = commit_together(&mut conn, ops);
+        assert!(matches!(&answers[0], Ok(CycleAnswer::Claimed(Some(job))) if job.number == JobId(2)), "{:?}", answers[0]);
+        assert!(matches!(&answers[1], Ok(CycleAnswer::Completed(_, None))), "{:?}", answers[1]);
+        let two = store.job(2).unwrap();
+        assert_eq!(two.events.iter().filter(|e| e.kind == event::CLAIM).count(), 1, "{:?}", two.events);
+        let workers = store.workers(None, 0, 10).unwrap().items;
+        let holding: Vec<Option<i64>> = [&w1, &w2]
+            .map(|w| workers.iter().find(|v| v.display_name == w.display_name).unwrap().job)
+            .into();
+        assert_eq!(holding, [None, Some(2)]);
     }
 
     #[test]
