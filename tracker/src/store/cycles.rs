@@ -504,8 +504,14 @@ impl Batch {
 
 /// Job numbers as a PostgreSQL array literal (`{1,2,3}`).
 fn id_array(ids: impl Iterator<Item = i64>) -> String {
-    let listed: Vec<String> = ids.map(|id| id.to_string()).collect();
-    format!("{{{}}}", listed.join(","))
+    use std::fmt::Write;
+    let mut array = String::from("{");
+    for (n, id) in ids.enumerate() {
+        let comma = if n == 0 { "" } else { "," };
+        let _ = write!(array, "{comma}{id}");
+    }
+    array.push('}');
+    array
 }
 
 /// `values` as the JSON array a combined statement reads.
@@ -541,14 +547,39 @@ mod tests {
         }
     }
 
+    /// A store on a new PostgreSQL database with jobs `in-1` … `in-{jobs}` loaded.
+    struct Fixture {
+        db: TestDatabase,
+        clock: ManualClock,
+        config: Arc<StoreConfig>,
+        store: JobStore,
+    }
+
+    impl Fixture {
+        fn new(jobs: usize) -> Self {
+            let (db, clock, config) = (TestDatabase::postgres(), ManualClock::new(START_MS), Arc::new(config()));
+            let store = JobStore::open(db.url(), (*config).clone(), Arc::new(clock.clone()), 4).unwrap();
+            let inputs: Vec<String> = (1..=jobs).map(|i| format!("in-{i}")).collect();
+            store.load_jobs(&inputs, false).unwrap();
+            Self { db, clock, config, store }
+        }
+
+        /// `step` of the worker with `token`, taken now.
+        fn step(&self, token: &WorkerToken, step: CycleStep) -> LeaseCycle {
+            LeaseCycle::new(token.clone(), UnixMs(self.store.now_ms()), Arc::clone(&self.config), step)
+        }
+
+        /// Commits `ops` as one batch, run together, on a connection of its own.
+        fn commit_together(&self, ops: Vec<LeaseCycle>) -> Vec<Result<CycleAnswer, TrackerError>> {
+            let DatabaseUrl::Postgres(url) = self.db.url() else { unreachable!("a PostgreSQL database") };
+            commit_together(&mut DbConnection::Pg(PgConnection::establish(url).unwrap()), ops)
+        }
+    }
+
     #[test]
     fn on_postgres_one_batch_runs_the_cycles_of_many_workers_together_with_every_rule_of_the_single_path() {
-        let db = TestDatabase::postgres();
-        let clock = ManualClock::new(START_MS);
-        let config = Arc::new(config());
-        let store = JobStore::open(db.url(), (*config).clone(), Arc::new(clock.clone()), 4).unwrap();
-        let inputs: Vec<String> = (1..=6).map(|i| format!("in-{i}")).collect();
-        store.load_jobs(&inputs, false).unwrap();
+        let f = Fixture::new(6);
+        let (store, clock) = (&f.store, &f.clock);
         let [w1, w2, w3, w4, w5] =
             ["one", "two", "three", "four", "five"].map(|name| store.register_worker(name, StageId::A, None).unwrap());
         // Workers three and four hold jobs 1 and 2.
@@ -556,8 +587,7 @@ mod tests {
         assert_eq!(store.claim(&w4.token).unwrap().number, JobId(2));
         clock.advance(Duration::from_millis(10));
 
-        let now = UnixMs(store.now_ms());
-        let step = |token: &WorkerToken, step| LeaseCycle::new(token.clone(), now, Arc::clone(&config), step);
+        let step = |token: &WorkerToken, step| f.step(token, step);
         let ghost = WorkerToken::new("nobody registered this");
         let stale = HeldLease { number: JobId(2), lease: LeaseEpoch(99) };
         let ops = vec![
@@ -570,9 +600,7 @@ mod tests {
             // The same worker twice: the second runs alone, after, and gives back the first's job.
             step(&w1.token, CycleStep::Claim),
         ];
-        let DatabaseUrl::Postgres(url) = db.url() else { unreachable!("a PostgreSQL database") };
-        let mut conn = DbConnection::Pg(PgConnection::establish(url).unwrap());
-        let answers = commit_together(&mut conn, ops);
+        let answers = f.commit_together(ops);
 
         let claimed = |answer: &Result<CycleAnswer, TrackerError>| match answer {
             Ok(CycleAnswer::Claimed(Some(job))) => (job.number.0, job.lease.0, job.attempt, job.data.clone()),
@@ -616,24 +644,18 @@ mod tests {
 
     #[test]
     fn on_postgres_a_claim_beyond_the_open_jobs_gets_none_of_those_its_batch_took() {
-        let db = TestDatabase::postgres();
-        let clock = ManualClock::new(START_MS);
-        let config = Arc::new(config());
-        let store = JobStore::open(db.url(), (*config).clone(), Arc::new(clock.clone()), 4).unwrap();
-        store.load_jobs(&["in-1".to_owned(), "in-2".to_owned()], false).unwrap();
+        let f = Fixture::new(2);
+        let store = &f.store;
         let [w1, w2] = ["one", "two"].map(|name| store.register_worker(name, StageId::A, None).unwrap());
         assert_eq!(store.claim(&w1.token).unwrap().number, JobId(1));
-        let now = UnixMs(store.now_ms());
-        let step = |token: &WorkerToken, step| LeaseCycle::new(token.clone(), now, Arc::clone(&config), step);
+        let step = |token: &WorkerToken, step| f.step(token, step);
         // Two claims at stage a, one open job: the plain claim takes it; the claim after the
         // completion, searching on its own, must not find it again.
         let ops = vec![
             step(&w2.token, CycleStep::Claim),
             step(&w1.token, CycleStep::Complete { held: None, output: "to b".to_owned(), then_claim: true }),
         ];
-        let DatabaseUrl::Postgres(url) = db.url() else { unreachable!("a PostgreSQL database") };
-        let mut conn = DbConnection::Pg(PgConnection::establish(url).unwrap());
-        let answers = commit_together(&mut conn, ops);
+        let answers = f.commit_together(ops);
         assert!(matches!(&answers[0], Ok(CycleAnswer::Claimed(Some(job))) if job.number == JobId(2)), "{:?}", answers[0]);
         assert!(matches!(&answers[1], Ok(CycleAnswer::Completed(_, None))), "{:?}", answers[1]);
         let two = store.job(2).unwrap();
