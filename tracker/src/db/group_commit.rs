@@ -21,16 +21,21 @@
 //! PostgreSQL runs several writer threads ("lanes"), each committing its batches on a
 //! connection from the pool, so one batch's round trips overlap another's commit. Batches of
 //! different lanes (and of other tracker processes) run concurrently as ordinary
-//! transactions: claims skip rows another transaction has locked (`FOR UPDATE SKIP LOCKED`),
-//! lease operations lock a job before its worker, and the batch's leaderboard credits are
-//! written last, in nickname order, so concurrent batches wait for each other but do not
-//! deadlock.
+//! transactions. Every write of one worker goes through the same lane (its token picks it), so
+//! two concurrent batches never both hold rows of one worker or of the job it holds: a
+//! worker's heartbeat and its completion, sent at the same time, would otherwise lock the job
+//! and the worker in opposite orders in two batches, and each batch holds several workers'
+//! rows, so such pairs deadlock. Claims skip rows another transaction has locked (`FOR UPDATE
+//! SKIP LOCKED`), and the batch's leaderboard credits are written last, in nickname order, so
+//! concurrent batches wait for each other but do not deadlock.
 //!
 //! On PostgreSQL the steps of the workers' lease cycle (claims, progress, completions: most of
 //! the writes under load) are data rather than closures ([`Combine`]): a batch runs all of them
 //! together in a few statements that each cover every one, after its other operations.
 
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -42,14 +47,9 @@ use super::write_tx::{keep, Appends, Undo, WriteTx};
 use super::{cached_sql, per_backend, DbConnection};
 use crate::error::TrackerError;
 
-/// Whether PostgreSQL batches run their [`Combine`] operations together. Off: a test of five
-/// stages on PostgreSQL saw a job completed twice at a stage, and batches fail on deadlocks, with
-/// them on; until that race is found, every operation runs alone, as before.
-const COMBINE_ON_POSTGRES: bool = false;
-
 /// Most operations committed together.
 const MAX_BATCH: usize = 512;
-/// Operations that may wait for the writer before callers block.
+/// Operations that may wait for the writers (all lanes together) before callers block.
 const QUEUE_CAPACITY: usize = 4096;
 
 /// Operations of one kind that a PostgreSQL batch runs together: a few statements that each
@@ -59,6 +59,9 @@ const QUEUE_CAPACITY: usize = 4096;
 pub(crate) trait Combine: Send + Sized + 'static {
     /// What one operation answers.
     type Answer: Send + 'static;
+
+    /// The stored key of the worker the operation is of: it picks the operation's lane.
+    fn worker_key(&self) -> &str;
 
     /// Runs one operation in the open transaction, as any other write (see [`WriteTx`]).
     fn run_alone(self, tx: &mut WriteTx<'_>) -> Result<Self::Answer, TrackerError>;
@@ -84,6 +87,10 @@ pub(crate) enum Uncombined {}
 #[cfg(test)]
 impl Combine for Uncombined {
     type Answer = ();
+
+    fn worker_key(&self) -> &str {
+        match *self {}
+    }
 
     fn run_alone(self, _: &mut WriteTx<'_>) -> Result<(), TrackerError> {
         match self {}
@@ -255,13 +262,16 @@ impl<C: Combine> PendingWrite<C> for PendingCombined<C> {
 
 /// A handle to the writers; cheap to clone. The writer threads end when every handle is gone.
 pub(crate) struct GroupCommitWriter<C: Combine> {
-    queue: Sender<Box<dyn PendingWrite<C>>>,
+    /// Each lane's queue.
+    lanes: Arc<[Sender<Box<dyn PendingWrite<C>>>]>,
+    /// The lane of the next operation of no worker.
+    turn: Arc<AtomicUsize>,
     connections: Arc<Connections>,
 }
 
 impl<C: Combine> Clone for GroupCommitWriter<C> {
     fn clone(&self) -> Self {
-        Self { queue: self.queue.clone(), connections: Arc::clone(&self.connections) }
+        Self { lanes: Arc::clone(&self.lanes), turn: Arc::clone(&self.turn), connections: Arc::clone(&self.connections) }
     }
 }
 
@@ -300,44 +310,66 @@ impl<C: Combine> GroupCommitWriter<C> {
 
     fn start(connections: Connections, lanes: usize) -> Result<Self, TrackerError> {
         let connections = Arc::new(connections);
-        let (queue, operations) = bounded(QUEUE_CAPACITY);
+        let mut queues = Vec::with_capacity(lanes);
         for lane in 0..lanes {
             let name = match &*connections {
                 Connections::Single { .. } => "cascade-sqlite-writer".to_owned(),
                 Connections::Pool(_) => format!("cascade-pg-writer-{lane}"),
             };
-            let (connections, operations) = (Arc::clone(&connections), operations.clone());
+            let (queue, operations) = bounded((QUEUE_CAPACITY / lanes).max(MAX_BATCH));
+            let connections = Arc::clone(&connections);
             std::thread::Builder::new()
                 .name(name)
                 .spawn(move || write_loop::<C>(&connections, &operations))
                 .map_err(|e| TrackerError::Commit(format!("cannot start a writer thread: {e}")))?;
+            queues.push(queue);
         }
-        Ok(Self { queue, connections })
+        Ok(Self { lanes: queues.into(), turn: Arc::new(AtomicUsize::new(0)), connections })
     }
 
-    /// Runs `operation` in the next batch and returns its outcome after the batch commits.
-    pub(crate) fn write<T, F>(&self, operation: F) -> Result<T, TrackerError>
+    /// The queue of the lane for an operation of the worker with stored key `worker`: always
+    /// the same lane for one worker; for an operation of no worker, each lane in turn.
+    fn queue(&self, worker: Option<&str>) -> &Sender<Box<dyn PendingWrite<C>>> {
+        let lanes = self.lanes.len();
+        let lane = match worker {
+            Some(key) => usize::try_from(BuildHasherDefault::<DefaultHasher>::default().hash_one(key) % lanes as u64)
+                .unwrap_or(0),
+            None => self.turn.fetch_add(1, Ordering::Relaxed) % lanes,
+        };
+        &self.lanes[lane]
+    }
+
+    /// Runs `operation` (of the worker with stored key `worker`, if any) in the next batch of
+    /// its lane and returns its outcome after the batch commits.
+    pub(crate) fn write<T, F>(&self, worker: Option<&str>, operation: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         let (reply, answer) = bounded(1);
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Blocking(reply) });
-        self.submit(pending, &answer)
+        self.submit(self.queue(worker), pending, &answer)
     }
 
     /// Runs `operation` in the next batch, together with the other operations of its kind on
     /// PostgreSQL (see [`Combine`]), and returns its outcome after the batch commits.
     pub(crate) fn write_combined(&self, operation: C) -> Result<C::Answer, TrackerError> {
         let (reply, answer) = bounded(1);
+        let queue = self.queue(Some(operation.worker_key()));
         let slot = CombinedSlot { operation: Some(operation), outcome: None };
-        self.submit(Box::new(PendingCombined { slot, reply: Reply::Blocking(reply) }), &answer)
+        self.submit(queue, Box::new(PendingCombined { slot, reply: Reply::Blocking(reply) }), &answer)
     }
 
-    /// Queues `pending` (on SQLite with an idle writer, runs it here) and waits for `answer`.
-    fn submit<T>(&self, pending: Box<dyn PendingWrite<C>>, answer: &Receiver<Result<T, TrackerError>>) -> Result<T, TrackerError> {
+    /// Queues `pending` on `queue` (on SQLite with an idle writer, runs it here) and waits for
+    /// `answer`.
+    fn submit<T>(
+        &self,
+        queue: &Sender<Box<dyn PendingWrite<C>>>,
+        pending: Box<dyn PendingWrite<C>>,
+        answer: &Receiver<Result<T, TrackerError>>,
+    ) -> Result<T, TrackerError> {
         if let Connections::Single { conn, connect } = &*self.connections {
-            if self.queue.is_empty() {
+            if queue.is_empty() {
                 match conn.try_lock() {
                     Ok(mut conn) => return run_here(&mut conn, connect, pending, answer),
                     Err(TryLockError::Poisoned(poisoned)) => {
@@ -347,7 +379,7 @@ impl<C: Combine> GroupCommitWriter<C> {
                 }
             }
         }
-        self.queue
+        queue
             .send(pending)
             .map_err(|_| TrackerError::Commit("the writer threads have stopped".to_owned()))?;
         answer
@@ -359,36 +391,39 @@ impl<C: Combine> GroupCommitWriter<C> {
     /// thread and the caller's task is woken with its outcome after the commit, so no thread
     /// blocks on its behalf. When the queue is full, the wait for room happens on tokio's
     /// blocking pool, never on the caller's executor thread.
-    pub(crate) async fn write_async<T, F>(&self, operation: F) -> Result<T, TrackerError>
+    pub(crate) async fn write_async<T, F>(&self, worker: Option<&str>, operation: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Async(reply) });
-        self.submit_async(pending, answer).await
+        self.submit_async(self.queue(worker), pending, answer).await
     }
 
     /// [`write_combined`](Self::write_combined) for async callers, as
     /// [`write_async`](Self::write_async).
     pub(crate) async fn write_combined_async(&self, operation: C) -> Result<C::Answer, TrackerError> {
         let (reply, answer) = oneshot::channel();
+        let queue = self.queue(Some(operation.worker_key()));
         let slot = CombinedSlot { operation: Some(operation), outcome: None };
-        self.submit_async(Box::new(PendingCombined { slot, reply: Reply::Async(reply) }), answer).await
+        self.submit_async(queue, Box::new(PendingCombined { slot, reply: Reply::Async(reply) }), answer).await
     }
 
-    /// Queues `pending` without blocking the caller's executor thread and awaits `answer`.
+    /// Queues `pending` on `queue` without blocking the caller's executor thread and awaits
+    /// `answer`.
     async fn submit_async<T>(
         &self,
+        queue: &Sender<Box<dyn PendingWrite<C>>>,
         pending: Box<dyn PendingWrite<C>>,
         answer: oneshot::Receiver<Result<T, TrackerError>>,
     ) -> Result<T, TrackerError> {
         let stopped = || TrackerError::Commit("the writer threads have stopped".to_owned());
-        match self.queue.try_send(pending) {
+        match queue.try_send(pending) {
             Ok(()) => {}
             Err(TrySendError::Disconnected(_)) => return Err(stopped()),
             Err(TrySendError::Full(pending)) => {
-                let queue = self.queue.clone();
+                let queue = queue.clone();
                 tokio::task::spawn_blocking(move || queue.send(pending))
                     .await
                     .map_err(|e| TrackerError::Commit(format!("could not queue the write: {e}")))?
@@ -456,7 +491,7 @@ fn commit_pooled<C: Combine>(pool: &Pool<ConnectionManager<DbConnection>>, mut b
         };
         match begin(&mut conn) {
             Ok(()) => {
-                let outcome = run_begun(&mut conn, &mut batch, COMBINE_ON_POSTGRES);
+                let outcome = run_begun(&mut conn, &mut batch, true);
                 deliver(batch, outcome);
                 return;
             }
@@ -930,5 +965,29 @@ mod tests {
         assert_eq!(answer.try_recv().unwrap().unwrap(), 1);
         let rows: Vec<Value> = cached_sql!("SELECT v FROM t").load(&mut admin).unwrap();
         assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn every_write_of_one_worker_goes_through_one_lane_and_writes_of_no_worker_through_all() {
+        let (db, _connect) = scratch_postgres();
+        let pool = Pool::builder()
+            .max_size(5)
+            .min_idle(Some(0))
+            .build(ConnectionManager::<DbConnection>::new(db.url_string()))
+            .unwrap();
+        let writer = GroupCommitWriter::<Uncombined>::start_pool(pool, 4).unwrap();
+        let lane = |worker: Option<&str>| {
+            writer.write(worker, |_| Ok(std::thread::current().name().unwrap_or_default().to_owned())).unwrap()
+        };
+        let workers: Vec<String> = (0..16).map(|n| format!("{n:064x}")).collect();
+        let mut used = std::collections::HashSet::new();
+        for worker in &workers {
+            let first = lane(Some(worker));
+            assert!((0..10).all(|_| lane(Some(worker)) == first), "worker {worker} moved off {first}");
+            used.insert(first);
+        }
+        assert!(used.len() > 1, "sixteen workers all went through {used:?}");
+        let unkeyed: std::collections::HashSet<String> = (0..8).map(|_| lane(None)).collect();
+        assert_eq!(unkeyed.len(), 4, "{unkeyed:?}");
     }
 }

@@ -31,6 +31,7 @@ pub(crate) use self::group_commit::commit_together;
 pub(crate) use self::statement::{cached_sql, CachedSql};
 pub(crate) use self::write_tx::WriteTx;
 use crate::error::TrackerError;
+use crate::protocol::WorkerToken;
 use crate::store::LeaseCycle;
 
 /// A connection to either supported database.
@@ -211,17 +212,27 @@ impl Pools {
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
-        self.writer.write(f)
+        self.writer.write(None, f)
     }
 
-    /// [`write`](Self::write) for async callers: the caller's task waits for the group commit
-    /// without holding a thread. Must be awaited inside a tokio runtime.
-    pub(crate) async fn write_async<T, F>(&self, f: F) -> Result<T, TrackerError>
+    /// [`write`](Self::write) of an operation of the worker with `token`: every write of one
+    /// worker goes through one writer lane (see [`GroupCommitWriter`]).
+    pub(crate) fn write_as<T, F>(&self, token: &WorkerToken, f: F) -> Result<T, TrackerError>
     where
         T: Send + 'static,
         F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
     {
-        self.writer.write_async(f).await
+        self.writer.write(Some(token.stored_key()), f)
+    }
+
+    /// [`write_as`](Self::write_as) for async callers: the caller's task waits for the group
+    /// commit without holding a thread. Must be awaited inside a tokio runtime.
+    pub(crate) async fn write_as_async<T, F>(&self, token: &WorkerToken, f: F) -> Result<T, TrackerError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteTx<'_>) -> Result<T, TrackerError> + Send + 'static,
+    {
+        self.writer.write_async(Some(token.stored_key()), f).await
     }
 
     /// Runs a step of a worker's lease cycle in the next group commit, on PostgreSQL together
@@ -230,7 +241,7 @@ impl Pools {
         self.writer.write_combined(step)
     }
 
-    /// [`write_cycle`](Self::write_cycle) for async callers, as [`write_async`](Self::write_async).
+    /// [`write_cycle`](Self::write_cycle) for async callers, as [`write_as_async`](Self::write_as_async).
     pub(crate) async fn write_cycle_async(&self, step: LeaseCycle) -> Result<<LeaseCycle as Combine>::Answer, TrackerError> {
         self.writer.write_combined_async(step).await
     }

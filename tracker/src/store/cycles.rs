@@ -108,6 +108,10 @@ impl LeaseCycle {
 impl Combine for LeaseCycle {
     type Answer = CycleAnswer;
 
+    fn worker_key(&self) -> &str {
+        self.token.stored_key()
+    }
+
     fn run_alone(self, tx: &mut WriteTx<'_>) -> Result<CycleAnswer, TrackerError> {
         let Self { token, now, config, step } = self;
         match step {
@@ -127,7 +131,9 @@ impl Combine for LeaseCycle {
 
 /// Completes a batch's jobs, fenced by their leases, from a JSON array of
 /// [`CompletionValues`]: a job moves on to its next stage with the output as its input there,
-/// or is done with it as its result. Returns the jobs completed.
+/// or is done with it as its result. Returns the jobs completed, each with the lease that
+/// completed it: two workers may name the same job in one batch (one whose lease expired, and
+/// the one the job was handed to since), and only the current lease's completion counts.
 ///
 /// The jobs are also named as an array of numbers, and the state as a range of one, so that
 /// looking each job up by number is the only plan that fits whatever the table's size and
@@ -150,7 +156,7 @@ const COMPLETE: &str =
          FROM json_to_recordset(CAST(? AS json)) AS v(id bigint, lease bigint, output text, next text, now bigint) \
          WHERE jobs.id = ANY(CAST(? AS bigint[])) AND jobs.id = v.id AND jobs.lease_token = v.lease \
          AND jobs.state >= 'leased' AND jobs.state <= 'leased' \
-         RETURNING jobs.id AS id";
+         RETURNING jobs.id AS id, jobs.lease_token AS lease";
 
 /// Updates a batch's workers from a JSON array of [`WorkerValues`]. The workers are also named
 /// as an array of tokens, so that each is looked up by its token: given only the join, the
@@ -172,11 +178,14 @@ struct KeyedWorker {
     worker: WorkerLease,
 }
 
-/// A job a completion moved on, as the combined completion returns it.
+/// A job a completion moved on, and the lease it was completed under, as the combined
+/// completion returns it.
 #[derive(QueryableByName)]
 struct CompletedRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
+    #[diesel(sql_type = BigInt)]
+    lease: i64,
 }
 
 /// A completion's values in the combined statement.
@@ -315,7 +324,7 @@ impl Batch {
             let (Ok((job, lease)), Ok(stage)) = (held_lease(worker, *held), worker_stage(worker)) else { continue };
             let next = op.config.next_enabled(stage);
             values.push(CompletionValues { id: job.0, lease: lease.0, output, next: next.map(StageId::letter), now: op.now.0 });
-            completing.push((at, Completion { number: job, next_stage: next }));
+            completing.push((at, lease, Completion { number: job, next_stage: next }));
         }
         if values.is_empty() {
             return Ok(());
@@ -326,10 +335,10 @@ impl Batch {
         .bind(to_json(&values)?.as_str())
         .bind(id_array(values.iter().map(|v| v.id)).as_str())
         .load(tx)?;
-        let done: std::collections::HashSet<i64> = done.into_iter().map(|row| row.id).collect();
-        for (at, completion) in completing {
+        let done: std::collections::HashSet<(i64, i64)> = done.into_iter().map(|row| (row.id, row.lease)).collect();
+        for (at, lease, completion) in completing {
             let job = completion.number;
-            if !done.contains(&job.0) {
+            if !done.contains(&(job.0, lease.0)) {
                 self.progress[at] = Progress::Settled(Err(TrackerError::LeaseLost { job }));
                 continue;
             }
@@ -665,6 +674,28 @@ mod tests {
             .map(|w| workers.iter().find(|v| v.display_name == w.display_name).unwrap().job)
             .into();
         assert_eq!(holding, [None, Some(2)]);
+    }
+
+    #[test]
+    fn on_postgres_of_two_completions_of_one_job_in_a_batch_only_the_current_lease_counts() {
+        let f = Fixture::new(1);
+        let (store, clock) = (&f.store, &f.clock);
+        let late = store.register_worker("late", StageId::A, Some(Duration::from_secs(1))).unwrap();
+        let current = store.register_worker("current", StageId::A, None).unwrap();
+        assert_eq!(store.claim(&late.token).unwrap().lease, LeaseEpoch(1));
+        // The first lease expires and the job is handed to the other worker; both complete it.
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(store.claim(&current.token).unwrap().lease, LeaseEpoch(2));
+        let complete = |output: &str| CycleStep::Complete { held: None, output: output.to_owned(), then_claim: false };
+        let answers = f.commit_together(vec![f.step(&late.token, complete("late")), f.step(&current.token, complete("current"))]);
+        assert!(matches!(answers[0], Err(TrackerError::LeaseLost { job: JobId(1) })), "{:?}", answers[0]);
+        assert!(matches!(answers[1], Ok(CycleAnswer::Completed(..))), "{:?}", answers[1]);
+        let job = store.job(1).unwrap();
+        assert_eq!(job.data[1].as_deref(), Some("current"));
+        let kinds: Vec<&str> = job.events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["claim", "expire", "claim", "complete"]);
+        let board = store.leaderboard(0, 10).unwrap().items;
+        assert_eq!(board.iter().map(|e| (e.nickname.as_str(), e.jobs_completed)).collect::<Vec<_>>(), [("current", 1)]);
     }
 
     #[test]

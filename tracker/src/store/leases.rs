@@ -410,7 +410,7 @@ impl JobStore {
     /// [`TrackerError::UnknownWorker`]; [`TrackerError::NoJobAvailable`] when that job is not
     /// claimable (another worker took it, or it is elsewhere); database errors.
     pub fn claim_job(&self, token: &WorkerToken, number: JobId) -> Result<ClaimedJob, TrackerError> {
-        self.pools.write(self.claim_op(token, Some(number)))?.ok_or(TrackerError::NoJobAvailable)
+        self.pools.write_as(token, self.claim_op(token, Some(number)))?.ok_or(TrackerError::NoJobAvailable)
     }
 
     /// [`claim`](Self::claim) (or, with `only`, [`claim_job`](Self::claim_job)) for async
@@ -422,7 +422,7 @@ impl JobStore {
     pub async fn claim_async(&self, token: &WorkerToken, only: Option<JobId>) -> Result<ClaimedJob, TrackerError> {
         match only {
             None => self.pools.write_cycle_async(self.cycle(token, CycleStep::Claim)).await?.claimed(),
-            Some(_) => self.pools.write_async(self.claim_op(token, only)).await?.ok_or(TrackerError::NoJobAvailable),
+            Some(_) => self.pools.write_as_async(token, self.claim_op(token, only)).await?.ok_or(TrackerError::NoJobAvailable),
         }
     }
 
@@ -518,7 +518,7 @@ impl JobStore {
         let now = UnixMs(self.now_ms());
         let threshold = i32::try_from(self.config.flag_threshold).unwrap_or(i32::MAX).max(1);
         let (token, reason) = (token.clone(), reason.map(str::to_owned));
-        self.pools.write(move |tx| {
+        self.pools.write_as(&token.clone(), move |tx| {
             tx.protect()?;
             let reason = reason.as_deref();
             let worker = touch(tx, &token, now)?;
@@ -562,7 +562,7 @@ impl JobStore {
     pub fn release(&self, token: &WorkerToken, held: Option<HeldLease>) -> Result<(), TrackerError> {
         let now = UnixMs(self.now_ms());
         let token = token.clone();
-        self.pools.write(move |tx| {
+        self.pools.write_as(&token.clone(), move |tx| {
             tx.protect()?;
             let worker = touch(tx, &token, now)?;
             held_lease(&worker, held)?;
@@ -600,7 +600,7 @@ impl JobStore {
     fn finish_held(&self, token: &WorkerToken, held: Option<HeldLease>, finish: Finish, detail: &str) -> Result<(), TrackerError> {
         let now = UnixMs(self.now_ms());
         let (token, detail) = (token.clone(), truncate(detail, MAX_DETAIL_CHARS).to_owned());
-        self.pools.write(move |tx| {
+        self.pools.write_as(&token.clone(), move |tx| {
             tx.protect()?;
             let worker = touch(tx, &token, now)?;
             let (job, lease) = held_lease(&worker, held)?;

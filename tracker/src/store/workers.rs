@@ -164,7 +164,7 @@ impl JobStore {
     pub fn validate_worker(&self, token: &WorkerToken) -> Result<bool, TrackerError> {
         let now = UnixMs(self.now_ms());
         let token = token.clone();
-        match self.pools.write(move |tx| touch(tx, &token, now)) {
+        match self.pools.write_as(&token.clone(), move |tx| touch(tx, &token, now)) {
             Ok(_) => Ok(true),
             Err(TrackerError::UnknownWorker) => Ok(false),
             Err(e) => Err(e),
@@ -178,7 +178,7 @@ impl JobStore {
     pub fn heartbeat(&self, token: &WorkerToken) -> Result<(), TrackerError> {
         let now = UnixMs(self.now_ms());
         let token = token.clone();
-        self.pools.write(move |tx| touch(tx, &token, now).map(drop))
+        self.pools.write_as(&token.clone(), move |tx| touch(tx, &token, now).map(drop))
     }
 
     /// Records the worker's progress text (a heartbeat too).
@@ -205,7 +205,7 @@ impl JobStore {
     pub fn bye(&self, token: &WorkerToken) -> Result<(), TrackerError> {
         let now = UnixMs(self.now_ms());
         let token = token.clone();
-        self.pools.write(move |tx| {
+        self.pools.write_as(&token.clone(), move |tx| {
             tx.protect()?;
             let worker = touch(tx, &token, now)?;
             super::leases::reopen_held(tx, &token, &worker, now, super::leases::GiveBack::Abandoned)?;
