@@ -152,7 +152,7 @@ fn count(stage: &Value, key: &str) -> i64 {
 
 fn five_stages_run_every_job_to_the_computed_output(db: TestDatabase) {
     const JOBS: i64 = 1000;
-    let stages: String = ["a", "b", "c", "d", "e"].iter().map(|s| append_stage(s, &format!("|{s}"), 2, 8, 0)).collect();
+    let stages: String = ["a", "b", "c", "d", "e"].iter().map(|s| append_stage(s, &format!("|{s}"), 16, 8, 0)).collect();
     let pipeline = Pipeline::new(&db, "", &stages);
     let mut daemon = pipeline.run(&["--brace", "job-{1..1000}", "--until-done"]);
     let status = daemon.wait_exit(Duration::from_secs(300)).expect("the run finishes by itself");
