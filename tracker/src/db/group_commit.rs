@@ -21,9 +21,9 @@
 //! PostgreSQL runs several writer threads ("lanes"), each committing its batches on a
 //! connection from the pool, so one batch's round trips overlap another's commit. Batches of
 //! different lanes (and of other tracker processes) run concurrently as ordinary
-//! transactions. While a worker has a write queued or running in one lane, its next writes go
-//! to that lane too (otherwise to the lane with the least in flight), so two concurrent
-//! batches never both hold rows of one worker or of the job it holds: a worker's heartbeat and
+//! transactions. Lanes take operations from one shared queue, but while a worker has a write in
+//! a lane (in its batch, or waiting for its next one), its other writes go to that lane alone,
+//! so two concurrent batches never both hold rows of one worker or of the job it holds: a worker's heartbeat and
 //! its completion, sent at the same time, would otherwise lock the job and the worker in
 //! opposite orders in two batches, and each batch holds several workers' rows, so such pairs
 //! deadlock. Claims skip rows another transaction has locked (`FOR UPDATE
@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::r2d2::{ConnectionManager, Pool};
 use tokio::sync::oneshot;
@@ -273,44 +273,45 @@ struct Queued<C: Combine> {
     pending: Box<dyn PendingWrite<C>>,
 }
 
-/// Which lane each worker with writes in flight (queued or in a batch) is in, and how many
-/// writes each lane has in flight.
+/// The lane each worker's writes are bound to while any of them is in a lane, and how many of
+/// its writes are in flight (queued anywhere or in a batch).
+#[derive(Default)]
 struct Affinity {
-    /// Per worker: its lane and its writes in flight there.
-    workers: HashMap<String, (usize, usize)>,
-    in_flight: Vec<usize>,
+    workers: HashMap<String, Binding>,
+}
+
+/// A worker's writes in flight and the lane they are bound to, once a lane has taken one.
+struct Binding {
+    lane: Option<usize>,
+    writes: usize,
 }
 
 impl Affinity {
-    fn new(lanes: usize) -> Self {
-        Self { workers: HashMap::new(), in_flight: vec![0; lanes] }
+    /// Counts a new write of `worker`; the lane it must go to, if the worker's writes are bound
+    /// to one (else it goes to the shared queue).
+    fn enter(&mut self, worker: &str) -> Option<usize> {
+        let binding = self.workers.entry(worker.to_owned()).or_insert(Binding { lane: None, writes: 0 });
+        binding.writes += 1;
+        binding.lane
     }
 
-    /// The lane for a write of `worker`: the one its writes in flight are in, else the one
-    /// with the fewest writes in flight.
-    fn assign(&mut self, worker: Option<&str>) -> usize {
-        let least = (0..self.in_flight.len()).min_by_key(|&lane| self.in_flight[lane]).unwrap_or(0);
-        let lane = match worker {
-            Some(key) => {
-                let (lane, writes) = self.workers.entry(key.to_owned()).or_insert((least, 0));
-                *writes += 1;
-                *lane
-            }
-            None => least,
-        };
-        self.in_flight[lane] += 1;
-        lane
+    /// The lane that runs a write of `worker` that `lane` took: the lane the worker's writes are
+    /// bound to, binding them to `lane` when they are not yet bound.
+    fn take(&mut self, worker: &str, lane: usize) -> usize {
+        match self.workers.get_mut(worker) {
+            Some(binding) => *binding.lane.get_or_insert(lane),
+            None => lane,
+        }
     }
 
-    /// The writes of `workers` in `lane` are committed (or failed).
-    fn release(&mut self, lane: usize, workers: &[Option<String>]) {
-        for worker in workers {
-            self.in_flight[lane] = self.in_flight[lane].saturating_sub(1);
-            let Some(key) = worker else { continue };
-            if let Some((_, writes)) = self.workers.get_mut(key) {
-                *writes -= 1;
-                if *writes == 0 {
-                    self.workers.remove(key);
+    /// The writes of `workers` are committed (or failed); a worker with none left in flight is
+    /// bound to no lane.
+    fn release(&mut self, workers: &[Option<String>]) {
+        for worker in workers.iter().flatten() {
+            if let Some(binding) = self.workers.get_mut(worker) {
+                binding.writes -= 1;
+                if binding.writes == 0 {
+                    self.workers.remove(worker);
                 }
             }
         }
@@ -319,14 +320,16 @@ impl Affinity {
 
 /// Locks the lane affinity (a panic while it was held left it consistent: no code that can
 /// panic runs under it).
-fn affinity(affinity: &Mutex<Affinity>) -> MutexGuard<'_, Affinity> {
+fn lock_affinity(affinity: &Mutex<Affinity>) -> MutexGuard<'_, Affinity> {
     affinity.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A handle to the writers; cheap to clone. The writer threads end when every handle is gone.
 pub(crate) struct GroupCommitWriter<C: Combine> {
-    /// Each lane's queue.
-    lanes: Arc<[Sender<Queued<C>>]>,
+    /// Operations any lane may take.
+    shared: Sender<Queued<C>>,
+    /// Per lane: operations of the workers bound to it (see [`Affinity`]).
+    bound: Arc<[Sender<Queued<C>>]>,
     affinity: Arc<Mutex<Affinity>>,
     connections: Arc<Connections>,
 }
@@ -334,7 +337,8 @@ pub(crate) struct GroupCommitWriter<C: Combine> {
 impl<C: Combine> Clone for GroupCommitWriter<C> {
     fn clone(&self) -> Self {
         Self {
-            lanes: Arc::clone(&self.lanes),
+            shared: self.shared.clone(),
+            bound: Arc::clone(&self.bound),
             affinity: Arc::clone(&self.affinity),
             connections: Arc::clone(&self.connections),
         }
@@ -376,29 +380,35 @@ impl<C: Combine> GroupCommitWriter<C> {
 
     fn start(connections: Connections, lanes: usize) -> Result<Self, TrackerError> {
         let connections = Arc::new(connections);
-        let affinity = Arc::new(Mutex::new(Affinity::new(lanes)));
-        let mut queues = Vec::with_capacity(lanes);
-        for lane in 0..lanes {
+        let affinity = Arc::new(Mutex::new(Affinity::default()));
+        let (shared, operations) = bounded(QUEUE_CAPACITY);
+        // Unbounded: a lane hands an operation on to another without waiting, and a worker has
+        // only a few writes in flight at a time.
+        let (bound, own): (Vec<_>, Vec<_>) = (0..lanes).map(|_| unbounded()).unzip();
+        let bound: Arc<[Sender<Queued<C>>]> = bound.into();
+        for (lane, own) in own.into_iter().enumerate() {
             let name = match &*connections {
                 Connections::Single { .. } => "cascade-sqlite-writer".to_owned(),
                 Connections::Pool(_) => format!("cascade-pg-writer-{lane}"),
             };
-            let (queue, operations) = bounded((QUEUE_CAPACITY / lanes).max(MAX_BATCH));
+            let queues = LaneQueues { lane, shared: operations.clone(), own, bound: Arc::clone(&bound) };
             let (connections, affinity) = (Arc::clone(&connections), Arc::clone(&affinity));
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || write_loop::<C>(&connections, &operations, lane, &affinity))
+                .spawn(move || write_loop::<C>(&connections, &queues, &affinity))
                 .map_err(|e| TrackerError::Commit(format!("cannot start a writer thread: {e}")))?;
-            queues.push(queue);
         }
-        Ok(Self { lanes: queues.into(), affinity, connections })
+        Ok(Self { shared, bound, affinity, connections })
     }
 
-    /// `pending` (of the worker with stored key `worker`, if any) as queued, and the queue of
-    /// its lane (see [`Affinity::assign`]).
+    /// `pending` (of the worker with stored key `worker`, if any) as queued, and its queue: the
+    /// lane the worker's writes are bound to, else the shared queue. With one lane, the shared
+    /// queue.
     fn enqueue(&self, worker: Option<&str>, pending: Box<dyn PendingWrite<C>>) -> (&Sender<Queued<C>>, Queued<C>) {
-        let lane = affinity(&self.affinity).assign(worker);
-        (&self.lanes[lane], Queued { worker: worker.map(str::to_owned), pending })
+        let worker = worker.filter(|_| self.bound.len() > 1);
+        let lane = worker.and_then(|worker| lock_affinity(&self.affinity).enter(worker));
+        let queue = lane.map_or(&self.shared, |lane| &self.bound[lane]);
+        (queue, Queued { worker: worker.map(str::to_owned), pending })
     }
 
     /// Runs `operation` (of the worker with stored key `worker`, if any) in the next batch of
@@ -431,7 +441,7 @@ impl<C: Combine> GroupCommitWriter<C> {
         answer: &Receiver<Result<T, TrackerError>>,
     ) -> Result<T, TrackerError> {
         if let Connections::Single { conn, connect } = &*self.connections {
-            if self.lanes[0].is_empty() {
+            if self.shared.is_empty() {
                 match conn.try_lock() {
                     Ok(mut conn) => return run_here(&mut conn, connect, pending, answer),
                     Err(TryLockError::Poisoned(poisoned)) => {
@@ -513,19 +523,66 @@ fn run_here<C: Combine, T>(
         .map_err(|_| TrackerError::Commit("the operation did not answer".to_owned()))?
 }
 
-/// The writer thread of `lane`: takes what is queued, up to [`MAX_BATCH`] operations, and
+/// A lane's queues.
+struct LaneQueues<C: Combine> {
+    lane: usize,
+    shared: Receiver<Queued<C>>,
+    /// Operations of the workers bound to this lane.
+    own: Receiver<Queued<C>>,
+    /// Every lane's own queue, to hand operations on to.
+    bound: Arc<[Sender<Queued<C>>]>,
+}
+
+impl<C: Combine> LaneQueues<C> {
+    /// The next operation, its own queue first; `None` once the writer is gone and nothing is
+    /// left for this lane.
+    fn next(&self) -> Option<Queued<C>> {
+        if let Ok(queued) = self.own.try_recv() {
+            return Some(queued);
+        }
+        crossbeam_channel::select! {
+            recv(self.own) -> queued => queued.ok(),
+            recv(self.shared) -> queued => queued.ok().or_else(|| self.own.try_recv().ok()),
+        }
+    }
+
+    /// What is queued for this lane, up to [`MAX_BATCH`] operations, after `first`: writes of a
+    /// worker bound to another lane (one took another write of it meanwhile) are handed on to it.
+    fn batch(&self, first: Queued<C>, affinity: &Mutex<Affinity>) -> Vec<Queued<C>> {
+        let mut taken = vec![first];
+        taken.extend(self.own.try_iter().take(MAX_BATCH - 1));
+        taken.extend(self.shared.try_iter().take(MAX_BATCH - taken.len()));
+        let mut affinity = lock_affinity(affinity);
+        taken
+            .into_iter()
+            .filter_map(|queued| {
+                let Some(worker) = &queued.worker else { return Some(queued) };
+                let lane = affinity.take(worker, self.lane);
+                if lane == self.lane {
+                    return Some(queued);
+                }
+                // Unbounded: never waits. The other lane gone means the writer is stopping.
+                let _ = self.bound[lane].send(queued);
+                None
+            })
+            .collect()
+    }
+}
+
+/// A lane's writer thread: takes what is queued for it, up to [`MAX_BATCH`] operations, and
 /// commits it.
-fn write_loop<C: Combine>(connections: &Connections, operations: &Receiver<Queued<C>>, lane: usize, shared: &Mutex<Affinity>) {
-    while let Ok(first) = operations.recv() {
-        let (workers, batch): (Vec<_>, Vec<_>) = std::iter::once(first)
-            .chain(operations.try_iter().take(MAX_BATCH - 1))
-            .map(|queued| (queued.worker, queued.pending))
-            .unzip();
+fn write_loop<C: Combine>(connections: &Connections, queues: &LaneQueues<C>, affinity: &Mutex<Affinity>) {
+    while let Some(first) = queues.next() {
+        let (workers, batch): (Vec<_>, Vec<_>) =
+            queues.batch(first, affinity).into_iter().map(|queued| (queued.worker, queued.pending)).unzip();
+        if batch.is_empty() {
+            continue;
+        }
         match connections {
             Connections::Single { conn, connect } => commit_batch(&mut lock(conn), Some(&**connect), batch),
             Connections::Pool(pool) => commit_pooled(pool, batch),
         }
-        affinity(shared).release(lane, &workers);
+        lock_affinity(affinity).release(&workers);
     }
 }
 
@@ -1035,23 +1092,21 @@ mod tests {
     }
 
     #[test]
-    fn a_worker_with_writes_in_flight_gets_their_lane_and_others_the_least_busy_one() {
-        let key = |n: u8| Some(format!("{n:064x}"));
-        let mut affinity = Affinity::new(2);
-        assert_eq!(affinity.assign(key(1).as_deref()), 0);
-        // Its second and third writes while the first is in flight, though the other lane is idle.
-        assert_eq!(affinity.assign(key(1).as_deref()), 0);
-        assert_eq!(affinity.assign(key(1).as_deref()), 0);
-        assert_eq!(affinity.assign(key(2).as_deref()), 1, "a new worker goes to the idle lane");
-        assert_eq!(affinity.assign(None), 1, "so does a write of no worker");
-        assert_eq!(affinity.in_flight, [3, 2]);
-        affinity.release(0, &[key(1), key(1)]);
-        assert_eq!(affinity.assign(key(1).as_deref()), 0, "one write still in flight");
-        affinity.release(0, &[key(1), key(1)]);
-        affinity.release(1, &[key(2), None]);
-        assert!(affinity.workers.is_empty() && affinity.in_flight == [0, 0], "{:?}", affinity.in_flight);
-        // Nothing in flight: the worker may go anywhere, and goes to the least busy lane.
-        affinity.assign(None);
-        assert_eq!(affinity.assign(key(1).as_deref()), 1);
+    fn the_writes_of_a_worker_go_to_the_lane_that_took_one_of_them_until_none_is_in_flight() {
+        let (one, two) = ("1".repeat(64), "2".repeat(64));
+        let mut affinity = Affinity::default();
+        // Nothing in a lane yet: both writes go to the shared queue.
+        assert_eq!((affinity.enter(&one), affinity.enter(&one)), (None, None));
+        // Lane 1 takes the first; the second, taken by lane 0, must go to lane 1 too.
+        assert_eq!(affinity.take(&one, 1), 1);
+        assert_eq!(affinity.take(&one, 0), 1);
+        assert_eq!(affinity.enter(&one), Some(1), "a third write goes straight to lane 1");
+        assert_eq!(affinity.enter(&two), None, "another worker is free");
+        assert_eq!(affinity.take(&two, 0), 0);
+        affinity.release(&[Some(one.clone()), Some(one.clone()), None]);
+        assert_eq!(affinity.enter(&one), Some(1), "one write still in flight");
+        affinity.release(&[Some(one.clone()), Some(one.clone()), Some(two.clone())]);
+        assert!(affinity.workers.is_empty());
+        assert_eq!(affinity.enter(&one), None, "nothing in flight: free again");
     }
 }
