@@ -23,16 +23,17 @@
 //! different lanes (and of other tracker processes) run concurrently as ordinary
 //! transactions. Lanes take operations from one shared queue, but while a worker has a write in
 //! a lane (in its batch, or waiting for its next one), its other writes go to that lane alone,
-//! so two concurrent batches never both hold rows of one worker or of the job it holds: a worker's heartbeat and
-//! its completion, sent at the same time, would otherwise lock the job and the worker in
-//! opposite orders in two batches, and each batch holds several workers' rows, so such pairs
-//! deadlock. Claims skip rows another transaction has locked (`FOR UPDATE
+//! so two concurrent batches never both hold rows of one worker or of the job it holds: a
+//! worker's heartbeat and its completion, sent at the same time, would otherwise lock the job
+//! and the worker in opposite orders in two batches, and each batch holds several workers'
+//! rows, so such pairs deadlock. Claims skip rows another transaction has locked (`FOR UPDATE
 //! SKIP LOCKED`), and the batch's leaderboard credits are written last, in nickname order, so
 //! concurrent batches wait for each other but do not deadlock.
 //!
 //! On PostgreSQL the steps of the workers' lease cycle (claims, progress, completions: most of
-//! the writes under load) are data rather than closures ([`Combine`]): a batch runs all of them
-//! together in a few statements that each cover every one, after its other operations.
+//! the writes under load) are data rather than closures ([`Combine`]): a batch with at least
+//! [`MIN_TOGETHER`] of them runs them together in a few statements that each cover every one,
+//! after its other operations.
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
