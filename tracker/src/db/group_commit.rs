@@ -538,6 +538,10 @@ impl<C: Combine> LaneQueues<C> {
     /// The next operation, its own queue first; `None` once the writer is gone and nothing is
     /// left for this lane.
     fn next(&self) -> Option<Queued<C>> {
+        // One lane (SQLite): nothing is ever bound to it, and one queue is the cheaper wait.
+        if self.bound.len() == 1 {
+            return self.shared.recv().ok();
+        }
         if let Ok(queued) = self.own.try_recv() {
             return Some(queued);
         }
