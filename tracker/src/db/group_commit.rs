@@ -291,9 +291,16 @@ impl Affinity {
     /// Counts a new write of `worker`; the lane it must go to, if the worker's writes are bound
     /// to one (else it goes to the shared queue).
     fn enter(&mut self, worker: &str) -> Option<usize> {
-        let binding = self.workers.entry(worker.to_owned()).or_insert(Binding { lane: None, writes: 0 });
-        binding.writes += 1;
-        binding.lane
+        match self.workers.get_mut(worker) {
+            Some(binding) => {
+                binding.writes += 1;
+                binding.lane
+            }
+            None => {
+                self.workers.insert(worker.to_owned(), Binding { lane: None, writes: 1 });
+                None
+            }
+        }
     }
 
     /// The lane that runs a write of `worker` that `lane` took: the lane the worker's writes are
@@ -402,14 +409,18 @@ impl<C: Combine> GroupCommitWriter<C> {
         Ok(Self { shared, bound, affinity, connections })
     }
 
-    /// `pending` (of the worker with stored key `worker`, if any) as queued, and its queue: the
-    /// lane the worker's writes are bound to, else the shared queue. With one lane, the shared
-    /// queue.
-    fn enqueue(&self, worker: Option<&str>, pending: Box<dyn PendingWrite<C>>) -> (&Sender<Queued<C>>, Queued<C>) {
-        let worker = worker.filter(|_| self.bound.len() > 1);
-        let lane = worker.and_then(|worker| lock_affinity(&self.affinity).enter(worker));
+    /// The stored key `worker` as a queued operation keeps it: with one lane (SQLite), none,
+    /// since nothing is bound to a lane there.
+    fn lane_key(&self, worker: Option<&str>) -> Option<String> {
+        worker.filter(|_| self.bound.len() > 1).map(str::to_owned)
+    }
+
+    /// `pending` (of the worker with stored key `worker`, see [`lane_key`](Self::lane_key)) as
+    /// queued, and its queue: the lane the worker's writes are bound to, else the shared queue.
+    fn enqueue(&self, worker: Option<String>, pending: Box<dyn PendingWrite<C>>) -> (&Sender<Queued<C>>, Queued<C>) {
+        let lane = worker.as_deref().and_then(|worker| lock_affinity(&self.affinity).enter(worker));
         let queue = lane.map_or(&self.shared, |lane| &self.bound[lane]);
-        (queue, Queued { worker: worker.map(str::to_owned), pending })
+        (queue, Queued { worker, pending })
     }
 
     /// Runs `operation` (of the worker with stored key `worker`, if any) in the next batch of
@@ -421,23 +432,24 @@ impl<C: Combine> GroupCommitWriter<C> {
     {
         let (reply, answer) = bounded(1);
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Blocking(reply) });
-        self.submit(worker, pending, &answer)
+        self.submit(self.lane_key(worker), pending, &answer)
     }
 
     /// Runs `operation` in the next batch, together with the other operations of its kind on
     /// PostgreSQL (see [`Combine`]), and returns its outcome after the batch commits.
     pub(crate) fn write_combined(&self, operation: C) -> Result<C::Answer, TrackerError> {
         let (reply, answer) = bounded(1);
-        let worker = operation.worker_key().to_owned();
+        let worker = self.lane_key(Some(operation.worker_key()));
         let slot = CombinedSlot { operation: Some(operation), outcome: None };
-        self.submit(Some(&worker), Box::new(PendingCombined { slot, reply: Reply::Blocking(reply) }), &answer)
+        self.submit(worker, Box::new(PendingCombined { slot, reply: Reply::Blocking(reply) }), &answer)
     }
 
-    /// Queues `pending` (of the worker with stored key `worker`, if any) on its lane (on SQLite
-    /// with an idle writer, runs it here) and waits for `answer`.
+    /// Queues `pending` (of the worker with stored key `worker`, see
+    /// [`lane_key`](Self::lane_key)) on its lane (on SQLite with an idle writer, runs it here)
+    /// and waits for `answer`.
     fn submit<T>(
         &self,
-        worker: Option<&str>,
+        worker: Option<String>,
         pending: Box<dyn PendingWrite<C>>,
         answer: &Receiver<Result<T, TrackerError>>,
     ) -> Result<T, TrackerError> {
@@ -472,23 +484,24 @@ impl<C: Combine> GroupCommitWriter<C> {
     {
         let (reply, answer) = oneshot::channel();
         let pending = Box::new(Pending { operation: Some(operation), outcome: None, reply: Reply::Async(reply) });
-        self.submit_async(worker, pending, answer).await
+        self.submit_async(self.lane_key(worker), pending, answer).await
     }
 
     /// [`write_combined`](Self::write_combined) for async callers, as
     /// [`write_async`](Self::write_async).
     pub(crate) async fn write_combined_async(&self, operation: C) -> Result<C::Answer, TrackerError> {
         let (reply, answer) = oneshot::channel();
-        let worker = operation.worker_key().to_owned();
+        let worker = self.lane_key(Some(operation.worker_key()));
         let slot = CombinedSlot { operation: Some(operation), outcome: None };
-        self.submit_async(Some(&worker), Box::new(PendingCombined { slot, reply: Reply::Async(reply) }), answer).await
+        self.submit_async(worker, Box::new(PendingCombined { slot, reply: Reply::Async(reply) }), answer).await
     }
 
-    /// Queues `pending` (of the worker with stored key `worker`, if any) on its lane without
-    /// blocking the caller's executor thread and awaits `answer`.
+    /// Queues `pending` (of the worker with stored key `worker`, see
+    /// [`lane_key`](Self::lane_key)) on its lane without blocking the caller's executor thread
+    /// and awaits `answer`.
     async fn submit_async<T>(
         &self,
-        worker: Option<&str>,
+        worker: Option<String>,
         pending: Box<dyn PendingWrite<C>>,
         answer: oneshot::Receiver<Result<T, TrackerError>>,
     ) -> Result<T, TrackerError> {
