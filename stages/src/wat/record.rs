@@ -21,6 +21,7 @@ use super::summary::WatSummary;
 use super::urljoin::{hostname, urljoin};
 
 mod fast;
+mod stops;
 
 /// One image URL with its alt text, as written to parquet.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

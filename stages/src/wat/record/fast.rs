@@ -12,46 +12,52 @@
 //! an array, read it by position), on a repeated field of the model, on an escaped key where
 //! serde decodes keys, and on a number where serde would parse (and range-check) it. Escaped
 //! strings that the model keeps are decoded by serde_json itself.
+//!
+//! A string is scanned by its stops (`"`, `\`, control characters), found for the whole record
+//! in one pass beforehand ([`stops`]).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 
+use super::stops::{self, WORD_BYTES};
 use super::{Container, Envelope, Head, HtmlMetadata, HttpResponse, JsonStr, Link, Links, Payload, Root, WarcHeader};
 
 /// Nesting allowed in skipped values before giving up (serde_json has no limit there).
 const MAX_DEPTH: usize = 100;
 
-/// Reads `text` as a whole record, or gives up.
-pub(super) fn parse(text: &str) -> Option<Root<'_>> {
-    let mut r = Reader { text, b: text.as_bytes(), i: 0 };
-    r.ws();
-    let root = r.root()?;
-    r.ws();
-    (r.i == r.b.len()).then_some(root)
+/// Stop masks kept by each thread above this many words are freed after the record.
+const KEEP_WORDS: usize = 1 << 14;
+
+thread_local! {
+    /// The stop mask of the record being read, reused across records.
+    static STOPS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
-struct Reader<'a> {
+/// Reads `text` as a whole record, or gives up.
+pub(super) fn parse(text: &str) -> Option<Root<'_>> {
+    STOPS.with_borrow_mut(|words| {
+        stops::classify(text.as_bytes(), words);
+        let mut r = Reader { text, b: text.as_bytes(), i: 0, stops: words };
+        r.ws();
+        let root = r.root();
+        r.ws();
+        let whole = r.i == r.b.len();
+        if words.capacity() > KEEP_WORDS {
+            *words = Vec::new();
+        }
+        root.filter(|_| whole)
+    })
+}
+
+struct Reader<'a, 'w> {
     text: &'a str,
     b: &'a [u8],
     i: usize,
+    /// The record's stop mask ([`stops::classify`]).
+    stops: &'w [u32],
 }
 
-/// One byte repeated in every lane of a word.
-const fn lanes(byte: u8) -> u64 {
-    u64::from_ne_bytes([byte; 8])
-}
-
-/// The high bit of each byte of `x` that is `"`, `\` or a control character, and perhaps of
-/// bytes after the first such byte (so only the lowest set bit is meaningful).
-fn special(x: u64) -> u64 {
-    let quote = x ^ lanes(b'"');
-    let backslash = x ^ lanes(b'\\');
-    let found = (quote.wrapping_sub(lanes(1)) & !quote)
-        | (backslash.wrapping_sub(lanes(1)) & !backslash)
-        | (x.wrapping_sub(lanes(0x20)) & !x);
-    found & lanes(0x80)
-}
-
-impl<'a> Reader<'a> {
+impl<'a> Reader<'a, '_> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -278,22 +284,28 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Moves past bytes that need no attention inside a string: anything but `"`, `\` and
-    /// control characters, eight at a time.
+    /// Moves to the next byte that needs attention inside a string (`"`, `\` or a control
+    /// character), or to the end of the record.
     fn skip_plain(&mut self) {
-        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let found = special(u64::from_le_bytes(word));
-            if found != 0 {
-                self.i += (found.trailing_zeros() / 8) as usize;
+        let mut word = self.i / WORD_BYTES;
+        let Some(first) = self.stops_from(word) else { return };
+        let mut found = first & (u64::MAX << (self.i % WORD_BYTES));
+        while found == 0 {
+            word += 2;
+            let Some(next) = self.stops_from(word) else {
+                self.i = self.b.len();
                 return;
-            }
-            self.i += 8;
+            };
+            found = next;
         }
-        while matches!(self.peek(), Some(c) if c != b'"' && c != b'\\' && c >= 0x20) {
-            self.i += 1;
-        }
+        self.i = word * WORD_BYTES + found.trailing_zeros() as usize;
+    }
+
+    /// The stops of the two mask words from `word` on (the second is zero past the end).
+    fn stops_from(&self, word: usize) -> Option<u64> {
+        let low = *self.stops.get(word)?;
+        let high = self.stops.get(word + 1).copied().unwrap_or(0);
+        Some(u64::from(low) | u64::from(high) << 32)
     }
 
     /// Skips any value, checking it like serde_json checks a value it ignores.
