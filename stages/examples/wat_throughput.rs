@@ -11,6 +11,10 @@ use std::time::Instant;
 
 use cascade_stages::wat::{extract_file, extract_pairs, WatOptions};
 
+/// The `cascade` binary's allocator, so that the figures are those of `cascade wat`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: wat_throughput FILE [THREADS] [gunzip]")?;
