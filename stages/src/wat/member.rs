@@ -22,7 +22,10 @@
 //! the output untouched and the caller streams the member instead, which then decides exactly as
 //! before.
 
+use std::sync::LazyLock;
+
 use libdeflater::Decompressor;
+use memchr::memmem::Finder;
 
 /// Largest output inflated in one call; larger members are streamed in batch-sized pieces.
 pub(crate) const MAX_OUTPUT: usize = 4 << 20;
@@ -36,6 +39,9 @@ const MAX_RATIO: usize = 1032;
 
 /// The gzip magic and compression method.
 const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+
+/// A searcher for [`MAGIC`], built once rather than on every search.
+static MAGIC_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(&MAGIC));
 
 /// A libdeflate decompressor, reused across members.
 pub(crate) struct WholeMember {
@@ -61,7 +67,7 @@ impl WholeMember {
         let start = out.len();
         out.resize(start + size, 0);
         let whole = matches!(self.decompressor.gzip_decompress(member, &mut out[start..]), Ok(n) if n == size)
-            && memchr::memmem::find(&member[header_len..member.len() - 1], size_bytes).is_none();
+            && !holds_earlier(&member[header_len..member.len() - 1], size_bytes);
         if !whole {
             out.truncate(start);
         }
@@ -69,11 +75,17 @@ impl WholeMember {
     }
 }
 
+/// Whether the 4 bytes `size` occur in `b`: found by their first byte, without building a
+/// searcher for a needle used once.
+fn holds_earlier(b: &[u8], size: &[u8]) -> bool {
+    memchr::memchr_iter(size[0], b).any(|i| b.get(i..i + size.len()) == Some(size))
+}
+
 /// Offset of the first plausible gzip member header (magic, method and valid flags) in `b` at or
 /// after `from`.
 pub(crate) fn next_header_at(b: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
-    while let Some(i) = memchr::memmem::find(b.get(at..)?, &MAGIC) {
+    while let Some(i) = MAGIC_FINDER.find(b.get(at..)?) {
         let i = at + i;
         match b.get(i + 3) {
             Some(flags) if flags & 0xe0 == 0 => return Some(i),

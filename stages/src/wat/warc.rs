@@ -4,8 +4,14 @@
 //! and the version line); the body is located by `Content-Length` and never scanned here.
 
 use std::ops::Range;
+use std::sync::LazyLock;
 
-use memchr::memmem;
+use memchr::memmem::Finder;
+
+/// Searchers for the separators, built once rather than on every search.
+static HEADER_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+static LINE_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
+static VERSION_LINE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"WARC/"));
 
 /// Longest WARC header block accepted before the record is declared invalid.
 pub(crate) const MAX_HEADER: usize = 64 * 1024;
@@ -66,13 +72,13 @@ pub(crate) fn parse_record(b: &[u8]) -> Parsed {
         return Parsed::Invalid;
     }
     let search = &b[..b.len().min(MAX_HEADER)];
-    let Some(header_end) = memmem::find(search, b"\r\n\r\n") else {
+    let Some(header_end) = HEADER_END.find(search) else {
         return if b.len() >= MAX_HEADER { Parsed::Invalid } else { Parsed::Incomplete { content_length: None, body_start: None } };
     };
     let mut content_length = None;
     let mut warc_type = 0..0;
     let mut line_start = 0;
-    for line_end in memmem::find_iter(&b[..header_end + 2], b"\r\n") {
+    for line_end in LINE_END.find_iter(&b[..header_end + 2]) {
         let line = &b[line_start..line_end];
         let value_range = |name_len: usize| {
             let mut s = line_start + name_len;
@@ -124,7 +130,7 @@ pub(crate) fn parse_record(b: &[u8]) -> Parsed {
 /// Offset of the next plausible record start (`WARC/` at the start of a line) in `b`, searching
 /// from index 1.
 pub(crate) fn find_resync(b: &[u8]) -> Option<usize> {
-    memmem::find_iter(b.get(1..)?, b"WARC/").map(|i| i + 1).find(|&i| b[i - 1] == b'\n')
+    VERSION_LINE.find_iter(b.get(1..)?).map(|i| i + 1).find(|&i| b[i - 1] == b'\n')
 }
 
 #[cfg(test)]
