@@ -53,7 +53,7 @@ def summary(path, size):
         medians[name] = statistics.median(speeds)
         cpu = statistics.median(cpus[name])
         print(f"{name:16} {len(speeds):5} {min(speeds):9.1f} {medians[name]:7.1f} {max(speeds):7.1f} {cpu:13.2f}")
-    for name in (n for n in runs if n.startswith(("cascade", "baseline"))):
+    for name in (n for n in runs if n.startswith(("cascade", "baseline", "command"))):
         for ref in ("cc2dataset", "fastwarc"):
             if ref in medians:
                 print(f"{name} / {ref}: {medians[name] / medians[ref]:.2f}x (medians)")

@@ -12,6 +12,9 @@
 # Usage: benches/wat_reference.sh [TARGET_MB=100]
 #   ROUNDS=3 THREADS="2 1" WAT_REF_VENV=/tmp/cascade-wat-ref-venv
 #   BASELINE=path/to/an/older/wat_throughput   (also runs that build, as `baseline_tN`)
+#   CASCADE_BIN=target/release/cascade   (also runs `cascade wat FILE --out DIR --threads N`,
+#     the command users run, timed from outside: process start and progress bar included,
+#     as `command_tN`; BASELINE_CASCADE_BIN another build of it, as `command_baseline_tN`)
 set -euo pipefail
 if [ -n "${CI:-}" ]; then
   echo "wat_reference.sh installs Python packages from PyPI: not run in CI" >&2
@@ -66,11 +69,23 @@ run_cascade() {
   echo "round $round: $1 threads=$3: $(cat "$work/line"), CPU $cpu"
   echo "$1_t$3 $(awk '{print $3}' "$work/line") $(echo "$cpu" | awk '{print $1 + $2}')" >>"$results"
 }
+# Runs a `cascade` binary's `wat` command: NAME BINARY THREADS.
+run_command() {
+  /usr/bin/time -o "$work/times" -f '%e %U %S' "$2" wat "$corpus" --out "$work" --threads "$3" >/dev/null 2>&1
+  echo "round $round: $1 (cascade wat --threads $3): $(cat "$work/times") (wall, user, sys seconds)"
+  echo "$1_t$3 $(awk '{printf "%s %.3f", $1, $2 + $3}' "$work/times")" >>"$results"
+}
 for round in $(seq "$rounds"); do
   for t in $threads; do
     run_cascade cascade "$bin" "$t"
     if [ -n "${BASELINE:-}" ]; then
       run_cascade baseline "$BASELINE" "$t"
+    fi
+    if [ -n "${CASCADE_BIN:-}" ]; then
+      run_command command "$CASCADE_BIN" "$t"
+    fi
+    if [ -n "${BASELINE_CASCADE_BIN:-}" ]; then
+      run_command command_baseline "$BASELINE_CASCADE_BIN" "$t"
     fi
   done
   for mode in fastwarc cc2dataset; do

@@ -78,7 +78,7 @@ impl<'a> Reader<'a, '_> {
 
     /// An object of the model: calls `field` with each key, the reader then at its value.
     /// `null` is `None` (an absent `Option`); any other non-object value gives up.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<Option<()>> {
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<Option<()>> {
         if self.peek() == Some(b'n') {
             self.literal(b"null")?;
             return Some(None);
@@ -114,7 +114,7 @@ impl<'a> Reader<'a, '_> {
     /// one found (a repeated one gives up, as serde rejects it) and skips any other key.
     fn model<const N: usize>(
         &mut self,
-        names: [&str; N],
+        names: [&[u8]; N],
         mut field: impl FnMut(&mut Self, usize) -> Option<()>,
     ) -> Option<Option<()>> {
         let mut seen = [false; N];
@@ -126,7 +126,7 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// An object of the model whose one field `name` is a [`JsonStr`] (absent: `Missing`).
-    fn one_str(&mut self, name: &str) -> Option<Option<JsonStr<'a>>> {
+    fn one_str(&mut self, name: &[u8]) -> Option<Option<JsonStr<'a>>> {
         let mut value = JsonStr::Missing;
         let found = self.model([name], |r, _| {
             value = r.json_str()?;
@@ -137,9 +137,9 @@ impl<'a> Reader<'a, '_> {
 
     fn root(&mut self) -> Option<Root<'a>> {
         let (mut container, mut envelope) = (None, None);
-        self.model(["Container", "Envelope"], |r, field| {
+        self.model([b"Container", b"Envelope"], |r, field| {
             if field == 0 {
-                container = r.one_str("Filename")?.map(|filename| Container { filename });
+                container = r.one_str(b"Filename")?.map(|filename| Container { filename });
             } else {
                 envelope = r.envelope()?;
             }
@@ -150,9 +150,9 @@ impl<'a> Reader<'a, '_> {
 
     fn envelope(&mut self) -> Option<Option<Envelope<'a>>> {
         let (mut header, mut payload) = (None, None);
-        let found = self.model(["WARC-Header-Metadata", "Payload-Metadata"], |r, field| {
+        let found = self.model([b"WARC-Header-Metadata", b"Payload-Metadata"], |r, field| {
             if field == 0 {
-                header = r.one_str("WARC-Target-URI")?.map(|target_uri| WarcHeader { target_uri });
+                header = r.one_str(b"WARC-Target-URI")?.map(|target_uri| WarcHeader { target_uri });
             } else {
                 payload = r.payload()?;
             }
@@ -163,9 +163,9 @@ impl<'a> Reader<'a, '_> {
 
     fn payload(&mut self) -> Option<Option<Payload<'a>>> {
         let mut http = None;
-        let found = self.model(["HTTP-Response-Metadata"], |r, _| {
+        let found = self.model([b"HTTP-Response-Metadata"], |r, _| {
             let mut html = None;
-            let found = r.model(["HTML-Metadata"], |r, _| {
+            let found = r.model([b"HTML-Metadata"], |r, _| {
                 html = r.html()?;
                 Some(())
             })?;
@@ -177,9 +177,9 @@ impl<'a> Reader<'a, '_> {
 
     fn html(&mut self) -> Option<Option<HtmlMetadata<'a>>> {
         let (mut head, mut links) = (None, None);
-        let found = self.model(["Head", "Links"], |r, field| {
+        let found = self.model([b"Head", b"Links"], |r, field| {
             if field == 0 {
-                head = r.one_str("Base")?.map(|base| Head { base });
+                head = r.one_str(b"Base")?.map(|base| Head { base });
             } else {
                 links = r.links()?;
             }
@@ -206,9 +206,9 @@ impl<'a> Reader<'a, '_> {
             // Repeated keys in a link: the last one counts, as in the serde model.
             self.object(|r, key| {
                 match key {
-                    "path" => path = r.json_str()?,
-                    "url" => url = r.json_str()?,
-                    "alt" => alt = r.json_str()?,
+                    b"path" => path = r.json_str()?,
+                    b"url" => url = r.json_str()?,
+                    b"alt" => alt = r.json_str()?,
                     _ => r.skip(0)?,
                 }
                 Some(())
@@ -235,12 +235,13 @@ impl<'a> Reader<'a, '_> {
         match self.peek()? {
             b'"' => {
                 let start = self.i;
-                match self.string()? {
-                    (s, false) => Some(JsonStr::Str(Cow::Borrowed(s))),
-                    (_, true) => {
-                        let literal = &self.text[start..self.i];
-                        serde_json::from_str::<String>(literal).ok().map(|s| JsonStr::Str(Cow::Owned(s)))
-                    }
+                let (contents, escaped) = self.string()?;
+                if escaped {
+                    let literal = &self.text[start..self.i];
+                    serde_json::from_str::<String>(literal).ok().map(|s| JsonStr::Str(Cow::Owned(s)))
+                } else {
+                    // The contents lie between two quotes, so on character boundaries.
+                    self.text.get(start + 1..start + 1 + contents.len()).map(|s| JsonStr::Str(Cow::Borrowed(s)))
                 }
             }
             b'n' => self.literal(b"null").map(|()| JsonStr::Null),
@@ -251,8 +252,10 @@ impl<'a> Reader<'a, '_> {
     }
 
     /// A string at the read position, checked like serde_json checks a string it skips
-    /// (no control characters, valid escapes): its raw contents and whether they hold an escape.
-    fn string(&mut self) -> Option<(&'a str, bool)> {
+    /// (no control characters, valid escapes): its raw contents (bytes, so that strings only
+    /// skipped or compared are never checked for character boundaries) and whether they hold
+    /// an escape.
+    fn string(&mut self) -> Option<(&'a [u8], bool)> {
         self.eat(b'"')?;
         let start = self.i;
         let mut escaped = false;
@@ -260,7 +263,7 @@ impl<'a> Reader<'a, '_> {
             self.skip_plain();
             match self.peek()? {
                 b'"' => {
-                    let s = self.text.get(start..self.i)?;
+                    let s = &self.b[start..self.i];
                     self.i += 1;
                     return Some((s, escaped));
                 }
