@@ -10,6 +10,10 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData};
 use cascade_stages::clip::{load_safetensors, ClipConfig, ClipModel, ClipTokenizer, CpuBackend, CpuDevice};
 
+/// The `cascade` binary's allocator, so that the figures are those of its CLIP filter.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CAPTION: &str = "A photograph of a red vintage car parked on a cobblestone street in the old town at sunset";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
