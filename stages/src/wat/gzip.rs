@@ -16,11 +16,10 @@ use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use super::ahead::Ahead;
 use super::input::InputBuf;
-use super::member::{self, WholeMember};
+use super::member::{self, WholeMember, MAGIC};
 
 /// Largest gzip header accepted (FEXTRA, FNAME and FCOMMENT included).
 const MAX_HEADER: usize = 64 * 1024;
-const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 
 /// What a call to [`GzipDecoder::fill`] ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -320,7 +319,7 @@ impl<'p, R: Read> GzipDecoder<'p, R> {
                 }
                 HeaderParse::NeedMore | HeaderParse::Invalid => {
                     let avail = self.input.available();
-                    let skip = match memchr::memmem::find(&avail[1..], &MAGIC) {
+                    let skip = match member::find_magic(&avail[1..]) {
                         Some(i) => i + 1,
                         // Keep a possible magic prefix at the end for the next read.
                         None if !self.input.at_eof() => avail.len().saturating_sub(2).max(1),

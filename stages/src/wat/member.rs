@@ -38,7 +38,7 @@ pub(crate) const MAX_INPUT: usize = 256 << 10;
 const MAX_RATIO: usize = 1032;
 
 /// The gzip magic and compression method.
-const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
+pub(crate) const MAGIC: [u8; 3] = [0x1f, 0x8b, 0x08];
 
 /// A searcher for [`MAGIC`], built once rather than on every search.
 static MAGIC_FINDER: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(&MAGIC));
@@ -81,11 +81,16 @@ fn holds_earlier(b: &[u8], size: &[u8]) -> bool {
     memchr::memchr_iter(size[0], b).any(|i| b.get(i..i + size.len()) == Some(size))
 }
 
+/// Offset of the first [`MAGIC`] in `b`, whatever follows it.
+pub(crate) fn find_magic(b: &[u8]) -> Option<usize> {
+    MAGIC_FINDER.find(b)
+}
+
 /// Offset of the first plausible gzip member header (magic, method and valid flags) in `b` at or
 /// after `from`.
 pub(crate) fn next_header_at(b: &[u8], from: usize) -> Option<usize> {
     let mut at = from;
-    while let Some(i) = MAGIC_FINDER.find(b.get(at..)?) {
+    while let Some(i) = find_magic(b.get(at..)?) {
         let i = at + i;
         match b.get(i + 3) {
             Some(flags) if flags & 0xe0 == 0 => return Some(i),

@@ -235,13 +235,13 @@ impl<'a> Reader<'a, '_> {
         match self.peek()? {
             b'"' => {
                 let start = self.i;
-                let (contents, escaped) = self.string()?;
+                let (_, escaped) = self.string()?;
                 if escaped {
                     let literal = &self.text[start..self.i];
                     serde_json::from_str::<String>(literal).ok().map(|s| JsonStr::Str(Cow::Owned(s)))
                 } else {
-                    // The contents lie between two quotes, so on character boundaries.
-                    self.text.get(start + 1..start + 1 + contents.len()).map(|s| JsonStr::Str(Cow::Borrowed(s)))
+                    // Between the two quotes, so on character boundaries.
+                    self.text.get(start + 1..self.i - 1).map(|s| JsonStr::Str(Cow::Borrowed(s)))
                 }
             }
             b'n' => self.literal(b"null").map(|()| JsonStr::Null),
