@@ -255,12 +255,27 @@ impl<'a> Reader<'a, '_> {
     /// (no control characters, valid escapes): its raw contents (bytes, so that strings only
     /// skipped or compared are never checked for character boundaries) and whether they hold
     /// an escape.
+    #[inline(always)]
     fn string(&mut self) -> Option<(&'a [u8], bool)> {
         self.eat(b'"')?;
         let start = self.i;
+        self.skip_plain();
+        // Most strings end at their first stop: that path stays inline.
+        if self.peek() == Some(b'"') {
+            let s = &self.b[start..self.i];
+            self.i += 1;
+            return Some((s, false));
+        }
+        self.string_rest(start)
+    }
+
+    /// The rest of the string whose contents start at `start` and whose scan stopped short of
+    /// its closing quote: at an escape, a control character or the end of the record.
+    #[cold]
+    #[inline(never)]
+    fn string_rest(&mut self, start: usize) -> Option<(&'a [u8], bool)> {
         let mut escaped = false;
         loop {
-            self.skip_plain();
             match self.peek()? {
                 b'"' => {
                     let s = &self.b[start..self.i];
@@ -284,11 +299,13 @@ impl<'a> Reader<'a, '_> {
                 }
                 _ => return None,
             }
+            self.skip_plain();
         }
     }
 
     /// Moves to the next byte that needs attention inside a string (`"`, `\` or a control
     /// character), or to the end of the record.
+    #[inline(always)]
     fn skip_plain(&mut self) {
         let mut word = self.i / WORD_BYTES;
         let Some(first) = self.stops_from(word) else { return };
