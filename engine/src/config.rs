@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cascade_stages::stage::ArtifactLocation;
-use cascade_tracker::{DatabaseUrl, StageId, StoreConfig};
+use cascade_tracker::{DatabaseUrl, PoolSettings, StageId, StoreConfig};
 use cascade_web::limits::AbuseLimits;
 use cascade_web::ServerConfig;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -168,6 +168,11 @@ pub struct Config {
     pub worker_key: Option<String>,
     /// Database connections.
     pub db_connections: u32,
+    /// PostgreSQL writer lanes: transactions this daemon commits at the same time (unset: one
+    /// per core, 2 to 8, at most half of `db_connections`). With several daemons on one
+    /// database, fewer per daemon keep each lane's batches large.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_writer_lanes: Option<u32>,
     /// Local workers, retries and shutdown.
     pub engine: EngineSettings,
     /// Abuse limits and connection handling of the HTTP server.
@@ -309,6 +314,9 @@ impl Config {
         if self.limits.max_connections == 0 {
             problems.push("limits.max-connections must be at least 1".to_owned());
         }
+        if self.db_writer_lanes == Some(0) {
+            problems.push("db-writer-lanes must be at least 1".to_owned());
+        }
         if self.limits.request_timeout < Duration::from_millis(100) {
             problems.push("limits.request-timeout must be at least 100ms".to_owned());
         }
@@ -333,6 +341,11 @@ impl Config {
     /// The database location.
     pub fn database_url(&self) -> DatabaseUrl {
         DatabaseUrl::parse(&self.database)
+    }
+
+    /// How the store connects to its database.
+    pub fn pool_settings(&self) -> PoolSettings {
+        PoolSettings { max_connections: self.db_connections, writer_lanes: self.db_writer_lanes }
     }
 
     /// What the store enforces.
@@ -382,6 +395,15 @@ mod tests {
         assert_eq!(config.stage_names()[1].as_deref(), Some("download"));
         assert_eq!(config.idle_timeout, Duration::from_secs(7200));
         assert_eq!(config.flag_threshold, 5);
+        assert_eq!(config.pool_settings(), PoolSettings::connections(16));
+    }
+
+    #[test]
+    fn writer_lanes_are_set_or_left_to_the_store() {
+        let config = load_str("db-connections = 8\ndb-writer-lanes = 1\n", &Overrides::default()).unwrap();
+        assert_eq!(config.pool_settings(), PoolSettings { max_connections: 8, writer_lanes: Some(1) });
+        let message = load_str("db-writer-lanes = 0\n", &Overrides::default()).unwrap_err().to_string();
+        assert!(message.contains("db-writer-lanes must be at least 1"), "{message}");
     }
 
     #[test]

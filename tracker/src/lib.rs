@@ -32,7 +32,7 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::StoreConfig;
-pub use db::{DatabaseUrl, DbConnection};
+pub use db::{DatabaseUrl, DbConnection, PoolSettings};
 pub use error::TrackerError;
 pub use protocol::{
     ClaimedJob, Completion, FlagOutcome, HeldLease, JobId, LeaseEpoch, LeaseError, Leases, Registration, WorkerToken,

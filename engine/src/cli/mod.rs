@@ -159,7 +159,7 @@ fn open_store(config: &Config) -> anyhow::Result<JobStore> {
             std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
         }
     }
-    JobStore::open(&url, config.store_config(), Arc::new(SystemClock), config.db_connections)
+    JobStore::open_with(&url, config.store_config(), Arc::new(SystemClock), config.pool_settings())
         .with_context(|| format!("opening the database {}", url.describe()))
 }
 

@@ -153,18 +153,43 @@ fn connect_sqlite(path: &str) -> Result<DbConnection, TrackerError> {
 /// (503) after this long instead of queueing, and the pool reconnects once it is back.
 const PG_CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// PostgreSQL writer lanes for a pool of `max_connections`: batches committed at the same time,
-/// each on a connection of its own. One per core (at least two, so that one lane's statements
-/// overlap the other's commit; at most eight), and never more than half the pool, which reads
-/// use too.
-fn pg_writer_lanes(max_connections: u32) -> u32 {
-    let cores = std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
-    cores.clamp(2, 8).min(max_connections / 2).max(1)
+/// How a store connects to its database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Connections at most (for SQLite, the readers'; its writer has one of its own).
+    pub max_connections: u32,
+    /// PostgreSQL writer lanes: batches committed at the same time, each on a connection of the
+    /// pool. `None` chooses [`PoolSettings::default_lanes`]; SQLite has one writer whatever
+    /// this says.
+    pub writer_lanes: Option<u32>,
+}
+
+impl PoolSettings {
+    /// `max_connections` connections and the default writer lanes.
+    #[must_use]
+    pub fn connections(max_connections: u32) -> Self {
+        Self { max_connections, writer_lanes: None }
+    }
+
+    /// The writer lanes when none are asked for: one per core (at least two, so that one
+    /// lane's statements overlap the other's commit; at most eight), and never more than half
+    /// the pool, which reads use too.
+    #[must_use]
+    pub fn default_lanes(max_connections: u32) -> u32 {
+        let cores = std::thread::available_parallelism().map_or(2, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+        cores.clamp(2, 8).min(max_connections / 2).max(1)
+    }
+
+    /// The PostgreSQL writer lanes these settings give (at least one).
+    fn pg_writer_lanes(&self) -> u32 {
+        self.writer_lanes.unwrap_or_else(|| Self::default_lanes(self.max_connections)).max(1)
+    }
 }
 
 impl Pools {
     /// Opens the pools and applies pending migrations.
-    pub(crate) fn open(url: &DatabaseUrl, max_connections: u32) -> Result<Self, TrackerError> {
+    pub(crate) fn open(url: &DatabaseUrl, settings: PoolSettings) -> Result<Self, TrackerError> {
+        let max_connections = settings.max_connections;
         let pools = match url {
             DatabaseUrl::Sqlite(path) => {
                 migrate(&mut connect_sqlite(path)?)?;
@@ -181,7 +206,7 @@ impl Pools {
                 Self { writer, reader, sqlite: true, _checkpointer: checkpointer }
             }
             DatabaseUrl::Postgres(url) => {
-                let lanes = pg_writer_lanes(max_connections);
+                let lanes = settings.pg_writer_lanes();
                 // No idle connections kept in reserve: the pool opens connections (on its own
                 // threads) only for a caller waiting for one, never in the background after a
                 // checkout. A connection still being opened when the process exits races
@@ -306,4 +331,18 @@ fn rekey_clear_tokens(conn: &mut DbConnection) -> Result<(), TrackerError> {
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PoolSettings;
+
+    #[test]
+    fn writer_lanes_are_the_ones_asked_for_or_follow_the_cores_and_the_pool() {
+        assert_eq!(PoolSettings { max_connections: 16, writer_lanes: Some(1) }.pg_writer_lanes(), 1);
+        assert_eq!(PoolSettings { max_connections: 16, writer_lanes: Some(3) }.pg_writer_lanes(), 3);
+        assert_eq!(PoolSettings { max_connections: 16, writer_lanes: Some(0) }.pg_writer_lanes(), 1);
+        assert!((2..=8).contains(&PoolSettings::connections(16).pg_writer_lanes()));
+        assert_eq!(PoolSettings::connections(2).pg_writer_lanes(), 1);
+    }
 }

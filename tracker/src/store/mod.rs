@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::config::StoreConfig;
-use crate::db::{DatabaseUrl, Pools};
+use crate::db::{DatabaseUrl, PoolSettings, Pools};
 use crate::error::TrackerError;
 use reused_reads::Reused;
 
@@ -74,7 +74,20 @@ impl JobStore {
         clock: Arc<dyn Clock>,
         max_connections: u32,
     ) -> Result<Self, TrackerError> {
-        let pools = Pools::open(url, max_connections)?;
+        Self::open_with(url, config, clock, PoolSettings::connections(max_connections))
+    }
+
+    /// [`JobStore::open`] with every pool setting, the PostgreSQL writer lanes included.
+    ///
+    /// # Errors
+    /// Connection, pool or migration failures.
+    pub fn open_with(
+        url: &DatabaseUrl,
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        pool: PoolSettings,
+    ) -> Result<Self, TrackerError> {
+        let pools = Pools::open(url, pool)?;
         Ok(Self { pools, config: Arc::new(config), clock, reused: Arc::default() })
     }
 
