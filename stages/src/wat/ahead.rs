@@ -252,19 +252,18 @@ impl<'p, R: Read> Ahead<'p, R> {
         if self.inner_eof {
             return Ok(0);
         }
+        // `read_to_end` on a `take` appends into the spare capacity without zeroing it first
+        // (a file reads straight into it), unlike a `resize` then `read`.
         let old = self.pending.len();
-        self.pending.resize(old + n, 0);
-        let got = loop {
-            match self.inner.read(&mut self.pending[old..]) {
-                Ok(got) => break got,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    self.pending.truncate(old);
-                    return Err(e);
-                }
+        self.pending.reserve(n);
+        let result = (&mut self.inner).take(n as u64).read_to_end(&mut self.pending);
+        let got = match result {
+            Ok(got) => got,
+            Err(e) => {
+                self.pending.truncate(old);
+                return Err(e);
             }
         };
-        self.pending.truncate(old + got);
         self.inner_eof = got == 0;
         Ok(got)
     }

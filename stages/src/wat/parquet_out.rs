@@ -2,9 +2,9 @@
 //!
 //! Five required UTF-8 string columns `uid, url, alt, cc_filename, page_url`, snappy
 //! compression, dictionary encoding (which collapses the repeated `cc_filename` and
-//! `page_url` values). Rows are buffered per column, each column's strings back to back in one
-//! buffer, and flushed as a row group every `row_group_rows` rows: the pairs' own strings are
-//! freed as they arrive rather than all at once when the row group is written.
+//! `page_url` values). Rows are buffered per column, each column's strings back to back in
+//! blocks of about a MiB, and flushed as a row group every `row_group_rows` rows: the pairs' own
+//! strings are freed as they arrive rather than all at once when the row group is written.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -38,33 +38,53 @@ pub struct PairWriter {
     rows: u64,
 }
 
+/// Bytes a column's block holds before the next block is started.
+const BLOCK_BYTES: usize = 1 << 20;
+
 /// One column of the row group being built.
+///
+/// The values are copied back to back into blocks of about [`BLOCK_BYTES`]; a full block is
+/// frozen into shared bytes that its values slice. Growing one buffer for the whole row group
+/// instead would copy it at every doubling and touch twice its final size in fresh pages.
 #[derive(Default)]
 struct Column {
-    /// The values, back to back.
-    bytes: Vec<u8>,
-    /// Where each value ends in `bytes`.
+    /// The values of frozen blocks, in order.
+    done: Vec<ByteArray>,
+    /// The block being filled.
+    block: Vec<u8>,
+    /// Where each value of `block` ends in it.
     ends: Vec<usize>,
 }
 
 impl Column {
     fn push(&mut self, value: &str) {
-        self.bytes.extend_from_slice(value.as_bytes());
-        self.ends.push(self.bytes.len());
+        if self.block.len() + value.len() > self.block.capacity() {
+            self.freeze();
+            self.block.reserve(value.len().max(BLOCK_BYTES));
+        }
+        self.block.extend_from_slice(value.as_bytes());
+        self.ends.push(self.block.len());
     }
 
-    /// The values as parquet byte arrays (slices of one shared buffer); the column is left
-    /// empty.
-    fn take(&mut self) -> Vec<ByteArray> {
-        let bytes = Bytes::from(std::mem::take(&mut self.bytes));
+    /// Values buffered so far.
+    fn len(&self) -> usize {
+        self.done.len() + self.ends.len()
+    }
+
+    /// Turns the block being filled into shared bytes and its values into slices of them.
+    fn freeze(&mut self) {
+        let bytes = Bytes::from(std::mem::take(&mut self.block));
         let mut start = 0;
-        let values = self
-            .ends
-            .iter()
-            .map(|&end| ByteArray::from(bytes.slice(std::mem::replace(&mut start, end)..end)))
-            .collect();
+        self.done.extend(
+            self.ends.iter().map(|&end| ByteArray::from(bytes.slice(std::mem::replace(&mut start, end)..end))),
+        );
         self.ends.clear();
-        values
+    }
+
+    /// The values as parquet byte arrays (slices of shared blocks); the column is left empty.
+    fn take(&mut self) -> Vec<ByteArray> {
+        self.freeze();
+        std::mem::take(&mut self.done)
     }
 }
 
@@ -98,7 +118,7 @@ impl PairWriter {
             alt.push(&p.alt);
             file.push(&p.cc_filename);
             page.push(&p.page_url);
-            if self.columns[0].ends.len() >= self.row_group_rows {
+            if self.columns[0].len() >= self.row_group_rows {
                 self.flush()?;
             }
         }
@@ -106,7 +126,7 @@ impl PairWriter {
     }
 
     fn flush(&mut self) -> Result<(), WatError> {
-        if self.columns[0].ends.is_empty() {
+        if self.columns[0].len() == 0 {
             return Ok(());
         }
         let mut row_group = self.writer.next_row_group()?;
@@ -129,5 +149,50 @@ impl PairWriter {
         self.flush()?;
         self.writer.close()?;
         Ok(self.rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+
+    use super::*;
+
+    fn pair(i: usize) -> Pair {
+        // Values of several sizes, a few as large as a block, so that blocks fill unevenly.
+        let alt = if i % 97 == 0 { "a".repeat(BLOCK_BYTES + i) } else { format!("alt {i} ").repeat(i % 13 + 1) };
+        Pair {
+            uid: format!("{i:032x}"),
+            url: format!("https://example.com/{}", "p".repeat(i % 300)),
+            alt,
+            cc_filename: "crawl.warc.gz".to_owned(),
+            page_url: format!("https://example.com/page/{}", i / 10),
+        }
+    }
+
+    #[test]
+    fn values_spanning_many_blocks_and_row_groups_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairs.parquet");
+        let want: Vec<Pair> = (0..3000).map(pair).collect();
+        let mut writer = PairWriter::create(&path, 1100).unwrap();
+        for batch in want.chunks(250) {
+            writer.write(batch.to_vec()).unwrap();
+        }
+        assert_eq!(writer.finish().unwrap(), 3000);
+
+        let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 3);
+        let got: Vec<Pair> = reader
+            .get_row_iter(None)
+            .unwrap()
+            .map(|r| {
+                let r = r.unwrap();
+                let s = |i| r.get_string(i).unwrap().clone();
+                Pair { uid: s(0), url: s(1), alt: s(2), cc_filename: s(3), page_url: s(4) }
+            })
+            .collect();
+        assert!(got == want, "the pairs read back differ from those written");
     }
 }
