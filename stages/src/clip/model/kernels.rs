@@ -234,7 +234,8 @@ fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let rounded = x * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     // Horner without `mul_add`: without a compile-time FMA target that is a libm call per
     // element, which stops the loop from vectorising.
@@ -245,8 +246,11 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
     let p = p * r * r + r + 1.0;
-    // 2ⁿ from its exponent bits; n ∈ [-126, 127] after the clamp.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2ⁿ from its exponent bits; n ∈ [-126, 127] after the clamp. `rounded` holds n in its
+    // low mantissa bits (its bits are those of ROUND plus n), so the exponent comes from
+    // integer arithmetic on them: a float-to-integer conversion (`n as i32`) would be
+    // computed lane by lane, which kept the loops over this function from vectorising.
+    let scale = f32::from_bits(rounded.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23);
     p * scale
 }
 
