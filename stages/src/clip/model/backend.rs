@@ -33,6 +33,12 @@ pub trait ClipBackend: Backend {
         1
     }
 
+    /// Runs `encode`, the encoding of a batch that is not split into sub-batches. By default
+    /// on the calling thread.
+    fn whole_batch<R: Send>(encode: impl FnOnce() -> R + Send) -> R {
+        encode()
+    }
+
     /// A linear layer on `[rows, d_input]` rows: `x · weight + bias`, `weight` `[d_input,
     /// d_output]` as burn's `Linear` keeps it. By default burn's `linear` operation.
     fn linear_layer(x: Tensor<Self, 2>, weight: Tensor<Self, 2>, bias: Option<Tensor<Self, 1>>) -> Tensor<Self, 2> {
@@ -114,6 +120,13 @@ impl ClipBackend for CpuBackend {
     /// and joined (the operations still split when a thread is free, e.g. at batch 1).
     fn sub_batches(batch: usize) -> usize {
         rayon::current_num_threads().min(batch)
+    }
+
+    /// On a thread of the current rayon pool, so that each operation split over the threads
+    /// forks from there: from outside the pool each one woke the pool's threads and then the
+    /// caller again.
+    fn whole_batch<R: Send>(encode: impl FnOnce() -> R + Send) -> R {
+        rayon::scope(|_| encode())
     }
 
     /// Few rows split over the threads by output columns: up to [`PANEL_ROWS`], each thread

@@ -75,9 +75,7 @@ impl<B: ClipBackend> ClipModel<B> {
     fn in_sub_batches(&self, batch: usize, encode: impl Fn(Range<usize>) -> Tensor<B, 2> + Sync) -> Tensor<B, 2> {
         let parts = B::sub_batches(batch);
         if parts <= 1 {
-            // On a thread of the pool, so that each operation the backend splits over the
-            // threads forks from there and wakes one thread fewer than from outside.
-            return rayon::scope(|_| encode(0..batch));
+            return B::whole_batch(|| encode(0..batch));
         }
         let parts: Vec<Tensor<B, 2>> =
             (0..parts).into_par_iter().map(|p| encode(p * batch / parts..(p + 1) * batch / parts)).collect();
