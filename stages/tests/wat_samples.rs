@@ -7,7 +7,7 @@ mod wat_support;
 use std::collections::HashSet;
 use std::fs::File;
 
-use cascade_stages::wat::{extract_file, python_urljoin, Pair, WatFilters, WatOptions};
+use cascade_stages::wat::{extract_file, python_urljoin, Pair, PairWriter, WatFilters, WatOptions};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::record::RowAccessor;
 use wat_support::{assert_pairs, data, expected, gunzip, opts, read, run, DERIVED};
@@ -118,6 +118,19 @@ fn laion5b_preset_combines_the_filters() {
     assert_eq!(defaults, WatFilters::default());
 }
 
+/// The pairs of a parquet shard, in file order.
+fn rows_of(reader: &SerializedFileReader<File>) -> Vec<Pair> {
+    reader
+        .get_row_iter(None)
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            let s = |i| r.get_string(i).unwrap().clone();
+            Pair { uid: s(0), url: s(1), alt: s(2), cc_filename: s(3), page_url: s(4) }
+        })
+        .collect()
+}
+
 #[test]
 fn parquet_shard_round_trips() {
     let stem = DERIVED[1];
@@ -136,19 +149,35 @@ fn parquet_shard_round_trips() {
     assert_eq!(meta.num_row_groups(), 4); // 32 rows, 10 per group
     let fields: Vec<_> = meta.file_metadata().schema_descr().columns().iter().map(|c| c.name().to_owned()).collect();
     assert_eq!(fields, ["uid", "url", "alt", "cc_filename", "page_url"]);
-    let rows: Vec<Pair> = reader
-        .get_row_iter(None)
-        .unwrap()
-        .map(|r| {
-            let r = r.unwrap();
-            let s = |i| r.get_string(i).unwrap().clone();
-            Pair { uid: s(0), url: s(1), alt: s(2), cc_filename: s(3), page_url: s(4) }
-        })
-        .collect();
-    assert_pairs(&rows, &expected(stem), "parquet");
+    assert_pairs(&rows_of(&reader), &expected(stem), "parquet");
     let json = serde_json::to_value(&out).unwrap();
     assert_eq!(json["summary"]["pairs"], 32);
     assert!(!dir.path().join("cc-CC-MAIN-2020-34-excerpt.derived.parquet.partial").exists());
+}
+
+#[test]
+fn values_spanning_many_writer_blocks_and_row_groups_read_back_in_order() {
+    // Values of several sizes, some larger than the writer's 1 MiB blocks, so that the blocks
+    // fill unevenly.
+    let pair = |i: usize| Pair {
+        uid: format!("{i:032x}"),
+        url: format!("https://example.com/{}", "p".repeat(i % 300)),
+        alt: if i % 97 == 0 { "a".repeat((1 << 20) + i) } else { format!("alt {i} ").repeat(i % 13 + 1) },
+        cc_filename: "crawl.warc.gz".to_owned(),
+        page_url: format!("https://example.com/page/{}", i / 10),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pairs.parquet");
+    let want: Vec<Pair> = (0..3000).map(pair).collect();
+    let mut writer = PairWriter::create(&path, 1100).unwrap();
+    for batch in want.chunks(250) {
+        writer.write(batch.to_vec()).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap(), 3000);
+
+    let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+    assert_eq!(reader.metadata().num_row_groups(), 3);
+    assert!(rows_of(&reader) == want, "the pairs read back differ from those written");
 }
 
 #[test]
