@@ -11,6 +11,9 @@
 # Usage: benches/daemons_load.sh [SECONDS=10] [JOBS=1000000]
 #   PG_URL=postgres://postgres@127.0.0.1:5432/test DAEMONS="1 3" WORKERS=64 ROUNDS=3 benches/daemons_load.sh
 #   CONFIG=cascade.toml   (a configuration file for the daemons, e.g. one setting `db-connections`)
+#   BASELINE=/path/to/old/bin   (a folder holding another build's `cascade` and `loadgen`: every
+#     run is then made with that build and this one in turn, so both see the same machine; the
+#     CSV's first column says which build ran)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-10}
@@ -20,7 +23,9 @@ daemons_list=${DAEMONS:-1 3}
 workers=${WORKERS:-64}
 rounds=${ROUNDS:-2}
 cargo build --release -q -p cascade-engine --bin cascade -p cascade-benches --bin loadgen
-bin="${CARGO_TARGET_DIR:-target}/release"
+this_build="${CARGO_TARGET_DIR:-target}/release"
+builds=("this=$this_build")
+if [ -n "${BASELINE:-}" ]; then builds=("baseline=$BASELINE" "this=$this_build"); fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 ticks=$(getconf CLK_TCK)
@@ -40,9 +45,10 @@ commits() {
   psql "$1" -Atc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$2'"
 }
 
-# One run with DAEMONS daemons on a fresh database; prints the CSV line.
+# One run of the build in folder BIN with DAEMONS daemons on a fresh database; prints the CSV
+# line.
 run_once() {
-  local daemons=$1 name="cascade_daemons_$$_$RANDOM"
+  local bin=$1 daemons=$2 name="cascade_daemons_$$_$RANDOM"
   psql "$pg" -qc "CREATE DATABASE $name"
   local database="${pg%/*}/$name"
   "$bin/cascade" init --database "$database" --brace "shard-{000000..$(printf '%06d' $((jobs - 1)))}" >/dev/null
@@ -88,9 +94,11 @@ run_once() {
     -v c="$cycles" 'BEGIN {printf "%.2f", x / c}')"
 }
 
-echo "daemons,workers,cycles,cycles_per_s,worst_p99_ms,done_in_database,claimed_twice,cpu_us_per_cycle,daemons_us,loadgens_us,rest_us,commits_per_cycle"
+echo "build,daemons,workers,cycles,cycles_per_s,worst_p99_ms,done_in_database,claimed_twice,cpu_us_per_cycle,daemons_us,loadgens_us,rest_us,commits_per_cycle"
 for _ in $(seq "$rounds"); do
   for daemons in $daemons_list; do
-    run_once "$daemons"
+    for build in "${builds[@]}"; do
+      echo "${build%%=*},$(run_once "${build#*=}" "$daemons")"
+    done
   done
 done
