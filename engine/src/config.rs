@@ -169,8 +169,8 @@ pub struct Config {
     /// Database connections.
     pub db_connections: u32,
     /// PostgreSQL writer lanes: transactions this daemon commits at the same time (unset: one
-    /// per core, 2 to 8, at most half of `db_connections`). With several daemons on one
-    /// database, fewer per daemon keep each lane's batches large.
+    /// per core, 2 to 8, at most half of `db_connections`, of which only this daemon's share
+    /// runs at once while other daemons use the database too; set: exactly that many).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub db_writer_lanes: Option<u32>,
     /// Local workers, retries and shutdown.

@@ -19,7 +19,9 @@
 //! switches, which on a busy machine cost far more than the transaction itself).
 //!
 //! PostgreSQL runs several writer threads ("lanes"), each committing its batches on a
-//! connection from the pool, so one batch's round trips overlap another's commit. Batches of
+//! connection from the pool, so one batch's round trips overlap another's commit; unless the
+//! operator chose the lanes, a daemon runs only its share of them at once when other daemons use
+//! the database too ([`LaneUse::Share`]). Batches of
 //! different lanes (and of other tracker processes) run concurrently as ordinary
 //! transactions. Lanes take operations from one shared queue, but while a worker has a write in
 //! a lane (in its batch, or waiting for its next one), its other writes go to that lane alone,
@@ -38,12 +40,15 @@
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender, TrySendError};
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
 use diesel::r2d2::{ConnectionManager, Pool};
 use tokio::sync::oneshot;
 
+use super::admission::Admission;
+use super::daemons;
 use super::write_tx::{keep, Appends, Undo, WriteTx};
 use super::{cached_sql, per_backend, DbConnection};
 use crate::error::TrackerError;
@@ -353,6 +358,16 @@ impl<C: Combine> Clone for GroupCommitWriter<C> {
     }
 }
 
+/// How many of a PostgreSQL writer's lanes run batches at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LaneUse {
+    /// All of them: the operator chose how many.
+    All,
+    /// This daemon's share of them: its lanes divided by the daemons using the database now,
+    /// at least one ([`daemons`]).
+    Share,
+}
+
 /// Opens the SQLite write connection.
 type Connect = dyn Fn() -> Result<DbConnection, TrackerError> + Send + Sync;
 
@@ -378,17 +393,26 @@ impl<C: Combine> GroupCommitWriter<C> {
         connect: impl Fn() -> Result<DbConnection, TrackerError> + Send + Sync + 'static,
     ) -> Result<Self, TrackerError> {
         let conn = Mutex::new(connect()?);
-        Self::start(Connections::Single { conn, connect: Box::new(connect) }, 1)
+        Self::start(Connections::Single { conn, connect: Box::new(connect) }, 1, LaneUse::All)
     }
 
-    /// Starts `lanes` writer threads committing on connections from `pool` (PostgreSQL).
-    pub(crate) fn start_pool(pool: Pool<ConnectionManager<DbConnection>>, lanes: usize) -> Result<Self, TrackerError> {
-        Self::start(Connections::Pool(pool), lanes.max(1))
+    /// Starts `lanes` writer threads committing on connections from `pool` (PostgreSQL), of
+    /// which `used` run batches at once.
+    pub(crate) fn start_pool(
+        pool: Pool<ConnectionManager<DbConnection>>,
+        lanes: usize,
+        used: LaneUse,
+    ) -> Result<Self, TrackerError> {
+        Self::start(Connections::Pool(pool), lanes.max(1), used)
     }
 
-    fn start(connections: Connections, lanes: usize) -> Result<Self, TrackerError> {
+    fn start(connections: Connections, lanes: usize, used: LaneUse) -> Result<Self, TrackerError> {
         let connections = Arc::new(connections);
         let affinity = Arc::new(Mutex::new(Affinity::default()));
+        let admission = (lanes > 1 && used == LaneUse::Share).then(|| Arc::new(Admission::new(lanes)));
+        if let (Connections::Pool(pool), Some(admission)) = (&*connections, &admission) {
+            daemons::take_share(pool, admission, lanes);
+        }
         let (shared, operations) = bounded(QUEUE_CAPACITY);
         // Unbounded: a lane hands an operation on to another without waiting, and a worker has
         // only a few writes in flight at a time.
@@ -400,10 +424,10 @@ impl<C: Combine> GroupCommitWriter<C> {
                 Connections::Pool(_) => format!("cascade-pg-writer-{lane}"),
             };
             let queues = LaneQueues { lane, shared: operations.clone(), own, bound: Arc::clone(&bound) };
-            let (connections, affinity) = (Arc::clone(&connections), Arc::clone(&affinity));
+            let (connections, affinity, admission) = (Arc::clone(&connections), Arc::clone(&affinity), admission.clone());
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || write_loop::<C>(&connections, &queues, &affinity))
+                .spawn(move || write_loop::<C>(&connections, &queues, &affinity, admission.as_deref()))
                 .map_err(|e| TrackerError::Commit(format!("cannot start a writer thread: {e}")))?;
         }
         Ok(Self { shared, bound, affinity, connections })
@@ -588,9 +612,18 @@ impl<C: Combine> LaneQueues<C> {
 }
 
 /// A lane's writer thread: takes what is queued for it, up to [`MAX_BATCH`] operations, and
-/// commits it.
-fn write_loop<C: Combine>(connections: &Connections, queues: &LaneQueues<C>, affinity: &Mutex<Affinity>) {
+/// commits it; with `admission` (a PostgreSQL daemon's share of its lanes), once it has its
+/// turn. The first lane counts the daemons on the database again every
+/// [`RECOUNT_EVERY`](daemons::RECOUNT_EVERY), between its batches.
+fn write_loop<C: Combine>(
+    connections: &Connections,
+    queues: &LaneQueues<C>,
+    affinity: &Mutex<Affinity>,
+    admission: Option<&Admission>,
+) {
+    let mut counted = Instant::now();
     while let Some(first) = queues.next() {
+        let turn = admission.map(Admission::enter);
         let (workers, batch): (Vec<_>, Vec<_>) =
             queues.batch(first, affinity).into_iter().map(|queued| (queued.worker, queued.pending)).unzip();
         if batch.is_empty() {
@@ -601,6 +634,13 @@ fn write_loop<C: Combine>(connections: &Connections, queues: &LaneQueues<C>, aff
             Connections::Pool(pool) => commit_pooled(pool, batch),
         }
         lock_affinity(affinity).release(&workers);
+        drop(turn);
+        if let (Connections::Pool(pool), Some(admission), 0) = (connections, admission, queues.lane) {
+            if counted.elapsed() >= daemons::RECOUNT_EVERY {
+                counted = Instant::now();
+                daemons::take_share(pool, admission, queues.bound.len());
+            }
+        }
     }
 }
 

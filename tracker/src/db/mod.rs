@@ -7,7 +7,9 @@
 //! differs between backends, such as the claim's row lock, carry both texts); the read models
 //! use diesel's query builder.
 
+mod admission;
 mod checkpoint;
+mod daemons;
 mod group_commit;
 pub(crate) mod schema;
 pub(crate) mod statement;
@@ -24,7 +26,7 @@ use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use self::checkpoint::Checkpointer;
-use self::group_commit::GroupCommitWriter;
+use self::group_commit::{GroupCommitWriter, LaneUse};
 pub(crate) use self::group_commit::{Combine, Together};
 #[cfg(test)]
 pub(crate) use self::group_commit::commit_together;
@@ -159,8 +161,10 @@ pub struct PoolSettings {
     /// Connections at most (for SQLite, the readers'; its writer has one of its own).
     pub max_connections: u32,
     /// PostgreSQL writer lanes: batches committed at the same time, each on a connection of the
-    /// pool. `None` chooses [`PoolSettings::default_lanes`]; SQLite has one writer whatever
-    /// this says.
+    /// pool, all of them running. `None` chooses [`PoolSettings::default_lanes`], of which a
+    /// daemon runs only its share at once while other daemons use the database too (its lanes
+    /// divided by the daemons, at least one; recounted every two seconds); SQLite has one
+    /// writer whatever this says.
     pub writer_lanes: Option<u32>,
 }
 
@@ -216,9 +220,11 @@ impl Pools {
                     .min_idle(Some(0))
                     .test_on_check_out(false)
                     .connection_timeout(PG_CONNECTION_TIMEOUT)
+                    .connection_customizer(Box::new(daemons::NameConnections))
                     .build(ConnectionManager::<DbConnection>::new(url.clone()))?;
                 migrate(&mut *pool.get()?)?;
-                let writer = GroupCommitWriter::start_pool(pool.clone(), lanes as usize)?;
+                let used = if settings.writer_lanes.is_some() { LaneUse::All } else { LaneUse::Share };
+                let writer = GroupCommitWriter::start_pool(pool.clone(), lanes as usize, used)?;
                 Self { writer, reader: pool, sqlite: false, _checkpointer: None }
             }
         };

@@ -416,6 +416,12 @@ statements! {
     query try_sweep_lock(key: i64) -> LockedRow =
         "SELECT pg_try_advisory_xact_lock(?) AS locked";
 
+    /// The Cascade processes with a session on this database now: the distinct names their
+    /// connections give themselves (PostgreSQL; see `db::daemons`).
+    query count_daemons() -> CountRow =
+        "SELECT count(DISTINCT application_name) AS count FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'cascade-daemon-%'";
+
     /// Waits for the turn to append jobs, held until the transaction ends (PostgreSQL).
     query lock_appends(key: i64) -> LockedRow =
         "SELECT true AS locked FROM (SELECT pg_advisory_xact_lock(?)) AS turn";
