@@ -162,7 +162,7 @@ fn values_spanning_many_writer_blocks_and_row_groups_read_back_in_order() {
     let pair = |i: usize| Pair {
         uid: format!("{i:032x}"),
         url: format!("https://example.com/{}", "p".repeat(i % 300)),
-        alt: if i % 97 == 0 { "a".repeat((1 << 20) + i) } else { format!("alt {i} ").repeat(i % 13 + 1) },
+        alt: if i.is_multiple_of(97) { "a".repeat((1 << 20) + i) } else { format!("alt {i} ").repeat(i % 13 + 1) },
         cc_filename: "crawl.warc.gz".to_owned(),
         page_url: format!("https://example.com/page/{}", i / 10),
     };

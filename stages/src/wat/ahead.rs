@@ -166,13 +166,23 @@ impl<'p, R: Read> Ahead<'p, R> {
         }
         std::mem::swap(out, &mut inflated.out);
         let members = inflated.entries.len() as u64;
-        let mut spare = std::mem::take(&mut inflated.out);
+        let spare = std::mem::take(&mut inflated.out);
         self.pop_chunk();
-        if spare.capacity() > 0 && self.spare.len() <= self.chunks.len() {
-            spare.clear();
-            self.spare.push(spare);
-        }
+        // The caller's buffer was empty: it is kept only for its capacity.
+        let _ = self.recycle(spare);
         Ok(Some((end, members)))
+    }
+
+    /// Takes `buf`, whose contents are no longer needed, as the output buffer of a later
+    /// chunk, or gives it back when no more are wanted (or nothing is inflated ahead). A task
+    /// writes its output over the bytes `buf` holds rather than zeroing them first, so a
+    /// buffer handed back full (a parsed batch) saves zeroing that much of the next output.
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) -> Option<Vec<u8>> {
+        if self.spec.is_none() || buf.capacity() == 0 || self.spare.len() > self.chunks.len() {
+            return Some(buf);
+        }
+        self.spare.push(buf);
+        None
     }
 
     /// Moves the read position forward to absolute offset `offset`, which lies within the
@@ -355,24 +365,21 @@ impl<R: Read> Read for Ahead<'_, R> {
 /// Inflates every member of `data[..len]` that [`WholeMember`] proves whole, following the
 /// chain of members from the start (after a failure, from the next plausible header). `base`
 /// is the absolute offset of `data[0]`; `to_end` says that `data` ends at the end of input;
-/// `out` is an empty buffer to reuse for the output.
+/// `out` is a buffer to reuse for the output: the bytes it holds are written over, not zeroed
+/// first (see [`Ahead::recycle`]).
 fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<u8>) -> Inflated {
     let mut whole = WholeMember::new();
-    out.clear();
-    out.reserve(len * 6);
+    out.reserve((len * 6).saturating_sub(out.len()));
+    let mut written = 0;
     let mut inflated = Inflated { entries: Vec::new(), out, whole: true };
     let mut p = 0;
     while p < len {
         if let HeaderParse::Complete(header_len) = parse_header(&data[p..]) {
             let end = member::next_header_at(data, p + header_len).or(to_end.then_some(data.len()));
             if let Some(end) = end.filter(|&e| e - p < member::MAX_INPUT) {
-                let before = inflated.out.len();
-                if whole.inflate(&data[p..end], header_len, &mut inflated.out) {
-                    inflated.entries.push(Entry {
-                        start: base + p as u64,
-                        end: base + end as u64,
-                        out: before..inflated.out.len(),
-                    });
+                if let Some(out_end) = whole.inflate_at(&data[p..end], header_len, &mut inflated.out, written) {
+                    inflated.entries.push(Entry { start: base + p as u64, end: base + end as u64, out: written..out_end });
+                    written = out_end;
                     p = end;
                     continue;
                 }
@@ -384,6 +391,8 @@ fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<
             _ => break,
         }
     }
+    // What lies past the output is left from the buffer's earlier use.
+    inflated.out.truncate(written);
     inflated
 }
 
@@ -451,6 +460,10 @@ mod tests {
             ahead.skip_to(end);
             start = end;
             whole += 1;
+            // A used buffer comes back full of old bytes, which later chunks write over.
+            out.fill(0xee);
+            out.extend_from_slice(&[0xee; 5000]);
+            assert!(ahead.recycle(out).is_none() || ahead.spare.len() > ahead.chunks.len());
         }
         assert!(whole > 5 && refused > 0, "{whole} {refused}");
     }

@@ -88,6 +88,12 @@ impl<'p, R: Read> GzipDecoder<'p, R> {
         }
     }
 
+    /// Hands a buffer whose contents are no longer needed to the members inflated ahead, or
+    /// gives it back (see [`Ahead::recycle`]).
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) -> Option<Vec<u8>> {
+        self.input.reader_mut().recycle(buf)
+    }
+
     /// Counters so far.
     pub(crate) fn stats(&self) -> GzipStats {
         self.stats

@@ -58,21 +58,38 @@ impl WholeMember {
     /// the caller guessed) and appends its output to `out`. Returns `false`, with `out`
     /// unchanged, unless the member verifiably spans all of `member` (see the module doc).
     pub(crate) fn inflate(&mut self, member: &[u8], header_len: usize, out: &mut Vec<u8>) -> bool {
-        let Some(body_len) = member.len().checked_sub(header_len + 8) else { return false };
-        let size_bytes = &member[member.len() - 4..];
-        let size = u32::from_le_bytes([size_bytes[0], size_bytes[1], size_bytes[2], size_bytes[3]]) as usize;
-        if size > MAX_OUTPUT || size > body_len.saturating_mul(MAX_RATIO) {
-            return false;
-        }
         let start = out.len();
-        out.resize(start + size, 0);
-        let whole = matches!(self.decompressor.gzip_decompress(member, &mut out[start..]), Ok(n) if n == size)
-            && !holds_earlier(&member[header_len..member.len() - 1], size_bytes);
+        // Writing at the end grows `out` to exactly the member's end.
+        let whole = self.inflate_at(member, header_len, out, start).is_some();
         if !whole {
             out.truncate(start);
         }
         whole
     }
+
+    /// Like [`WholeMember::inflate`], but writes the output over `out[at..]`, growing `out`
+    /// only where it is shorter (bytes already there are written over, not zeroed first), and
+    /// returns where the output ends. On `None` the bytes from `at` on are unspecified.
+    pub(crate) fn inflate_at(&mut self, member: &[u8], header_len: usize, out: &mut Vec<u8>, at: usize) -> Option<usize> {
+        let body_len = member.len().checked_sub(header_len + 8)?;
+        let size = member_size(member);
+        if size > MAX_OUTPUT || size > body_len.saturating_mul(MAX_RATIO) {
+            return None;
+        }
+        let end = at + size;
+        if out.len() < end {
+            out.resize(end, 0);
+        }
+        let whole = matches!(self.decompressor.gzip_decompress(member, &mut out[at..end]), Ok(n) if n == size)
+            && !holds_earlier(&member[header_len..member.len() - 1], &member[member.len() - 4..]);
+        whole.then_some(end)
+    }
+}
+
+/// The ISIZE field of the trailer in the last 4 bytes of `member` (at least 4 long).
+fn member_size(member: &[u8]) -> usize {
+    let b = &member[member.len() - 4..];
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
 }
 
 /// Whether the 4 bytes `size` occur in `b`: found by their first byte, without building a
@@ -112,6 +129,21 @@ mod tests {
         let mut out = b"kept ".to_vec();
         assert!(WholeMember::new().inflate(&member, 10, &mut out));
         assert_eq!(out, b"kept hello whole member");
+    }
+
+    #[test]
+    fn a_member_is_written_over_old_bytes() {
+        let member = gz(b"written in place");
+        // Longer than needed, and full of old bytes: those before `at` stay, the rest are
+        // written over or left for the caller to cut off.
+        let mut out = vec![0xee; 64];
+        assert_eq!(WholeMember::new().inflate_at(&member, 10, &mut out, 3), Some(19));
+        assert_eq!(&out[..3], [0xee; 3]);
+        assert_eq!(&out[3..19], b"written in place");
+        // Shorter than needed: grown to the member's end.
+        let mut short = vec![0xee; 5];
+        assert_eq!(WholeMember::new().inflate_at(&member, 10, &mut short, 4), Some(20));
+        assert_eq!(&short[4..], b"written in place");
     }
 
     #[test]

@@ -2,20 +2,25 @@
 //!
 //! Five required UTF-8 string columns `uid, url, alt, cc_filename, page_url`, snappy
 //! compression, dictionary encoding (which collapses the repeated `cc_filename` and
-//! `page_url` values). Rows are buffered per column, each column's strings back to back in
-//! blocks of about a MiB, and flushed as a row group every `row_group_rows` rows: the pairs' own
-//! strings are freed as they arrive rather than all at once when the row group is written.
+//! `page_url` values). Each column of the row group being built has a writer of its own that
+//! encodes into memory as the pairs arrive, so the pairs' strings are handed over (not copied)
+//! and freed batch by batch, and little work is left for the end of a row group: its columns
+//! are closed and their encoded chunks spliced into the file, in schema order, every
+//! `row_group_rows` rows.
 
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use parquet::basic::Compression;
+use parquet::column::page::{CompressedPage, PageWriteSpec, PageWriter};
+use parquet::column::writer::ColumnWriterImpl;
 use parquet::data_type::{ByteArray, ByteArrayType};
-use parquet::file::properties::WriterProperties;
-use parquet::file::writer::SerializedFileWriter;
+use parquet::errors::Result as ParquetResult;
+use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
+use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::parser::parse_message_type;
 
 use super::error::WatError;
@@ -33,58 +38,59 @@ pub const PAIR_SCHEMA: &str = "message wat_pair {
 /// Streams pairs into one parquet file.
 pub struct PairWriter {
     writer: SerializedFileWriter<BufWriter<File>>,
-    columns: [Column; 5],
+    props: WriterPropertiesPtr,
+    /// The columns of the row group being built, in schema order.
+    columns: Vec<Column>,
+    /// Values of one column of the batch being written (reused).
+    values: Vec<ByteArray>,
     row_group_rows: usize,
+    /// Rows in the row group being built.
+    pending: usize,
     rows: u64,
 }
 
-/// Bytes a column's block holds before the next block is started.
-const BLOCK_BYTES: usize = 1 << 20;
+/// The encoded bytes of one column chunk, shared by its page writer and the [`Column`] that
+/// splices them into the file.
+type ChunkBytes = Arc<Mutex<TrackedWrite<Vec<u8>>>>;
 
-/// One column of the row group being built.
-///
-/// The values are copied back to back into blocks of about [`BLOCK_BYTES`]; a full block is
-/// frozen into shared bytes that its values slice. Growing one buffer for the whole row group
-/// instead would copy it at every doubling and touch twice its final size in fresh pages.
-#[derive(Default)]
+/// A page writer that serializes pages into memory, as the file writer would into the file.
+struct MemoryPages(ChunkBytes);
+
+impl PageWriter for MemoryPages {
+    fn write_page(&mut self, page: CompressedPage) -> ParquetResult<PageWriteSpec> {
+        let mut sink = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        SerializedPageWriter::new(&mut sink).write_page(page)
+    }
+
+    fn close(&mut self) -> ParquetResult<()> {
+        Ok(())
+    }
+}
+
+/// Column `index` of [`PAIR_SCHEMA`] in `pair`.
+fn field(pair: &mut Pair, index: usize) -> &mut String {
+    match index {
+        0 => &mut pair.uid,
+        1 => &mut pair.url,
+        2 => &mut pair.alt,
+        3 => &mut pair.cc_filename,
+        _ => &mut pair.page_url,
+    }
+}
+
+/// One column of the row group being built, encoding into memory.
 struct Column {
-    /// The values of frozen blocks, in order.
-    done: Vec<ByteArray>,
-    /// The block being filled.
-    block: Vec<u8>,
-    /// Where each value of `block` ends in it.
-    ends: Vec<usize>,
+    writer: ColumnWriterImpl<'static, ByteArrayType>,
+    chunk: ChunkBytes,
 }
 
 impl Column {
-    fn push(&mut self, value: &str) {
-        if self.block.len() + value.len() > self.block.capacity() {
-            self.freeze();
-            self.block.reserve(value.len().max(BLOCK_BYTES));
-        }
-        self.block.extend_from_slice(value.as_bytes());
-        self.ends.push(self.block.len());
-    }
-
-    /// Values buffered so far.
-    fn len(&self) -> usize {
-        self.done.len() + self.ends.len()
-    }
-
-    /// Turns the block being filled into shared bytes and its values into slices of them.
-    fn freeze(&mut self) {
-        let bytes = Bytes::from(std::mem::take(&mut self.block));
-        let mut start = 0;
-        self.done.extend(
-            self.ends.iter().map(|&end| ByteArray::from(bytes.slice(std::mem::replace(&mut start, end)..end))),
-        );
-        self.ends.clear();
-    }
-
-    /// The values as parquet byte arrays (slices of shared blocks); the column is left empty.
-    fn take(&mut self) -> Vec<ByteArray> {
-        self.freeze();
-        std::mem::take(&mut self.done)
+    /// A writer for column `index` of `file`'s schema.
+    fn new(file: &SerializedFileWriter<BufWriter<File>>, props: &WriterPropertiesPtr, index: usize) -> Self {
+        let chunk: ChunkBytes = Arc::new(Mutex::new(TrackedWrite::new(Vec::new())));
+        let descr = file.schema_descr().column(index);
+        let writer = ColumnWriterImpl::new(descr, Arc::clone(props), Box::new(MemoryPages(Arc::clone(&chunk))));
+        Self { writer, chunk }
     }
 }
 
@@ -97,46 +103,76 @@ impl PairWriter {
     pub fn create(path: &Path, row_group_rows: usize) -> Result<Self, WatError> {
         let file = File::create(path).map_err(|source| WatError::Write { path: path.to_owned(), source })?;
         let schema = Arc::new(parse_message_type(PAIR_SCHEMA)?);
-        let props = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
-            .set_created_by(concat!("cascade-stages ", env!("CARGO_PKG_VERSION")).to_owned())
-            .build();
-        let writer = SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), schema, Arc::new(props))?;
-        Ok(Self { writer, columns: Default::default(), row_group_rows: row_group_rows.max(1), rows: 0 })
+        let props = Arc::new(
+            WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_created_by(concat!("cascade-stages ", env!("CARGO_PKG_VERSION")).to_owned())
+                .build(),
+        );
+        let writer = SerializedFileWriter::new(BufWriter::with_capacity(1 << 20, file), schema, Arc::clone(&props))?;
+        let columns = (0..writer.schema_descr().num_columns()).map(|i| Column::new(&writer, &props, i)).collect();
+        Ok(Self {
+            writer,
+            props,
+            columns,
+            values: Vec::new(),
+            row_group_rows: row_group_rows.max(1),
+            pending: 0,
+            rows: 0,
+        })
     }
 
-    /// Buffers `pairs`, writing a row group whenever `row_group_rows` are buffered.
+    /// Encodes `pairs`, writing a row group whenever `row_group_rows` are in.
     ///
     /// # Errors
     ///
-    /// [`WatError::Parquet`] when a row group cannot be written.
+    /// [`WatError::Parquet`] when encoding or writing fails.
     pub fn write(&mut self, pairs: Vec<Pair>) -> Result<(), WatError> {
-        for p in pairs {
-            let [uid, url, alt, file, page] = &mut self.columns;
-            uid.push(&p.uid);
-            url.push(&p.url);
-            alt.push(&p.alt);
-            file.push(&p.cc_filename);
-            page.push(&p.page_url);
-            if self.columns[0].len() >= self.row_group_rows {
+        let mut pairs = pairs.into_iter();
+        loop {
+            let take = self.row_group_rows - self.pending;
+            let part: Vec<Pair> = pairs.by_ref().take(take).collect();
+            if part.is_empty() {
+                return Ok(());
+            }
+            self.encode(part)?;
+            if self.pending >= self.row_group_rows {
                 self.flush()?;
             }
         }
+    }
+
+    /// Encodes `pairs` into the columns of the row group being built.
+    fn encode(&mut self, mut pairs: Vec<Pair>) -> Result<(), WatError> {
+        for (index, column) in self.columns.iter_mut().enumerate() {
+            // The column's strings are moved out of the pairs, not copied.
+            self.values.clear();
+            self.values.extend(pairs.iter_mut().map(|p| ByteArray::from(std::mem::take(field(p, index)).into_bytes())));
+            column.writer.write_batch(&self.values, None, None)?;
+        }
+        self.values.clear();
+        self.pending += pairs.len();
         Ok(())
     }
 
+    /// Closes the columns of the row group being built and writes it to the file.
     fn flush(&mut self) -> Result<(), WatError> {
-        if self.columns[0].len() == 0 {
+        if self.pending == 0 {
             return Ok(());
         }
+        let fresh = (0..self.columns.len()).map(|i| Column::new(&self.writer, &self.props, i)).collect();
+        let columns = std::mem::replace(&mut self.columns, fresh);
         let mut row_group = self.writer.next_row_group()?;
-        for values in &mut self.columns {
-            // unwrap-free: the schema has exactly five columns, one per buffer.
-            let Some(mut column) = row_group.next_column()? else { break };
-            column.typed::<ByteArrayType>().write_batch(&values.take(), None, None)?;
-            column.close()?;
+        for column in columns {
+            let close = column.writer.close()?;
+            let chunk = std::mem::replace(
+                &mut *column.chunk.lock().unwrap_or_else(PoisonError::into_inner),
+                TrackedWrite::new(Vec::new()),
+            );
+            row_group.append_column(&Bytes::from(chunk.into_inner()?), close)?;
         }
         self.rows += row_group.close()?.num_rows() as u64;
+        self.pending = 0;
         Ok(())
     }
 

@@ -22,7 +22,7 @@ use super::summary::WatSummary;
 struct Parsed {
     pairs: Vec<Pair>,
     stats: WatSummary,
-    /// The batch's buffer, returned for reuse.
+    /// The batch's buffer, returned for reuse (its contents are no longer needed).
     buf: Vec<u8>,
     bytes_read: u64,
 }
@@ -41,9 +41,8 @@ fn parse_batch(batch: Batch, filters: &WatFilters) -> Parsed {
             }
         }
     }
-    let mut buf = batch.data;
-    buf.clear();
-    Parsed { pairs, stats, buf, bytes_read: batch.bytes_read }
+    // The buffer goes back as it is: the next inflate writes over its bytes.
+    Parsed { pairs, stats, buf: batch.data, bytes_read: batch.bytes_read }
 }
 
 /// Ordered consumer state: dedup, counters, buffer recycling.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::options::WatFilters;
 use super::summary::WatSummary;
-use super::urljoin::{hostname, urljoin};
+use super::urljoin::{clean, hostname, urljoin, Resolver};
 
 mod fast;
 mod stops;
@@ -97,6 +97,8 @@ pub fn parse_metadata_record(
         Some(JsonStr::Str(b)) => urljoin(&page_url, &b).map_or(Cow::Borrowed(&*page_url), Cow::Owned),
         _ => Cow::Borrowed(&*page_url),
     };
+    let base_clean = clean(&base);
+    let mut resolver = None;
     let start = out.len();
     for link in links.img {
         let (url, alt) = match link {
@@ -125,7 +127,8 @@ pub fn parse_metadata_record(
         let url = if is_http(&raw_url) {
             raw_url.into_owned()
         } else {
-            urljoin(&base, &raw_url).unwrap_or_else(|_| raw_url.into_owned())
+            let resolver = resolver.get_or_insert_with(|| Resolver::new(&base, &base_clean));
+            resolver.join(&raw_url).unwrap_or_else(|_| raw_url.into_owned())
         };
         if !is_http(&url) {
             stats.skipped.non_http_url += 1;

@@ -127,7 +127,8 @@ impl<'p, R: Read> Splitter<'p, R> {
         self.stats
     }
 
-    /// The next batch, or `None` at the end of input. `spare` is an empty buffer to reuse.
+    /// The next batch, or `None` at the end of input. `spare` is a buffer to reuse, whose
+    /// contents are no longer needed.
     ///
     /// # Errors
     ///
@@ -179,10 +180,18 @@ impl<'p, R: Read> Splitter<'p, R> {
 
     /// Hands over the complete records and keeps the unfinished tail.
     fn cut(&mut self, spare: Option<Vec<u8>>) -> Batch {
-        let mut next = spare.unwrap_or_default();
-        next.clear();
-        next.reserve(self.batch_bytes + self.batch_bytes / 4);
-        next.extend_from_slice(&self.cur[self.scan..]);
+        let next = match (spare, &mut self.source) {
+            // With nothing left over, the next chunk inflated ahead usually becomes the next
+            // buffer as it is: the spare one then serves as the output buffer of a later chunk.
+            (Some(buf), Source::Gzip(g)) if self.scan == self.cur.len() => g.recycle(buf),
+            (spare, _) => Some(spare.unwrap_or_default()),
+        };
+        let next = next.map_or_else(Vec::new, |mut next| {
+            next.clear();
+            next.reserve(self.batch_bytes + self.batch_bytes / 4);
+            next.extend_from_slice(&self.cur[self.scan..]);
+            next
+        });
         let mut data = std::mem::replace(&mut self.cur, next);
         data.truncate(self.scan);
         self.scan = 0;

@@ -47,9 +47,9 @@ fn is_scheme_char(c: u8) -> bool {
 }
 
 /// `str.lstrip(_WHATWG_C0_CONTROL_OR_SPACE)` then removal of tab, CR and LF.
-fn clean(url: &str) -> Cow<'_, str> {
+pub(crate) fn clean(url: &str) -> Cow<'_, str> {
     let url = url.trim_start_matches(|c: char| c <= ' ');
-    if url.contains(['\t', '\r', '\n']) {
+    if url.bytes().any(|b| matches!(b, b'\t' | b'\r' | b'\n')) {
         Cow::Owned(url.chars().filter(|c| !matches!(c, '\t' | '\r' | '\n')).collect())
     } else {
         Cow::Borrowed(url)
@@ -79,9 +79,9 @@ fn check_bracketed_host(host: &str) -> Result<(), InvalidUrl> {
 }
 
 /// Python's `urlsplit` followed by `urlparse`'s `;params` split.
-fn urlparse<'a>(url: &'a str, default_scheme: &str) -> Result<Parts<'a>, InvalidUrl> {
+fn urlparse<'a>(url: &'a str, default_scheme: &'a str) -> Result<Parts<'a>, InvalidUrl> {
     let mut rest = url;
-    let mut scheme: Cow<'a, str> = Cow::Owned(default_scheme.to_owned());
+    let mut scheme = Cow::Borrowed(default_scheme);
     if let Some(i) = rest.find(':') {
         let candidate = &rest[..i];
         if i > 0
@@ -97,9 +97,8 @@ fn urlparse<'a>(url: &'a str, default_scheme: &str) -> Result<Parts<'a>, Invalid
         }
     }
     let mut netloc = "";
-    if rest.starts_with("//") {
-        let after = &rest[2..];
-        let end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    if let Some(after) = rest.strip_prefix("//") {
+        let end = after.bytes().position(|b| matches!(b, b'/' | b'?' | b'#')).unwrap_or(after.len());
         netloc = &after[..end];
         rest = &after[end..];
         let open = netloc.contains('[');
@@ -146,18 +145,20 @@ fn urlunparse(scheme: &str, netloc: &str, path: &str, params: &str, query: &str,
         out.push_str(scheme);
         out.push(':');
     }
-    let mut url = Cow::Borrowed(path);
-    if !params.is_empty() {
-        url = Cow::Owned(format!("{path};{params}"));
-    }
-    if !netloc.is_empty() || (!scheme.is_empty() && USES_NETLOC.contains(&scheme) && !url.starts_with("//")) {
+    // `url` is `path`, followed by `;params` when there are params.
+    let url_is_empty = path.is_empty() && params.is_empty();
+    if !netloc.is_empty() || (!scheme.is_empty() && USES_NETLOC.contains(&scheme) && !path.starts_with("//")) {
         out.push_str("//");
         out.push_str(netloc);
-        if !url.is_empty() && !url.starts_with('/') {
+        if !url_is_empty && !path.starts_with('/') {
             out.push('/');
         }
     }
-    out.push_str(&url);
+    out.push_str(path);
+    if !params.is_empty() {
+        out.push(';');
+        out.push_str(params);
+    }
     if !query.is_empty() {
         out.push('?');
         out.push_str(query);
@@ -169,76 +170,117 @@ fn urlunparse(scheme: &str, netloc: &str, path: &str, params: &str, query: &str,
     out
 }
 
-/// Resolves `url` against `base` exactly as Python's `urllib.parse.urljoin(base, url)`.
+/// A base URL parsed once, to resolve any number of URLs against it: what
+/// `urljoin(base, url)` does for each, without parsing the base again.
+pub(crate) struct Resolver<'a> {
+    /// The base as given.
+    raw: &'a str,
+    /// The base's parts, or Python's `ValueError` for it.
+    base: Result<Parts<'a>, InvalidUrl>,
+    /// The resolved path being built (reused across calls).
+    path: String,
+}
+
+impl<'a> Resolver<'a> {
+    /// A resolver against `raw`, whose [`clean`]ed form is `cleaned`.
+    pub(crate) fn new(raw: &'a str, cleaned: &'a str) -> Self {
+        Self { raw, base: urlparse(cleaned, ""), path: String::new() }
+    }
+
+    /// Resolves `url` against the base exactly as Python's `urllib.parse.urljoin(base, url)`.
+    ///
+    /// # Errors
+    ///
+    /// [`InvalidUrl`] where Python raises `ValueError` (an unbalanced or invalid bracketed
+    /// host in either argument).
+    pub(crate) fn join(&mut self, url: &str) -> Result<String, InvalidUrl> {
+        if self.raw.is_empty() {
+            return Ok(url.to_owned());
+        }
+        if url.is_empty() {
+            return Ok(self.raw.to_owned());
+        }
+        let b = self.base.as_ref().map_err(|e| *e)?;
+        let url_clean = clean(url);
+        let u = urlparse(&url_clean, &b.scheme)?;
+
+        if u.scheme != b.scheme || !USES_RELATIVE.contains(&u.scheme.as_ref()) {
+            return Ok(url.to_owned());
+        }
+        let scheme = u.scheme.as_ref();
+        let mut netloc = u.netloc;
+        if USES_NETLOC.contains(&scheme) {
+            if !netloc.is_empty() {
+                return Ok(urlunparse(scheme, netloc, u.path, u.params, u.query, u.fragment));
+            }
+            netloc = b.netloc;
+        }
+        if u.path.is_empty() && u.params.is_empty() {
+            let query = if u.query.is_empty() { b.query } else { u.query };
+            return Ok(urlunparse(scheme, netloc, b.path, b.params, query, u.fragment));
+        }
+        resolve_path(b.path, u.path, &mut self.path);
+        let path = if self.path.is_empty() { "/" } else { self.path.as_str() };
+        Ok(urlunparse(scheme, netloc, path, u.params, u.query, u.fragment))
+    }
+}
+
+/// `urljoin`'s path resolution: the segments of `path` after those of `base_path`'s directory
+/// (or alone when `path` is absolute), empty segments between the first and the last dropped,
+/// then `.` and `..` applied; written into `out` joined by `/` (empty when nothing is left).
+fn resolve_path(base_path: &str, path: &str, out: &mut String) {
+    out.clear();
+    let relative = !path.starts_with('/');
+    // base_parts = bpath.split('/'), without its last part unless that is empty.
+    let base_count = if relative {
+        let parts = base_path.split('/').count();
+        if base_path.is_empty() || base_path.ends_with('/') { parts } else { parts - 1 }
+    } else {
+        0
+    };
+    let total = base_count + path.split('/').count();
+    // The resolved segments are `out` joined by '/', `depth` of them.
+    let mut depth = 0usize;
+    let segments = base_path.split('/').take(base_count).chain(path.split('/'));
+    for (i, seg) in segments.enumerate() {
+        // A relative path's segments[1:-1] = filter(None, segments[1:-1]).
+        if relative && seg.is_empty() && i > 0 && i + 1 < total {
+            continue;
+        }
+        match seg {
+            ".." => {
+                // resolved_path.pop(), if there is anything to pop.
+                if depth > 0 {
+                    out.truncate(out.rfind('/').unwrap_or(0));
+                    depth -= 1;
+                }
+            }
+            "." => {}
+            other => {
+                if depth > 0 {
+                    out.push('/');
+                }
+                out.push_str(other);
+                depth += 1;
+            }
+        }
+    }
+    // A path ending in `.` or `..` gets an empty last segment (it names a directory).
+    if depth > 0 && path.rsplit('/').next().is_some_and(|last| last == "." || last == "..") {
+        out.push('/');
+    }
+}
+
+/// Resolves `url` against `base` exactly as Python's `urllib.parse.urljoin(base, url)` (see
+/// [`Resolver`] for many URLs against one base).
 ///
 /// # Errors
 ///
 /// [`InvalidUrl`] where Python raises `ValueError` (an unbalanced or invalid bracketed host in
 /// either argument).
 pub(crate) fn urljoin(base: &str, url: &str) -> Result<String, InvalidUrl> {
-    if base.is_empty() {
-        return Ok(url.to_owned());
-    }
-    if url.is_empty() {
-        return Ok(base.to_owned());
-    }
-    let base_clean = clean(base);
-    let url_clean = clean(url);
-    let b = urlparse(&base_clean, "")?;
-    let u = urlparse(&url_clean, &b.scheme)?;
-
-    if u.scheme != b.scheme || !USES_RELATIVE.contains(&u.scheme.as_ref()) {
-        return Ok(url.to_owned());
-    }
-    let scheme = u.scheme.as_ref();
-    let mut netloc = u.netloc;
-    if USES_NETLOC.contains(&scheme) {
-        if !netloc.is_empty() {
-            return Ok(urlunparse(scheme, netloc, u.path, u.params, u.query, u.fragment));
-        }
-        netloc = b.netloc;
-    }
-    if u.path.is_empty() && u.params.is_empty() {
-        let query = if u.query.is_empty() { b.query } else { u.query };
-        return Ok(urlunparse(scheme, netloc, b.path, b.params, query, u.fragment));
-    }
-
-    let mut base_parts: Vec<&str> = b.path.split('/').collect();
-    if base_parts.last().is_some_and(|last| !last.is_empty()) {
-        base_parts.pop();
-    }
-    let segments: Vec<&str> = if u.path.starts_with('/') {
-        u.path.split('/').collect()
-    } else {
-        let mut all: Vec<&str> = base_parts;
-        all.extend(u.path.split('/'));
-        // segments[1:-1] = filter(None, segments[1:-1])
-        if all.len() > 2 {
-            let last = all.len() - 1;
-            let mut kept = Vec::with_capacity(all.len());
-            kept.push(all[0]);
-            kept.extend(all[1..last].iter().copied().filter(|s| !s.is_empty()));
-            kept.push(all[last]);
-            all = kept;
-        }
-        all
-    };
-    let mut resolved: Vec<&str> = Vec::with_capacity(segments.len());
-    for seg in &segments {
-        match *seg {
-            ".." => {
-                resolved.pop();
-            }
-            "." => {}
-            other => resolved.push(other),
-        }
-    }
-    if matches!(segments.last(), Some(&".") | Some(&"..")) {
-        resolved.push("");
-    }
-    let joined = resolved.join("/");
-    let path = if joined.is_empty() { "/" } else { joined.as_str() };
-    Ok(urlunparse(scheme, netloc, path, u.params, u.query, u.fragment))
+    let cleaned = clean(base);
+    Resolver::new(base, &cleaned).join(url)
 }
 
 /// The host of an absolute URL's authority as Python's `urlsplit(url).hostname` sees it
@@ -284,6 +326,19 @@ mod tests {
         ] {
             assert_eq!(urljoin(base, rel).as_deref(), Ok(want), "{rel}");
         }
+    }
+
+    #[test]
+    fn one_resolver_answers_like_fresh_ones() {
+        // The resolver keeps a path buffer between calls: no answer may depend on the last.
+        let base = "http://a/b/c/d;p?q";
+        let cleaned = clean(base);
+        let mut resolver = Resolver::new(base, &cleaned);
+        for rel in ["../../../g", "g", "", "/./g", ".", "g/../..", "//[::1/x", "?y", "../x/./y/..", "g;x=1/../y"] {
+            assert_eq!(resolver.join(rel), urljoin(base, rel), "{rel}");
+        }
+        let cleaned = clean("//[::1/");
+        assert_eq!(Resolver::new("//[::1/", &cleaned).join("g"), Err(InvalidUrl));
     }
 
     #[test]
