@@ -20,6 +20,7 @@
 //! Without a pool, and for input that does not start with the gzip magic, the reader only
 //! passes bytes through.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::ops::Range;
@@ -367,8 +368,17 @@ impl<R: Read> Read for Ahead<'_, R> {
 /// is the absolute offset of `data[0]`; `to_end` says that `data` ends at the end of input;
 /// `out` is a buffer to reuse for the output: the bytes it holds are written over, not zeroed
 /// first (see [`Ahead::recycle`]).
-fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<u8>) -> Inflated {
-    let mut whole = WholeMember::new();
+fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, out: Vec<u8>) -> Inflated {
+    WHOLE.with_borrow_mut(|whole| inflate_chunk_with(whole, data, len, base, to_end, out))
+}
+
+thread_local! {
+    /// Each pool thread's decompressor, kept across chunks.
+    static WHOLE: RefCell<WholeMember> = RefCell::new(WholeMember::new());
+}
+
+/// [`inflate_chunk`] with the decompressor `whole`.
+fn inflate_chunk_with(whole: &mut WholeMember, data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<u8>) -> Inflated {
     out.reserve((len * 6).saturating_sub(out.len()));
     let mut written = 0;
     let mut inflated = Inflated { entries: Vec::new(), out, whole: true };
