@@ -19,31 +19,31 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use super::stops::{self, WORD_BYTES};
+use super::stops;
 use super::{Container, Envelope, Head, HtmlMetadata, HttpResponse, JsonStr, Link, Links, Payload, Root, WarcHeader};
 
 /// Nesting allowed in skipped values before giving up (serde_json has no limit there).
 const MAX_DEPTH: usize = 100;
 
-/// Stop masks kept by each thread above this many words are freed after the record.
-const KEEP_WORDS: usize = 1 << 14;
+/// Stop masks kept by each thread above this many bytes are freed after the record.
+const KEEP_BYTES: usize = 1 << 16;
 
 thread_local! {
     /// The stop mask of the record being read, reused across records.
-    static STOPS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    static STOPS: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Reads `text` as a whole record, or gives up.
 pub(super) fn parse(text: &str) -> Option<Root<'_>> {
-    STOPS.with_borrow_mut(|words| {
-        stops::classify(text.as_bytes(), words);
-        let mut r = Reader { text, b: text.as_bytes(), i: 0, stops: words };
+    STOPS.with_borrow_mut(|bits| {
+        stops::classify(text.as_bytes(), bits);
+        let mut r = Reader { text, b: text.as_bytes(), i: 0, stops: bits };
         r.ws();
         let root = r.root();
         r.ws();
         let whole = r.i == r.b.len();
-        if words.capacity() > KEEP_WORDS {
-            *words = Vec::new();
+        if bits.capacity() > KEEP_BYTES {
+            *bits = Vec::new();
         }
         root.filter(|_| whole)
     })
@@ -54,7 +54,7 @@ struct Reader<'a, 'w> {
     b: &'a [u8],
     i: usize,
     /// The record's stop mask ([`stops::classify`]).
-    stops: &'w [u32],
+    stops: &'w [u8],
 }
 
 impl<'a> Reader<'a, '_> {
@@ -307,25 +307,32 @@ impl<'a> Reader<'a, '_> {
     /// character), or to the end of the record.
     #[inline(always)]
     fn skip_plain(&mut self) {
-        let mut word = self.i / WORD_BYTES;
-        let Some(first) = self.stops_from(word) else { return };
-        let mut found = first & (u64::MAX << (self.i % WORD_BYTES));
-        while found == 0 {
-            word += 2;
-            let Some(next) = self.stops_from(word) else {
+        // The 64 bits from the mask byte that holds the read position: at least 57 bytes ahead.
+        let Some(first) = self.stops_at(self.i / 8) else { return };
+        let found = first >> (self.i % 8);
+        if found != 0 {
+            self.i += found.trailing_zeros() as usize;
+            return;
+        }
+        let mut at = self.i / 8;
+        loop {
+            at += 8;
+            let Some(next) = self.stops_at(at) else {
                 self.i = self.b.len();
                 return;
             };
-            found = next;
+            if next != 0 {
+                self.i = at * 8 + next.trailing_zeros() as usize;
+                return;
+            }
         }
-        self.i = word * WORD_BYTES + found.trailing_zeros() as usize;
     }
 
-    /// The stops of the two mask words from `word` on (the second is zero past the end).
-    fn stops_from(&self, word: usize) -> Option<u64> {
-        let low = *self.stops.get(word)?;
-        let high = self.stops.get(word + 1).copied().unwrap_or(0);
-        Some(u64::from(low) | u64::from(high) << 32)
+    /// The 64 stop bits of the mask bytes from `at` on, for bytes `8 × at` onwards (zero past
+    /// the end of the record).
+    fn stops_at(&self, at: usize) -> Option<u64> {
+        let bytes: [u8; 8] = self.stops.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(bytes))
     }
 
     /// Skips any value, checking it like serde_json checks a value it ignores.

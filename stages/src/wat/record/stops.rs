@@ -3,24 +3,32 @@
 //! The reader's string scan stops at `"`, `\` and control characters (below `0x20`). Finding
 //! them byte by byte, or eight bytes at a time, costs a mispredicted branch at the end of every
 //! string, and a record holds thousands of short strings. Instead, one pass over the record
-//! classifies 32 bytes at a time into a bit mask (bit `i % 32` of word `i / 32` set when byte `i`
-//! is such a stop), and the scan finds a string's next stop by counting trailing zeros.
+//! classifies 32 bytes at a time into a bit mask (bit `i % 8` of mask byte `i / 8` set when byte
+//! `i` is such a stop), and the scan finds a string's next stop by counting the trailing zeros of
+//! the 64 mask bits read from the byte that holds its position.
 //!
 //! The pass runs 32 bytes per instruction with AVX2 when the CPU has it (chosen at run time),
 //! and eight bytes at a time in plain integer arithmetic otherwise; both give the same masks.
 
-/// Bytes classified per mask word.
-pub(super) const WORD_BYTES: usize = 32;
+/// Bytes classified per block (one 32-bit mask).
+const BLOCK_BYTES: usize = 32;
 
-/// Fills `words` with the stop mask of `b` (replacing what it held).
-pub(super) fn classify(b: &[u8], words: &mut Vec<u32>) {
-    words.clear();
-    words.reserve(b.len().div_ceil(WORD_BYTES));
+/// Zero bytes after the mask, so that eight mask bytes can be read from any byte of it.
+pub(super) const PADDING: usize = 8;
+
+/// Fills `bits` with the stop mask of `b` (replacing what it held): four bytes per 32 bytes of
+/// `b` (the last block's unused bits zero), then [`PADDING`] zero bytes.
+pub(super) fn classify(b: &[u8], bits: &mut Vec<u8>) {
+    bits.clear();
+    bits.reserve(b.len().div_ceil(BLOCK_BYTES) * 4 + PADDING);
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V3::try_new() {
-        return simd.vectorize(Avx2Classify { simd, b, words });
+        simd.vectorize(Avx2Classify { simd, b, bits });
+        bits.extend_from_slice(&[0; PADDING]);
+        return;
     }
-    classify_words(b, words);
+    classify_words(b, bits);
+    bits.extend_from_slice(&[0; PADDING]);
 }
 
 /// The stops in `block` (at most 32 bytes), through [`stops_in_word`].
@@ -34,9 +42,11 @@ fn block_mask(block: &[u8]) -> u32 {
     mask
 }
 
-/// [`classify`] in integer arithmetic, eight bytes at a time.
-fn classify_words(b: &[u8], words: &mut Vec<u32>) {
-    words.extend(b.chunks(WORD_BYTES).map(block_mask));
+/// [`classify`] in integer arithmetic, eight bytes at a time (without the padding).
+fn classify_words(b: &[u8], bits: &mut Vec<u8>) {
+    for block in b.chunks(BLOCK_BYTES) {
+        bits.extend_from_slice(&block_mask(block).to_le_bytes());
+    }
 }
 
 /// One byte repeated in every lane of a word.
@@ -63,7 +73,7 @@ fn stops_in_word(x: u64) -> u64 {
 struct Avx2Classify<'a> {
     simd: pulp::x86::V3,
     b: &'a [u8],
-    words: &'a mut Vec<u32>,
+    bits: &'a mut Vec<u8>,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -73,11 +83,11 @@ impl pulp::NullaryFnOnce for Avx2Classify<'_> {
     #[inline(always)]
     fn call(self) {
         use std::arch::x86_64::__m256i;
-        let Self { simd, b, words } = self;
+        let Self { simd, b, bits } = self;
         let quote = simd.avx._mm256_set1_epi8(b'"' as i8);
         let backslash = simd.avx._mm256_set1_epi8(b'\\' as i8);
         let control = simd.avx._mm256_set1_epi8(0x1f);
-        let mut blocks = b.chunks_exact(WORD_BYTES);
+        let mut blocks = b.chunks_exact(BLOCK_BYTES);
         for block in &mut blocks {
             let lanes: [u8; 32] = block.try_into().expect("32 bytes");
             let v: __m256i = pulp::cast(lanes);
@@ -86,11 +96,11 @@ impl pulp::NullaryFnOnce for Avx2Classify<'_> {
             // A byte is at most 0x1f exactly when the unsigned minimum with 0x1f is itself.
             let is_control = simd.avx2._mm256_cmpeq_epi8(simd.avx2._mm256_min_epu8(v, control), v);
             let stops = simd.avx2._mm256_or_si256(simd.avx2._mm256_or_si256(is_quote, is_backslash), is_control);
-            words.push(simd.avx2._mm256_movemask_epi8(stops) as u32);
+            bits.extend_from_slice(&(simd.avx2._mm256_movemask_epi8(stops) as u32).to_le_bytes());
         }
         let rest = blocks.remainder();
         if !rest.is_empty() {
-            words.push(block_mask(rest));
+            bits.extend_from_slice(&block_mask(rest).to_le_bytes());
         }
     }
 }
@@ -99,14 +109,14 @@ impl pulp::NullaryFnOnce for Avx2Classify<'_> {
 mod tests {
     use super::*;
 
-    fn naive(b: &[u8]) -> Vec<u32> {
-        let mut words = vec![0u32; b.len().div_ceil(WORD_BYTES)];
+    fn naive(b: &[u8]) -> Vec<u8> {
+        let mut bits = vec![0u8; b.len().div_ceil(BLOCK_BYTES) * 4 + PADDING];
         for (i, &c) in b.iter().enumerate() {
             if c == b'"' || c == b'\\' || c < 0x20 {
-                words[i / WORD_BYTES] |= 1 << (i % WORD_BYTES);
+                bits[i / 8] |= 1 << (i % 8);
             }
         }
-        words
+        bits
     }
 
     #[test]
@@ -125,14 +135,15 @@ mod tests {
             texts.push((0..len).map(|_| PICK[(rand() as usize) % PICK.len()]).collect());
             texts.push((0..len).map(|_| rand() as u8).collect());
         }
-        let mut words = Vec::new();
+        let mut bits = Vec::new();
         for text in &texts {
             let want = naive(text);
-            classify(text, &mut words);
-            assert_eq!(words, want, "{text:?}");
-            words.clear();
-            classify_words(text, &mut words);
-            assert_eq!(words, want, "{text:?}");
+            classify(text, &mut bits);
+            assert_eq!(bits, want, "{text:?}");
+            bits.clear();
+            classify_words(text, &mut bits);
+            bits.extend_from_slice(&[0; PADDING]);
+            assert_eq!(bits, want, "{text:?}");
         }
     }
 }
