@@ -8,9 +8,7 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-/// Searchers for the separators, built once rather than on every search.
-static HEADER_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
-static LINE_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n"));
+/// A searcher for the version line, built once rather than on every search.
 static VERSION_LINE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"WARC/"));
 
 /// Longest WARC header block accepted before the record is declared invalid.
@@ -71,39 +69,42 @@ pub(crate) fn parse_record(b: &[u8]) -> Parsed {
     if !b.starts_with(VERSION) {
         return Parsed::Invalid;
     }
+    // One pass over the header's lines (ended by CRLF) up to the first empty one.
     let search = &b[..b.len().min(MAX_HEADER)];
-    let Some(header_end) = HEADER_END.find(search) else {
-        return if b.len() >= MAX_HEADER { Parsed::Invalid } else { Parsed::Incomplete { content_length: None, body_start: None } };
-    };
+    let mut header_end = None;
     let mut content_length = None;
+    let mut bad_length = false;
     let mut warc_type = 0..0;
     let mut line_start = 0;
-    for line_end in LINE_END.find_iter(&b[..header_end + 2]) {
+    for newline in memchr::memchr_iter(b'\n', search) {
+        if newline == 0 || search[newline - 1] != b'\r' {
+            continue;
+        }
+        let line_end = newline - 1;
+        if line_end == line_start {
+            // An empty line: the header ends with the line before it.
+            header_end = Some(line_start - 2);
+            break;
+        }
         let line = &b[line_start..line_end];
-        let value_range = |name_len: usize| {
-            let mut s = line_start + name_len;
-            let mut e = line_end;
-            while s < e && b[s].is_ascii_whitespace() {
-                s += 1;
-            }
-            while e > s && b[e - 1].is_ascii_whitespace() {
-                e -= 1;
-            }
-            s..e
-        };
         if let Some(colon) = memchr::memchr(b':', line) {
             let name = &line[..colon];
+            let value = line_start + colon + 1..line_end;
             if name.eq_ignore_ascii_case(b"Content-Length") {
-                let r = value_range(colon + 1);
-                content_length = std::str::from_utf8(&b[r]).ok().and_then(|s| s.parse::<u64>().ok());
-                if content_length.is_none() {
-                    return Parsed::Invalid;
-                }
+                let value = trim(b, value);
+                content_length = std::str::from_utf8(&b[value]).ok().and_then(|s| s.parse::<u64>().ok());
+                bad_length |= content_length.is_none();
             } else if name.eq_ignore_ascii_case(b"WARC-Type") {
-                warc_type = value_range(colon + 1);
+                warc_type = trim(b, value);
             }
         }
-        line_start = line_end + 2;
+        line_start = newline + 1;
+    }
+    let Some(header_end) = header_end else {
+        return if b.len() >= MAX_HEADER { Parsed::Invalid } else { Parsed::Incomplete { content_length: None, body_start: None } };
+    };
+    if bad_length {
+        return Parsed::Invalid;
     }
     let Some(len) = content_length else { return Parsed::Invalid };
     let body_start = header_end + 4;
@@ -125,6 +126,18 @@ pub(crate) fn parse_record(b: &[u8]) -> Parsed {
         _ => RecordKind::Other,
     };
     Parsed::Complete(Record { kind, warc_type, body: body_start..body_end })
+}
+
+/// `r` without the ASCII whitespace at either end of `b[r]`.
+fn trim(b: &[u8], r: Range<usize>) -> Range<usize> {
+    let (mut s, mut e) = (r.start, r.end);
+    while s < e && b[s].is_ascii_whitespace() {
+        s += 1;
+    }
+    while e > s && b[e - 1].is_ascii_whitespace() {
+        e -= 1;
+    }
+    s..e
 }
 
 /// Offset of the next plausible record start (`WARC/` at the start of a line) in `b`, searching
