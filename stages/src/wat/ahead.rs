@@ -37,6 +37,15 @@ const LOOKAHEAD: usize = 4;
 /// A chunk is cut without a header when none is found within this many chunk sizes.
 const MAX_CHUNK_FACTOR: usize = 4;
 
+/// Bytes read at a time past a chunk's nominal size while looking for the member header to cut
+/// it at: what is read beyond the cut is copied to the next chunk's buffer, so this stays small
+/// against the chunk (members are ~1.2 KB).
+const CUT_READ: usize = 16 << 10;
+
+/// Output bytes reserved per compressed byte of a chunk (Common Crawl WATs inflate about 5×),
+/// so that a chunk's output seldom outgrows its buffer (which would copy it).
+const OUTPUT_RATIO: usize = 8;
+
 /// Bytes `read` returns at most from the start of a chunk: enough for the member header that
 /// the decoder looks at before taking the whole chunk, whose bytes it then skips uncopied.
 const HEAD_READ: usize = 4096;
@@ -179,7 +188,8 @@ impl<'p, R: Read> Ahead<'p, R> {
     /// writes its output over the bytes `buf` holds rather than zeroing them first, so a
     /// buffer handed back full (a parsed batch) saves zeroing that much of the next output.
     pub(crate) fn recycle(&mut self, buf: Vec<u8>) -> Option<Vec<u8>> {
-        if self.spec.is_none() || buf.capacity() == 0 || self.spare.len() > self.chunks.len() {
+        let Some(spec) = &self.spec else { return Some(buf) };
+        if buf.capacity() == 0 || self.spare.len() >= spec.max_chunks {
             return Some(buf);
         }
         self.spare.push(buf);
@@ -266,7 +276,8 @@ impl<'p, R: Read> Ahead<'p, R> {
         // `read_to_end` on a `take` appends into the spare capacity without zeroing it first
         // (a file reads straight into it), unlike a `resize` then `read`.
         let old = self.pending.len();
-        self.pending.reserve(n);
+        // Room for the lookahead bytes a chunk is given, so that adding them never reallocates.
+        self.pending.reserve(n + LOOKAHEAD);
         let result = (&mut self.inner).take(n as u64).read_to_end(&mut self.pending);
         let got = match result {
             Ok(got) => got,
@@ -296,7 +307,7 @@ impl<'p, R: Read> Ahead<'p, R> {
             }
             // A header cut by the end of what was read is found again after reading more.
             from = from.max(self.pending.len().saturating_sub(3));
-            self.read_more(chunk_bytes)?;
+            self.read_more((chunk_bytes + CUT_READ).saturating_sub(self.pending.len()).max(CUT_READ))?;
         };
         if cut == 0 {
             return Ok(false);
@@ -316,7 +327,7 @@ impl<'p, R: Read> Ahead<'p, R> {
         let out = self.spare.pop().unwrap_or_default();
         if let Some(spec) = &self.spec {
             spec.pool.spawn(move || {
-                let inflated = inflate_chunk(&task_data, cut, base, to_end, out);
+                let inflated = inflate_chunk(&task_data, cut, base, to_end, out, chunk_bytes + CUT_READ);
                 // The input goes back to the reader for reuse once the answer is in.
                 drop(task_data);
                 // A send error means the reader is gone: nobody wants the answer.
@@ -367,8 +378,14 @@ impl<R: Read> Read for Ahead<'_, R> {
 /// chain of members from the start (after a failure, from the next plausible header). `base`
 /// is the absolute offset of `data[0]`; `to_end` says that `data` ends at the end of input;
 /// `out` is a buffer to reuse for the output: the bytes it holds are written over, not zeroed
-/// first (see [`Ahead::recycle`]).
-fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, out: Vec<u8>) -> Inflated {
+/// first (see [`Ahead::recycle`]); `usual_len` is the length of a usual chunk, which a fresh
+/// output buffer is sized for.
+fn inflate_chunk(data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<u8>, usual_len: usize) -> Inflated {
+    if out.capacity() < len * OUTPUT_RATIO {
+        // Growing a used buffer would copy its old bytes: a fresh one, sized for any usual
+        // chunk, costs less.
+        out = Vec::with_capacity(len.max(usual_len) * OUTPUT_RATIO);
+    }
     WHOLE.with_borrow_mut(|whole| inflate_chunk_with(whole, data, len, base, to_end, out))
 }
 
@@ -378,8 +395,7 @@ thread_local! {
 }
 
 /// [`inflate_chunk`] with the decompressor `whole`.
-fn inflate_chunk_with(whole: &mut WholeMember, data: &[u8], len: usize, base: u64, to_end: bool, mut out: Vec<u8>) -> Inflated {
-    out.reserve((len * 6).saturating_sub(out.len()));
+fn inflate_chunk_with(whole: &mut WholeMember, data: &[u8], len: usize, base: u64, to_end: bool, out: Vec<u8>) -> Inflated {
     let mut written = 0;
     let mut inflated = Inflated { entries: Vec::new(), out, whole: true };
     let mut p = 0;
