@@ -231,43 +231,77 @@ impl<'a> Resolver<'a> {
 fn resolve_path(base_path: &str, path: &str, out: &mut String) {
     out.clear();
     let relative = !path.starts_with('/');
-    // base_parts = bpath.split('/'), without its last part unless that is empty.
-    let base_count = if relative {
-        let parts = base_path.split('/').count();
-        if base_path.is_empty() || base_path.ends_with('/') { parts } else { parts - 1 }
-    } else {
-        0
-    };
-    let total = base_count + path.split('/').count();
-    // The resolved segments are `out` joined by '/', `depth` of them.
-    let mut depth = 0usize;
-    let segments = base_path.split('/').take(base_count).chain(path.split('/'));
-    for (i, seg) in segments.enumerate() {
-        // A relative path's segments[1:-1] = filter(None, segments[1:-1]).
-        if relative && seg.is_empty() && i > 0 && i + 1 < total {
-            continue;
+    let mut resolved = Resolved { out, depth: 0, index: 0, drop_empty: relative };
+    if relative {
+        // base_parts = bpath.split('/'), without its last part unless that is empty.
+        match base_path.rfind('/') {
+            _ if base_path.is_empty() => resolved.segment("", false),
+            Some(last) => {
+                each_segment(&base_path[..last], |segment, _| resolved.segment(segment, false));
+                if last + 1 == base_path.len() {
+                    resolved.segment("", false);
+                }
+            }
+            None => {}
         }
-        match seg {
+    }
+    let mut last_segment = "";
+    each_segment(path, |segment, last| {
+        resolved.segment(segment, last);
+        last_segment = segment;
+    });
+    // A path ending in `.` or `..` gets an empty last segment (it names a directory).
+    if resolved.depth > 0 && matches!(last_segment, "." | "..") {
+        resolved.out.push('/');
+    }
+}
+
+/// Calls `f` with each part of `s` split at `/`, and whether it is the last.
+fn each_segment<'s>(s: &'s str, mut f: impl FnMut(&'s str, bool)) {
+    let mut start = 0;
+    for slash in memchr::memchr_iter(b'/', s.as_bytes()) {
+        f(&s[start..slash], false);
+        start = slash + 1;
+    }
+    f(&s[start..], true);
+}
+
+/// The resolved segments of a path, kept joined by `/` in `out`.
+struct Resolved<'o> {
+    out: &'o mut String,
+    /// How many segments `out` holds.
+    depth: usize,
+    /// Segments seen so far.
+    index: usize,
+    /// Whether empty segments other than the first and the last are dropped.
+    drop_empty: bool,
+}
+
+impl Resolved<'_> {
+    /// Takes the next segment (`last`: the path's last one).
+    fn segment(&mut self, segment: &str, last: bool) {
+        let first = self.index == 0;
+        self.index += 1;
+        if self.drop_empty && segment.is_empty() && !first && !last {
+            return;
+        }
+        match segment {
             ".." => {
                 // resolved_path.pop(), if there is anything to pop.
-                if depth > 0 {
-                    out.truncate(out.rfind('/').unwrap_or(0));
-                    depth -= 1;
+                if self.depth > 0 {
+                    self.out.truncate(self.out.rfind('/').unwrap_or(0));
+                    self.depth -= 1;
                 }
             }
             "." => {}
             other => {
-                if depth > 0 {
-                    out.push('/');
+                if self.depth > 0 {
+                    self.out.push('/');
                 }
-                out.push_str(other);
-                depth += 1;
+                self.out.push_str(other);
+                self.depth += 1;
             }
         }
-    }
-    // A path ending in `.` or `..` gets an empty last segment (it names a directory).
-    if depth > 0 && path.rsplit('/').next().is_some_and(|last| last == "." || last == "..") {
-        out.push('/');
     }
 }
 

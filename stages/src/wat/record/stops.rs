@@ -20,15 +20,12 @@ pub(super) const PADDING: usize = 8;
 /// `b` (the last block's unused bits zero), then [`PADDING`] zero bytes.
 pub(super) fn classify(b: &[u8], bits: &mut Vec<u8>) {
     bits.clear();
-    bits.reserve(b.len().div_ceil(BLOCK_BYTES) * 4 + PADDING);
+    bits.resize(b.len().div_ceil(BLOCK_BYTES) * 4 + PADDING, 0);
     #[cfg(target_arch = "x86_64")]
     if let Some(simd) = pulp::x86::V3::try_new() {
-        simd.vectorize(Avx2Classify { simd, b, bits });
-        bits.extend_from_slice(&[0; PADDING]);
-        return;
+        return simd.vectorize(Avx2Classify { simd, b, bits });
     }
     classify_words(b, bits);
-    bits.extend_from_slice(&[0; PADDING]);
 }
 
 /// The stops in `block` (at most 32 bytes), through [`stops_in_word`].
@@ -42,10 +39,10 @@ fn block_mask(block: &[u8]) -> u32 {
     mask
 }
 
-/// [`classify`] in integer arithmetic, eight bytes at a time (without the padding).
-fn classify_words(b: &[u8], bits: &mut Vec<u8>) {
-    for block in b.chunks(BLOCK_BYTES) {
-        bits.extend_from_slice(&block_mask(block).to_le_bytes());
+/// [`classify`] in integer arithmetic, eight bytes at a time, into `bits` (long enough).
+fn classify_words(b: &[u8], bits: &mut [u8]) {
+    for (block, mask) in b.chunks(BLOCK_BYTES).zip(bits.chunks_exact_mut(4)) {
+        mask.copy_from_slice(&block_mask(block).to_le_bytes());
     }
 }
 
@@ -73,7 +70,8 @@ fn stops_in_word(x: u64) -> u64 {
 struct Avx2Classify<'a> {
     simd: pulp::x86::V3,
     b: &'a [u8],
-    bits: &'a mut Vec<u8>,
+    /// The mask, long enough for `b`.
+    bits: &'a mut [u8],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -88,7 +86,8 @@ impl pulp::NullaryFnOnce for Avx2Classify<'_> {
         let backslash = simd.avx._mm256_set1_epi8(b'\\' as i8);
         let control = simd.avx._mm256_set1_epi8(0x1f);
         let mut blocks = b.chunks_exact(BLOCK_BYTES);
-        for block in &mut blocks {
+        let mut masks = bits.chunks_exact_mut(4);
+        for (block, mask) in (&mut blocks).zip(&mut masks) {
             let lanes: [u8; 32] = block.try_into().expect("32 bytes");
             let v: __m256i = pulp::cast(lanes);
             let is_quote = simd.avx2._mm256_cmpeq_epi8(v, quote);
@@ -96,11 +95,11 @@ impl pulp::NullaryFnOnce for Avx2Classify<'_> {
             // A byte is at most 0x1f exactly when the unsigned minimum with 0x1f is itself.
             let is_control = simd.avx2._mm256_cmpeq_epi8(simd.avx2._mm256_min_epu8(v, control), v);
             let stops = simd.avx2._mm256_or_si256(simd.avx2._mm256_or_si256(is_quote, is_backslash), is_control);
-            bits.extend_from_slice(&(simd.avx2._mm256_movemask_epi8(stops) as u32).to_le_bytes());
+            mask.copy_from_slice(&(simd.avx2._mm256_movemask_epi8(stops) as u32).to_le_bytes());
         }
         let rest = blocks.remainder();
-        if !rest.is_empty() {
-            bits.extend_from_slice(&block_mask(rest).to_le_bytes());
+        if let (false, Some(mask)) = (rest.is_empty(), masks.next()) {
+            mask.copy_from_slice(&block_mask(rest).to_le_bytes());
         }
     }
 }
@@ -140,9 +139,9 @@ mod tests {
             let want = naive(text);
             classify(text, &mut bits);
             assert_eq!(bits, want, "{text:?}");
-            bits.clear();
+            bits.fill(0xff);
+            bits[want.len() - PADDING..].fill(0);
             classify_words(text, &mut bits);
-            bits.extend_from_slice(&[0; PADDING]);
             assert_eq!(bits, want, "{text:?}");
         }
     }
