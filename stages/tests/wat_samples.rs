@@ -149,6 +149,9 @@ fn parquet_shard_round_trips() {
     assert_eq!(meta.num_row_groups(), 4); // 32 rows, 10 per group
     let fields: Vec<_> = meta.file_metadata().schema_descr().columns().iter().map(|c| c.name().to_owned()).collect();
     assert_eq!(fields, ["uid", "url", "alt", "cc_filename", "page_url"]);
+    // Every column but the uids (unique by construction) has a dictionary.
+    let dictionaries: Vec<bool> = meta.row_group(0).columns().iter().map(|c| c.dictionary_page_offset().is_some()).collect();
+    assert_eq!(dictionaries, [false, true, true, true, true]);
     assert_pairs(&rows_of(&reader), &expected(stem), "parquet");
     let json = serde_json::to_value(&out).unwrap();
     assert_eq!(json["summary"]["pairs"], 32);
@@ -156,9 +159,9 @@ fn parquet_shard_round_trips() {
 }
 
 #[test]
-fn values_spanning_many_writer_blocks_and_row_groups_read_back_in_order() {
-    // Values of several sizes, some larger than the writer's 1 MiB blocks, so that the blocks
-    // fill unevenly.
+fn values_of_many_sizes_across_row_groups_read_back_in_order() {
+    // Values of several sizes, some over a MiB (beyond a data page), in batches that straddle
+    // the row groups.
     let pair = |i: usize| Pair {
         uid: format!("{i:032x}"),
         url: format!("https://example.com/{}", "p".repeat(i % 300)),

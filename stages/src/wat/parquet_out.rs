@@ -1,8 +1,8 @@
 //! Writing pairs to a parquet shard with the low-level column writer (no arrow).
 //!
 //! Five required UTF-8 string columns `uid, url, alt, cc_filename, page_url`, snappy
-//! compression, dictionary encoding (which collapses the repeated `cc_filename` and
-//! `page_url` values). Each column of the row group being built has a writer of its own that
+//! compression, dictionary encoding except for `uid` (the dictionary collapses the repeated
+//! `cc_filename` and `page_url` values; uids are unique). Each column of the row group being built has a writer of its own that
 //! encodes into memory as the pairs arrive, so the pairs' strings are handed over (not copied)
 //! and freed batch by batch, and little work is left for the end of a row group: its columns
 //! are closed and their encoded chunks spliced into the file, in schema order, every
@@ -22,6 +22,7 @@ use parquet::errors::Result as ParquetResult;
 use parquet::file::properties::{WriterProperties, WriterPropertiesPtr};
 use parquet::file::writer::{SerializedFileWriter, SerializedPageWriter, TrackedWrite};
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 
 use super::error::WatError;
 use super::record::Pair;
@@ -106,6 +107,9 @@ impl PairWriter {
         let props = Arc::new(
             WriterProperties::builder()
                 .set_compression(Compression::SNAPPY)
+                // A uid is an MD5 of its pair, so a dictionary of uids never repeats a value: it
+                // would only cost hashing and comparing until it fell back to plain encoding.
+                .set_column_dictionary_enabled(ColumnPath::from("uid"), false)
                 .set_created_by(concat!("cascade-stages ", env!("CARGO_PKG_VERSION")).to_owned())
                 .build(),
         );
