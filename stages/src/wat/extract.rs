@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::error::WatError;
 use super::options::WatOptions;
 use super::parquet_out::PairWriter;
-use super::pipeline::extract_pairs;
+use super::pipeline::extract_batches;
 use super::source::{self, Source};
 use super::summary::WatSummary;
 use crate::stage::{ArtifactError, Input, OutputDir};
@@ -150,7 +150,7 @@ pub fn extract_reader_in(
     let partial = output.with_extension("parquet.partial");
     let result = (|| {
         let mut writer = PairWriter::create(&partial, options.row_group_rows)?;
-        let summary = extract_pairs(reader, options, pool, total, |pairs| writer.write(pairs), progress)?;
+        let summary = extract_batches(reader, options, pool, total, |pairs| writer.write_batch(pairs), progress)?;
         writer.finish()?;
         fs::rename(&partial, &output).map_err(|source| WatError::Write { path: output.clone(), source })?;
         Ok(summary)

@@ -34,6 +34,7 @@
 //! ```
 
 mod ahead;
+mod batch;
 mod error;
 mod extract;
 mod gzip;

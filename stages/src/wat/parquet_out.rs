@@ -2,11 +2,11 @@
 //!
 //! Five required UTF-8 string columns `uid, url, alt, cc_filename, page_url`, snappy
 //! compression, dictionary encoding except for `uid` (the dictionary collapses the repeated
-//! `cc_filename` and `page_url` values; uids are unique). Each column of the row group being built has a writer of its own that
-//! encodes into memory as the pairs arrive, so the pairs' strings are handed over (not copied)
-//! and freed batch by batch, and little work is left for the end of a row group: its columns
-//! are closed and their encoded chunks spliced into the file, in schema order, every
-//! `row_group_rows` rows.
+//! `cc_filename` and `page_url` values; uids are unique). Each column of the row group being
+//! built has a writer of its own that encodes into memory as the pairs arrive, batch by batch,
+//! from slices of the batch's one text buffer, so little work is left for the end of a row
+//! group: its columns are closed and their encoded chunks spliced into the file, in schema
+//! order, every `row_group_rows` rows.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -25,6 +25,7 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::ColumnPath;
 
 use super::error::WatError;
+use super::batch::{PairBatch, PairSink};
 use super::record::Pair;
 
 /// The parquet schema of a pair shard.
@@ -65,17 +66,6 @@ impl PageWriter for MemoryPages {
 
     fn close(&mut self) -> ParquetResult<()> {
         Ok(())
-    }
-}
-
-/// Column `index` of [`PAIR_SCHEMA`] in `pair`.
-fn field(pair: &mut Pair, index: usize) -> &mut String {
-    match index {
-        0 => &mut pair.uid,
-        1 => &mut pair.url,
-        2 => &mut pair.alt,
-        3 => &mut pair.cc_filename,
-        _ => &mut pair.page_url,
     }
 }
 
@@ -132,30 +122,36 @@ impl PairWriter {
     ///
     /// [`WatError::Parquet`] when encoding or writing fails.
     pub fn write(&mut self, pairs: Vec<Pair>) -> Result<(), WatError> {
-        let mut pairs = pairs.into_iter();
-        loop {
-            let take = self.row_group_rows - self.pending;
-            let part: Vec<Pair> = pairs.by_ref().take(take).collect();
-            if part.is_empty() {
-                return Ok(());
+        let mut batch = PairBatch::default();
+        for p in &pairs {
+            batch.push(&p.uid, &p.url, &p.alt, &p.cc_filename, &p.page_url);
+        }
+        self.write_batch(batch)
+    }
+
+    /// [`PairWriter::write`] for a batch of pairs in one buffer, which parquet is handed slices
+    /// of (no copy).
+    pub(crate) fn write_batch(&mut self, pairs: PairBatch) -> Result<(), WatError> {
+        let (text, pairs) = pairs.into_parts();
+        let text = Bytes::from(text.into_bytes());
+        let mut rest = &pairs[..];
+        while !rest.is_empty() {
+            let (part, after) = rest.split_at((self.row_group_rows - self.pending).min(rest.len()));
+            for (index, column) in self.columns.iter_mut().enumerate() {
+                self.values.clear();
+                self.values.extend(part.iter().map(|fields| {
+                    let (start, end) = fields[index];
+                    ByteArray::from(text.slice(start..end))
+                }));
+                column.writer.write_batch(&self.values, None, None)?;
             }
-            self.encode(part)?;
+            self.values.clear();
+            self.pending += part.len();
             if self.pending >= self.row_group_rows {
                 self.flush()?;
             }
+            rest = after;
         }
-    }
-
-    /// Encodes `pairs` into the columns of the row group being built.
-    fn encode(&mut self, mut pairs: Vec<Pair>) -> Result<(), WatError> {
-        for (index, column) in self.columns.iter_mut().enumerate() {
-            // The column's strings are moved out of the pairs, not copied.
-            self.values.clear();
-            self.values.extend(pairs.iter_mut().map(|p| ByteArray::from(std::mem::take(field(p, index)).into_bytes())));
-            column.writer.write_batch(&self.values, None, None)?;
-        }
-        self.values.clear();
-        self.pending += pairs.len();
         Ok(())
     }
 

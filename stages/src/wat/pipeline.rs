@@ -14,13 +14,14 @@ use rayon::ThreadPool;
 
 use super::error::WatError;
 use super::options::{WatFilters, WatOptions};
-use super::record::{parse_metadata_record, Pair, RecordError};
+use super::batch::PairBatch;
+use super::record::{parse_into, Pair, RecordError};
 use super::split::{Batch, Splitter};
 use super::summary::WatSummary;
 
 /// Parsed output of one batch.
 struct Parsed {
-    pairs: Vec<Pair>,
+    pairs: PairBatch,
     stats: WatSummary,
     /// The batch's buffer, returned for reuse (its contents are no longer needed).
     buf: Vec<u8>,
@@ -28,10 +29,10 @@ struct Parsed {
 }
 
 fn parse_batch(batch: Batch, filters: &WatFilters) -> Parsed {
-    let mut pairs = Vec::new();
+    let mut pairs = PairBatch::default();
     let mut stats = WatSummary::default();
     for body in &batch.metadata {
-        if let Err(e) = parse_metadata_record(&batch.data[body.clone()], filters, &mut pairs, &mut stats) {
+        if let Err(e) = parse_into(&batch.data[body.clone()], filters, &mut pairs, &mut stats) {
             let s = &mut stats.skipped;
             match e {
                 RecordError::InvalidUtf8 => s.invalid_utf8 += 1,
@@ -57,15 +58,13 @@ struct Collector<'a, S, P> {
 
 impl<S, P> Collector<'_, S, P>
 where
-    S: FnMut(Vec<Pair>) -> Result<(), WatError>,
+    S: FnMut(PairBatch) -> Result<(), WatError>,
     P: FnMut(u64, u64),
 {
     fn accept(&mut self, mut parsed: Parsed) -> Result<(), WatError> {
         self.summary.add_batch(&parsed.stats);
         if let Some(seen) = &mut self.seen {
-            let before = parsed.pairs.len();
-            parsed.pairs.retain(|p| seen.insert(u128::from_str_radix(&p.uid, 16).unwrap_or_default()));
-            let dropped = (before - parsed.pairs.len()) as u64;
+            let dropped = parsed.pairs.retain_uids(|uid| seen.insert(u128::from_str_radix(uid, 16).unwrap_or_default())) as u64;
             self.summary.skipped.duplicate_uid += dropped;
             self.summary.pairs -= dropped;
         }
@@ -97,11 +96,28 @@ pub fn extract_pairs<R, S, P>(
     pool: Option<&ThreadPool>,
     total: u64,
     mut sink: S,
-    mut progress: P,
+    progress: P,
 ) -> Result<WatSummary, WatError>
 where
     R: Read,
     S: FnMut(Vec<Pair>) -> Result<(), WatError>,
+    P: FnMut(u64, u64),
+{
+    extract_batches(input, options, pool, total, |batch| sink(batch.into_pairs()), progress)
+}
+
+/// [`extract_pairs`], passing each batch's pairs to `sink` as one [`PairBatch`].
+pub(crate) fn extract_batches<R, S, P>(
+    input: R,
+    options: &WatOptions,
+    pool: Option<&ThreadPool>,
+    total: u64,
+    mut sink: S,
+    mut progress: P,
+) -> Result<WatSummary, WatError>
+where
+    R: Read,
+    S: FnMut(PairBatch) -> Result<(), WatError>,
     P: FnMut(u64, u64),
 {
     let mut splitter = Splitter::new(input, pool, options.batch_bytes, options.max_record_bytes)?;

@@ -16,6 +16,7 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::batch::PairSink;
 use super::options::WatFilters;
 use super::summary::WatSummary;
 use super::urljoin::{clean, hostname, urljoin, Resolver};
@@ -71,6 +72,16 @@ pub fn parse_metadata_record(
     out: &mut Vec<Pair>,
     stats: &mut WatSummary,
 ) -> Result<(), RecordError> {
+    parse_into(body, filters, out, stats)
+}
+
+/// [`parse_metadata_record`] into any [`PairSink`].
+pub(crate) fn parse_into(
+    body: &[u8],
+    filters: &WatFilters,
+    out: &mut impl PairSink,
+    stats: &mut WatSummary,
+) -> Result<(), RecordError> {
     // simdutf8 gives the same answer as `std::str::from_utf8` in about a third of its time.
     let text = simdutf8::basic::from_utf8(body).map_err(|_| RecordError::InvalidUtf8)?;
     let root = match fast::parse(text) {
@@ -99,7 +110,7 @@ pub fn parse_metadata_record(
     };
     let base_clean = clean(&base);
     let mut resolver = None;
-    let start = out.len();
+    let start = out.count();
     for link in links.img {
         let (url, alt) = match link {
             Link::NotObject => {
@@ -125,42 +136,46 @@ pub fn parse_metadata_record(
             continue;
         };
         let url = if is_http(&raw_url) {
-            raw_url.into_owned()
+            &raw_url
         } else {
             let resolver = resolver.get_or_insert_with(|| Resolver::new(&base, &base_clean));
-            resolver.join(&raw_url).unwrap_or_else(|_| raw_url.into_owned())
+            resolver.join(&raw_url).unwrap_or(&raw_url)
         };
-        if !is_http(&url) {
+        if !is_http(url) {
             stats.skipped.non_http_url += 1;
             continue;
         }
-        if !keep(&url, &alt, filters, stats) {
+        if !keep(url, &alt, filters, stats) {
             continue;
         }
         let mut md5 = md5::Context::new();
         md5.consume(alt.as_bytes());
         md5.consume(url.as_bytes());
-        out.push(Pair {
-            uid: hex(&md5.finalize().0),
-            url,
-            alt: alt.into_owned(),
-            cc_filename: filename.clone().into_owned(),
-            page_url: page_url.clone().into_owned(),
-        });
+        let uid = Hex::of(&md5.finalize().0);
+        out.push(uid.as_str(), url, &alt, &filename, &page_url);
     }
-    stats.pairs += (out.len() - start) as u64;
+    stats.pairs += (out.count() - start) as u64;
     Ok(())
 }
 
 /// Lowercase hex of a digest (what Python's `hexdigest()` gives).
-fn hex(digest: &[u8; 16]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(32);
-    for b in digest {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
+struct Hex([u8; 32]);
+
+impl Hex {
+    fn of(digest: &[u8; 16]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0; 32];
+        for (pair, b) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 15)];
+        }
+        Self(hex)
     }
-    s
+
+    fn as_str(&self) -> &str {
+        // Hex digits only: always UTF-8.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 fn is_http(url: &str) -> bool {

@@ -136,11 +136,9 @@ fn urlparse<'a>(url: &'a str, default_scheme: &'a str) -> Result<Parts<'a>, Inva
     Ok(Parts { scheme, netloc, path: rest, params, query, fragment })
 }
 
-/// Python's `urlunparse`.
-fn urlunparse(scheme: &str, netloc: &str, path: &str, params: &str, query: &str, fragment: &str) -> String {
-    let mut out = String::with_capacity(
-        scheme.len() + netloc.len() + path.len() + params.len() + query.len() + fragment.len() + 8,
-    );
+/// Python's `urlunparse`, written into `out` (replacing what it held).
+fn urlunparse(out: &mut String, scheme: &str, netloc: &str, path: &str, params: &str, query: &str, fragment: &str) {
+    out.clear();
     if !scheme.is_empty() {
         out.push_str(scheme);
         out.push(':');
@@ -167,7 +165,6 @@ fn urlunparse(scheme: &str, netloc: &str, path: &str, params: &str, query: &str,
         out.push('#');
         out.push_str(fragment);
     }
-    out
 }
 
 /// A base URL parsed once, to resolve any number of URLs against it: what
@@ -179,49 +176,56 @@ pub(crate) struct Resolver<'a> {
     base: Result<Parts<'a>, InvalidUrl>,
     /// The resolved path being built (reused across calls).
     path: String,
+    /// The last URL built (reused across calls).
+    joined: String,
 }
 
 impl<'a> Resolver<'a> {
     /// A resolver against `raw`, whose [`clean`]ed form is `cleaned`.
     pub(crate) fn new(raw: &'a str, cleaned: &'a str) -> Self {
-        Self { raw, base: urlparse(cleaned, ""), path: String::new() }
+        Self { raw, base: urlparse(cleaned, ""), path: String::new(), joined: String::new() }
     }
 
-    /// Resolves `url` against the base exactly as Python's `urllib.parse.urljoin(base, url)`.
+    /// Resolves `url` against the base exactly as Python's `urllib.parse.urljoin(base, url)`:
+    /// the result is `url` itself, the base, or a URL built in the resolver.
     ///
     /// # Errors
     ///
     /// [`InvalidUrl`] where Python raises `ValueError` (an unbalanced or invalid bracketed
     /// host in either argument).
-    pub(crate) fn join(&mut self, url: &str) -> Result<String, InvalidUrl> {
-        if self.raw.is_empty() {
-            return Ok(url.to_owned());
+    pub(crate) fn join<'s>(&'s mut self, url: &'s str) -> Result<&'s str, InvalidUrl> {
+        let Self { raw, base, path, joined } = self;
+        if raw.is_empty() {
+            return Ok(url);
         }
         if url.is_empty() {
-            return Ok(self.raw.to_owned());
+            return Ok(raw);
         }
-        let b = self.base.as_ref().map_err(|e| *e)?;
+        let b = base.as_ref().map_err(|e| *e)?;
         let url_clean = clean(url);
         let u = urlparse(&url_clean, &b.scheme)?;
 
         if u.scheme != b.scheme || !USES_RELATIVE.contains(&u.scheme.as_ref()) {
-            return Ok(url.to_owned());
+            return Ok(url);
         }
         let scheme = u.scheme.as_ref();
         let mut netloc = u.netloc;
         if USES_NETLOC.contains(&scheme) {
             if !netloc.is_empty() {
-                return Ok(urlunparse(scheme, netloc, u.path, u.params, u.query, u.fragment));
+                urlunparse(joined, scheme, netloc, u.path, u.params, u.query, u.fragment);
+                return Ok(joined);
             }
             netloc = b.netloc;
         }
         if u.path.is_empty() && u.params.is_empty() {
             let query = if u.query.is_empty() { b.query } else { u.query };
-            return Ok(urlunparse(scheme, netloc, b.path, b.params, query, u.fragment));
+            urlunparse(joined, scheme, netloc, b.path, b.params, query, u.fragment);
+            return Ok(joined);
         }
-        resolve_path(b.path, u.path, &mut self.path);
-        let path = if self.path.is_empty() { "/" } else { self.path.as_str() };
-        Ok(urlunparse(scheme, netloc, path, u.params, u.query, u.fragment))
+        resolve_path(b.path, u.path, path);
+        let path = if path.is_empty() { "/" } else { path.as_str() };
+        urlunparse(joined, scheme, netloc, path, u.params, u.query, u.fragment);
+        Ok(joined)
     }
 }
 
@@ -314,7 +318,7 @@ impl Resolved<'_> {
 /// either argument).
 pub(crate) fn urljoin(base: &str, url: &str) -> Result<String, InvalidUrl> {
     let cleaned = clean(base);
-    Resolver::new(base, &cleaned).join(url)
+    Resolver::new(base, &cleaned).join(url).map(str::to_owned)
 }
 
 /// The host of an absolute URL's authority as Python's `urlsplit(url).hostname` sees it
@@ -369,7 +373,7 @@ mod tests {
         let cleaned = clean(base);
         let mut resolver = Resolver::new(base, &cleaned);
         for rel in ["../../../g", "g", "", "/./g", ".", "g/../..", "//[::1/x", "?y", "../x/./y/..", "g;x=1/../y"] {
-            assert_eq!(resolver.join(rel), urljoin(base, rel), "{rel}");
+            assert_eq!(resolver.join(rel).map(str::to_owned), urljoin(base, rel), "{rel}");
         }
         let cleaned = clean("//[::1/");
         assert_eq!(Resolver::new("//[::1/", &cleaned).join("g"), Err(InvalidUrl));
