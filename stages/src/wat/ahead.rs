@@ -489,7 +489,8 @@ mod tests {
             // A used buffer comes back full of old bytes, which later chunks write over.
             out.fill(0xee);
             out.extend_from_slice(&[0xee; 5000]);
-            assert!(ahead.recycle(out).is_none() || ahead.spare.len() > ahead.chunks.len());
+            // Taken unless as many spare buffers as chunks (4) are held already.
+            assert!(ahead.recycle(out).is_none() || ahead.spare.len() >= 4);
         }
         assert!(whole > 5 && refused > 0, "{whole} {refused}");
     }
